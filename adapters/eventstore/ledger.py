@@ -1,0 +1,73 @@
+"""The event store: the eventsourcing library's Application on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlparse
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.utils import get_topic
+
+from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
+from adapters.settings import Settings
+from domain.aggregates import ALL_AGGREGATES
+from domain.base import Snapshot
+
+
+class Ledger(Application[Any]):
+    """All of Tally's aggregates in one event store, so positions order every event."""
+
+    name = "Tally"
+    snapshot_class = Snapshot  # type: ignore[assignment]
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {}
+
+    def __init__(self, env: dict[str, str], snapshot_interval: int) -> None:
+        self.snapshotting_intervals = {cls: snapshot_interval for cls in ALL_AGGREGATES}
+        super().__init__(env)
+
+    def get(self, aggregate_id: Any, version: int | None = None) -> Any:
+        """Load an aggregate (at a version), or None when it does not exist."""
+        try:
+            return self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            return None
+
+
+def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
+    """Translate Tally settings into the eventsourcing library's environment."""
+    env = {
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+        "TRANSCODER_TOPIC": get_topic(OrjsonTranscoder),
+        "IS_SNAPSHOTTING_ENABLED": "y",
+        "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+        "CREATE_TABLE": "y",
+    }
+    if settings.is_postgres:
+        url = urlparse(settings.database_url)
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+            "POSTGRES_HOST": url.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": unquote(url.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(url.password or ""),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "8",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+        }
+        if schema:
+            env["POSTGRES_SCHEMA"] = schema
+    else:
+        env |= {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": settings.sqlite_path,
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    return env
+
+
+def open_ledger(settings: Settings, schema: str | None = None) -> Ledger:
+    return Ledger(ledger_env(settings, schema), settings.snapshot_interval)

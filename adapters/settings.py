@@ -1,0 +1,34 @@
+"""Settings from the environment (TALLY_*): the embedded default unless URLs name a real stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where Tally keeps its events and how it behaves."""
+
+    model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
+
+    database_url: str = "sqlite:///var/tally.db"
+    nats_url: str | None = None
+    redis_url: str | None = None
+    snapshot_interval: int = 100
+    command_retries: int = 8
+    aggregate_cache_size: int = 10_000
+    clock: Literal["system", "settable"] = "system"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (or ':memory:') named by a sqlite:/// URL."""
+        path = self.database_url.removeprefix("sqlite:///")
+        if path not in (":memory:", "") and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return path or ":memory:"

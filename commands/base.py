@@ -1,0 +1,48 @@
+"""What every command carries, and the port the handlers use to load and save aggregates."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Protocol
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.catalog import KEY_PATTERN
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+
+
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Command(BaseModel):
+    """An imperative request to change the ledger; NAME is its bus name (snake_case)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    NAME: ClassVar[str] = ""
+
+    app_id: str = Field(pattern=KEY_PATTERN, description="the app this command belongs to")
+    command_id: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="repeat it to retry safely: runs once"
+    )
+    actor: str = Field(default="system", min_length=1, max_length=200)
+    correlation_id: str | None = Field(default=None, max_length=200)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "NAME" not in cls.__dict__:
+            cls.NAME = snake_case(cls.__name__)
+
+
+class EventStore(Protocol):
+    """Port: loads aggregates (optionally as of a version) and saves them atomically."""
+
+    def get(self, aggregate_id: UUID, version: int | None = None) -> Any: ...
+
+    def save(self, *aggregates: Any) -> Any: ...
+
+
+TENANT_FIELD = Field(pattern=ID_PATTERN, description="the app's customer")

@@ -1,0 +1,148 @@
+"""The command bus: validate, dedupe by command_id, run the handler, commit, retry conflicts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from pydantic import ValidationError
+
+from commands.base import Command, EventStore
+from commands.receipt import CommandReceipt, fingerprint, receipt_id
+from commands.unit_of_work import UnitOfWork
+from domain.base import Cause
+from domain.clock import Clock
+from domain.errors import Conflict, DomainError, NotFound
+
+Handler = Callable[[Any, UnitOfWork], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command returned; `duplicate` when its command_id had already run."""
+
+    result: dict[str, Any]
+    duplicate: bool = False
+
+    def as_reply(self) -> dict[str, Any]:
+        reply: dict[str, Any] = {"ok": True, "result": self.result}
+        if self.duplicate:
+            reply["duplicate"] = True
+        return reply
+
+
+class CommandIdReused(Conflict):
+    code = "command_id_reused"
+
+
+class UnknownCommand(NotFound):
+    code = "unknown_command"
+
+
+@dataclass
+class CommandBus:
+    """Runs commands against the event store; one handler per command type."""
+
+    store: EventStore
+    clock: Clock
+    handlers: Mapping[type[Command], Handler]
+    max_attempts: int = 8
+    _by_name: dict[str, type[Command]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {cls.NAME: cls for cls in self.handlers}
+
+    @property
+    def command_names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def command_type(self, name: str) -> type[Command]:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownCommand(f"no command named {name!r}", field="command_name") from None
+
+    def handle(self, command: Command) -> CommandResult:
+        """Run one command; raises DomainError subclasses for refusals."""
+        handler = self.handlers.get(type(command))
+        if handler is None:
+            raise UnknownCommand(f"no handler for {type(command).__name__}", field="command_name")
+        digest = fingerprint(command.model_dump(mode="json")) if command.command_id else ""
+        for attempt in range(self.max_attempts):
+            earlier = self._earlier_result(command, digest)
+            if earlier is not None:
+                return earlier
+            try:
+                return self._run_once(command, handler, digest)
+            except IntegrityError:
+                # Another writer got there first: reload and decide again, with jitter.
+                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + (hash(command) % 100) / 100))
+        earlier = self._earlier_result(command, digest)
+        if earlier is not None:
+            return earlier
+        raise Conflict(
+            f"{command.NAME} kept conflicting with concurrent writers; retry", field="command_id"
+        )
+
+    def dispatch(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The edge form (NATS and HTTP): name + JSON fields in, reply dict out, never raises
+        for bad input or refusals."""
+        try:
+            command = self.command_type(name).model_validate(dict(payload))
+            return self.handle(command).as_reply()
+        except ValidationError as error:
+            return {"ok": False, "error": validation_error(error, name)}
+        except DomainError as error:
+            return {"ok": False, "error": error.as_dict()}
+
+    def _run_once(self, command: Command, handler: Handler, digest: str) -> CommandResult:
+        cause = Cause(
+            occurred_at=self.clock.now(),
+            actor=command.actor,
+            command_id=command.command_id,
+            correlation_id=command.correlation_id or command.command_id,
+        )
+        uow = UnitOfWork(self.store, cause)
+        result = handler(command, uow)
+        extra = []
+        if command.command_id:
+            tenant = getattr(command, "tenant_id", None)
+            extra.append(
+                CommandReceipt.record(command.app_id, tenant, command.NAME, digest, result, cause)
+            )
+        uow.commit(*extra)
+        return CommandResult(result=result)
+
+    def _earlier_result(self, command: Command, digest: str) -> CommandResult | None:
+        if not command.command_id:
+            return None
+        receipt = self.store.get(receipt_id(command.app_id, command.command_id))
+        if receipt is None:
+            return None
+        if receipt.state.fingerprint != digest or receipt.state.command_name != command.NAME:
+            raise CommandIdReused(
+                f"command_id {command.command_id!r} was already used for a different command",
+                field="command_id",
+            )
+        return CommandResult(result=receipt.state.result, duplicate=True)
+
+
+def validation_error(error: ValidationError, command_name: str) -> dict[str, Any]:
+    """One error shape for bad input: each detail names the field and the rule broken."""
+    details = [
+        {
+            "field": ".".join(str(part) for part in item["loc"]) or "body",
+            "rule": item["type"],
+            "message": item["msg"].removeprefix("Value error, "),
+        }
+        for item in error.errors(include_url=False)
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid"}
+    return {
+        "code": "validation_error",
+        "message": f"{command_name}: {first['field']}: {first['message']}",
+        "details": details,
+    }

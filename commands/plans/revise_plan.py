@@ -1,0 +1,22 @@
+"""Publish a new version of a plan; existing subscribers stay on theirs until migrated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.base import Command
+from commands.plans.terms_input import PlanTermsInput
+from commands.unit_of_work import UnitOfWork
+from domain.plan import Plan, plan_id
+
+
+class RevisePlan(Command, PlanTermsInput):
+    pass
+
+
+def revise_plan(command: RevisePlan, uow: UnitOfWork) -> dict[str, Any]:
+    plan = uow.get(
+        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+    )
+    version = plan.revise(command.terms(), uow.cause)
+    return {"plan_id": str(plan.id), "plan_key": command.plan_key, "version": version}

@@ -1,0 +1,19 @@
+"""Resume a paused subscription."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.subscriptions.target import SubscriptionCommand
+from commands.subscriptions.view import subscription_view
+from commands.unit_of_work import UnitOfWork
+
+
+class ResumeSubscription(SubscriptionCommand):
+    pass
+
+
+def resume_subscription(command: ResumeSubscription, uow: UnitOfWork) -> dict[str, Any]:
+    subscription = command.load(uow)
+    subscription.resume(uow.cause)
+    return subscription_view(subscription)

@@ -1,0 +1,57 @@
+"""Start a tenant's subscription to a plan (with the plan's trial unless told otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import Field
+
+from commands.base import ID_PATTERN, TENANT_FIELD, Command
+from commands.subscriptions.view import subscription_view
+from commands.unit_of_work import UnitOfWork
+from domain.catalog import KEY_PATTERN
+from domain.plan import Plan, plan_id
+from domain.subscription import Subscription, TenantSlot, tenant_slot_id
+
+
+class StartSubscription(Command):
+    tenant_id: str = TENANT_FIELD
+    plan_key: str = Field(pattern=KEY_PATTERN)
+    plan_version: int | None = Field(default=None, ge=1, description="default: latest")
+    trial: bool = Field(default=True, description="start with the plan's trial days, if any")
+    pricing_zone: str | None = Field(default=None, pattern=ID_PATTERN)
+    subscription_id: UUID | None = None
+
+
+def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str, Any]:
+    plan = uow.get(
+        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+    )
+    terms = plan.terms_for_new_subscriber(command.tenant_id)
+    if command.plan_version is not None:
+        terms = plan.terms(command.plan_version)
+    subscription_id = command.subscription_id or uuid4()
+    _claim_tenant_slot(command, subscription_id, uow)
+    subscription = uow.add(
+        Subscription.start(
+            subscription_id,
+            command.app_id,
+            command.tenant_id,
+            terms,
+            uow.cause,
+            trial=command.trial,
+            pricing_zone=command.pricing_zone,
+        )
+    )
+    return subscription_view(subscription)
+
+
+def _claim_tenant_slot(command: StartSubscription, subscription_id: UUID, uow: UnitOfWork) -> None:
+    """One live subscription per tenant per app: the slot serializes concurrent starts."""
+    slot = uow.find(TenantSlot, tenant_slot_id(command.app_id, command.tenant_id))
+    if slot is None:
+        uow.add(TenantSlot.open(command.app_id, command.tenant_id, subscription_id, uow.cause))
+        return
+    current = uow.find(Subscription, slot.state.subscription_id)
+    slot.reassign(current, subscription_id, uow.cause)

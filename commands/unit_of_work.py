@@ -1,0 +1,55 @@
+"""A unit of work: the aggregates one command loads and changes, saved in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from commands.base import EventStore
+from domain.base import Aggregate, Cause
+from domain.errors import NotFound
+
+A = TypeVar("A", bound=Aggregate[Any])
+
+
+class UnitOfWork:
+    """Tracks aggregates touched by a handler; `commit` appends all their new events at once."""
+
+    def __init__(self, store: EventStore, cause: Cause) -> None:
+        self.store = store
+        self.cause = cause
+        self._seen: dict[UUID, Aggregate[Any]] = {}
+
+    @property
+    def now(self) -> Any:
+        return self.cause.occurred_at
+
+    def find(self, kind: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate, or None if it does not exist (or is of another kind)."""
+        if aggregate_id in self._seen:
+            found = self._seen[aggregate_id]
+        else:
+            found = self.store.get(aggregate_id)
+            if found is None:
+                return None
+            self._seen[aggregate_id] = found
+        return found if isinstance(found, kind) else None
+
+    def get(self, kind: type[A], aggregate_id: UUID, *, field: str, app_id: str) -> A:
+        """The aggregate of this app, or NotFound naming the field (other apps' ids too)."""
+        found = self.find(kind, aggregate_id)
+        if found is None or found.state.app_id != app_id:
+            raise NotFound(f"{kind.TYPE} {aggregate_id} not found", field=field)
+        return found
+
+    def add(self, aggregate: A) -> A:
+        self._seen[aggregate.id] = aggregate
+        return aggregate
+
+    def pending(self) -> list[Aggregate[Any]]:
+        return [a for a in self._seen.values() if a.pending_events]
+
+    def commit(self, *extra: Aggregate[Any]) -> None:
+        changed = [*self.pending(), *extra]
+        if changed:
+            self.store.save(*changed)

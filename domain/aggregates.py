@@ -1,0 +1,15 @@
+"""Every aggregate type of the domain, listed once (the event store snapshots each)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.base import Aggregate
+from domain.plan import Plan
+from domain.subscription import Subscription, TenantSlot
+
+ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
+    Plan,
+    Subscription,
+    TenantSlot,
+)
