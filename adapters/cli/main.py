@@ -1,0 +1,44 @@
+"""The `tally` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import typer
+
+from adapters.cli import demo as demo_module
+from adapters.cli import events as events_module
+
+app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
+
+
+@app.command()
+def demo(
+    fast: bool = typer.Option(False, help="skip the pauses between steps"),
+) -> None:
+    """A narrated scenario on the configured store (the embedded SQLite default)."""
+    demo_module.run(pause=0.0 if fast else 0.3)
+
+
+@app.command()
+def events(
+    aggregate: str | None = typer.Option(None, help="only this aggregate id"),
+    tenant: str | None = typer.Option(None, help="only this tenant"),
+    after: int = typer.Option(0, help="start after this position"),
+    limit: int = typer.Option(50, help="how many events at most"),
+    follow: bool = typer.Option(False, help="keep printing new events"),
+) -> None:
+    """Print the event log (the audit trail)."""
+    events_module.run(aggregate=aggregate, tenant=tenant, after=after, limit=limit, follow=follow)
+
+
+@app.command()
+def migrate() -> None:
+    """Create the event store tables if missing (serve and workers also do this)."""
+    from adapters.bootstrap import bootstrap
+
+    system = bootstrap()
+    typer.echo(f"event store ready: {system.settings.database_url}")
+    system.close()
+
+
+if __name__ == "__main__":
+    app()
