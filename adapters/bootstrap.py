@@ -9,11 +9,15 @@ from uuid import UUID
 
 from adapters.eventstore.history import state_as_of
 from adapters.eventstore.ledger import Ledger, open_ledger
+from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
+from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
 from commands.base import Command
 from commands.bus import CommandBus, CommandResult
 from commands.registry import HANDLERS
 from domain.clock import Clock, SettableClock, SystemClock
+from projections.queries import run_query
+from projections.registry import build_projectors
 
 
 @dataclass
@@ -24,12 +28,33 @@ class System:
     clock: Clock
     ledger: Ledger
     bus: CommandBus
+    views: ViewStore
+    runner: ProjectionRunner
+    delivery: LocalDelivery | None = None
 
     def handle(self, command: Command) -> CommandResult:
-        return self.bus.handle(command)
+        try:
+            return self.bus.handle(command)
+        finally:
+            self._committed()
 
     def dispatch(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.bus.dispatch(name, payload)
+        try:
+            return self.bus.dispatch(name, payload)
+        finally:
+            self._committed()
+
+    def query(self, name: str, **params: Any) -> Any:
+        """Read a read model (see projections/queries.py for the names)."""
+        return run_query(self.views, name, **params)
+
+    def sync(self) -> int:
+        """Bring every read model up to date now (tests, demo, replay); returns the position."""
+        return self.runner.catch_up()
+
+    def _committed(self) -> None:
+        if self.delivery is not None:
+            self.delivery.poke()
 
     def aggregate(
         self, aggregate_id: UUID, *, version: int | None = None, as_of: datetime | None = None
@@ -40,17 +65,38 @@ class System:
         return self.ledger.get(aggregate_id, version=version)
 
     def close(self) -> None:
+        if self.delivery is not None:
+            self.delivery.stop()
+        self.views.close()
         self.ledger.close()
 
 
 def bootstrap(
-    settings: Settings | None = None, clock: Clock | None = None, *, schema: str | None = None
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    *,
+    schema: str | None = None,
+    deliver_in_process: bool | None = None,
 ) -> System:
-    """Wire settings -> clock -> event store -> command bus."""
+    """Wire settings -> clock -> event store -> command bus -> read models.
+
+    Without NATS, projectors are fed in process after each commit (a background thread);
+    pass deliver_in_process=False to feed them only on `system.sync()`.
+    """
     settings = settings or Settings()
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
     ledger = open_ledger(settings, schema)
     bus = CommandBus(
         store=ledger, clock=clock, handlers=HANDLERS, max_attempts=settings.command_retries
     )
-    return System(settings=settings, clock=clock, ledger=ledger, bus=bus)
+    dialect, target = settings.views_target
+    views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
+    runner = ProjectionRunner(ledger.recorder, views, build_projectors())
+    runner.ensure_tables()
+    system = System(
+        settings=settings, clock=clock, ledger=ledger, bus=bus, views=views, runner=runner
+    )
+    if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:
+        system.delivery = LocalDelivery(runner)
+        system.delivery.start()
+    return system

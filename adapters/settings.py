@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TALLY_", extra="ignore")
 
     database_url: str = "sqlite:///var/tally.db"
+    views_url: str | None = None  # read models; default: beside the events
     nats_url: str | None = None
     redis_url: str | None = None
     snapshot_interval: int = 100
@@ -24,6 +25,19 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def views_target(self) -> tuple[str, str]:
+        """(dialect, target) of the read-model store."""
+        url = self.views_url or self.database_url
+        if url.startswith(("postgresql://", "postgres://")):
+            return "postgres", url
+        path = url.removeprefix("sqlite:///")
+        if self.views_url is None:
+            path = path if path in (":memory:", "") else path.removesuffix(".db") + "-views.db"
+        if path not in (":memory:", ""):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return "sqlite", path or ":memory:"
 
     @property
     def sqlite_path(self) -> str:

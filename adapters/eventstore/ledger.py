@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
+from uuid import uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.utils import get_topic
@@ -63,10 +64,17 @@ def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
     else:
         env |= {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": settings.sqlite_path,
+            "SQLITE_DBNAME": _shared_if_memory(settings.sqlite_path),
             "SQLITE_LOCK_TIMEOUT": "10",
         }
     return env
+
+
+def _shared_if_memory(path: str) -> str:
+    """An in-memory store shared by this ledger's connections (one per thread otherwise)."""
+    if path == ":memory:":
+        return f"file:tally-{uuid4().hex}?mode=memory&cache=shared"
+    return path
 
 
 def open_ledger(settings: Settings, schema: str | None = None) -> Ledger:

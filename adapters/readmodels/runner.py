@@ -1,0 +1,74 @@
+"""Feeds projectors from the event store: in-process delivery (embedded default) and replay."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from adapters.eventstore.envelopes import iter_envelopes
+from adapters.readmodels.sql_store import ViewStore
+from projections.base import Projector
+
+log = structlog.get_logger(__name__)
+
+
+class ProjectionRunner:
+    """Brings every projector up to the head of the event store, in position order."""
+
+    def __init__(self, recorder: Any, views: ViewStore, projectors: Sequence[Projector]) -> None:
+        self.recorder, self.views, self.projectors = recorder, views, list(projectors)
+        self._lock = threading.Lock()
+
+    def ensure_tables(self) -> None:
+        for projector in self.projectors:
+            self.views.ensure(projector)
+
+    def catch_up(self, batch: int = 1000) -> int:
+        """Apply everything committed so far; returns the lowest position reached."""
+        with self._lock:
+            positions = {p.NAME: self.views.position(p.NAME) for p in self.projectors}
+            start = min(positions.values(), default=0)
+            for envelopes in iter_envelopes(self.recorder, start, batch):
+                for projector in self.projectors:
+                    if envelopes[-1].position > positions[projector.NAME]:
+                        positions[projector.NAME] = self.views.apply(projector, envelopes)
+            return min(positions.values(), default=0)
+
+
+class LocalDelivery:
+    """In-process event delivery: a thread that catches projectors up after each commit."""
+
+    def __init__(self, runner: ProjectionRunner, idle_seconds: float = 0.5) -> None:
+        self.runner, self.idle_seconds = runner, idle_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="local-delivery", daemon=True)
+            self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.runner.catch_up()  # lose nothing on shutdown
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.idle_seconds)
+            self._wake.clear()
+            try:
+                self.runner.catch_up()
+            except Exception:  # a failing event stops progress; it is retried, never skipped
+                log.exception("projection_failed_will_retry")
+                self._stop.wait(1.0)

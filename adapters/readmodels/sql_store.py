@@ -1,0 +1,211 @@
+"""Read-model storage on PostgreSQL or SQLite: view rows and tracking in one transaction."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from projections.base import Projector, Row
+from projections.envelope import EventEnvelope
+
+Dialect = Literal["postgres", "sqlite"]
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
+
+
+def ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+class SqlViewTx:
+    """ViewTx over one open connection; logical table names map to physical ones."""
+
+    def __init__(self, store: ViewStore, conn: Any, suffix: str = "") -> None:
+        self.store, self.conn, self.suffix = store, conn, suffix
+
+    def table(self, logical: str) -> str:
+        return self.store.physical(logical, self.suffix)
+
+    def upsert(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        cols = [*key, *values]
+        keys = ", ".join(ident(k) for k in key)
+        sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in values)
+        action = f"DO UPDATE SET {sets}" if values else "DO NOTHING"
+        self.store.execute(
+            self.conn,
+            f"INSERT INTO {self.table(table)} ({', '.join(ident(c) for c in cols)}) "
+            f"VALUES ({', '.join(':' + c for c in cols)}) ON CONFLICT ({keys}) {action}",
+            {**key, **values},
+        )
+
+    def increment(self, table: str, key: Mapping[str, Any], deltas: Mapping[str, int]) -> None:
+        physical = self.table(table)
+        cols = [*key, *deltas]
+        sets = ", ".join(f"{ident(c)} = {physical}.{ident(c)} + excluded.{ident(c)}" for c in deltas)
+        self.store.execute(
+            self.conn,
+            f"INSERT INTO {physical} ({', '.join(ident(c) for c in cols)}) "
+            f"VALUES ({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT ({', '.join(ident(k) for k in key)}) DO UPDATE SET {sets}",
+            {**key, **deltas},
+        )
+
+    def get(self, table: str, key: Mapping[str, Any]) -> Row | None:
+        rows = self.select(table, key)
+        return rows[0] if rows else None
+
+    def select(self, table: str, where: Mapping[str, Any]) -> list[Row]:
+        clause = " AND ".join(f"{ident(k)} = :{k}" for k in where) or "1 = 1"
+        return self.store.fetch(
+            self.conn, f"SELECT * FROM {self.table(table)} WHERE {clause}", dict(where)
+        )
+
+    def delete(self, table: str, key: Mapping[str, Any]) -> None:
+        clause = " AND ".join(f"{ident(k)} = :{k}" for k in key)
+        self.store.execute(self.conn, f"DELETE FROM {self.table(table)} WHERE {clause}", dict(key))
+
+
+class ViewStore:
+    """Owns read-model tables and each projection's tracking position."""
+
+    def __init__(self, dialect: Dialect, target: str, prefix: str = "rm_") -> None:
+        self.dialect, self.prefix = dialect, prefix
+        self._target = target
+        self._lock = threading.RLock()
+        self._sqlite: sqlite3.Connection | None = None
+        self._pool: Any = None
+
+    # --- connections ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.dialect == "sqlite":
+            if self._sqlite is None:
+                conn = sqlite3.connect(self._target, check_same_thread=False, timeout=30)
+                conn.row_factory = sqlite3.Row
+                conn.isolation_level = None  # explicit BEGIN/COMMIT below
+                if self._target != ":memory:":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                self._sqlite = conn
+        elif self._pool is None:
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+
+            self._pool = ConnectionPool(
+                self._target,
+                min_size=1,
+                max_size=4,
+                kwargs={"row_factory": dict_row},
+                open=True,
+                timeout=10,
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        self._open()
+        if self.dialect == "sqlite":
+            assert self._sqlite is not None
+            with self._lock:
+                self._sqlite.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._sqlite
+                except BaseException:
+                    self._sqlite.execute("ROLLBACK")
+                    raise
+                self._sqlite.execute("COMMIT")
+        else:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # --- SQL helpers ----------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        """Write SQL with :name parameters; PostgreSQL gets %(name)s."""
+        if self.dialect == "sqlite":
+            return text
+        return _NAMED.sub(r"%(\1)s", text.replace("%", "%%"))
+
+    def execute(self, conn: Any, text: str, params: Mapping[str, Any] | None = None) -> None:
+        conn.execute(self.sql(text), dict(params or {}))
+
+    def fetch(self, conn: Any, text: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        cursor = conn.execute(self.sql(text), dict(params or {}))
+        return [dict(row) for row in cursor.fetchall()]
+
+    def query(self, text: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Read-only query for the query functions (logical names via {table} braces)."""
+        with self.transaction() as conn:
+            return self.fetch(conn, self.expand(text), params)
+
+    def physical(self, logical: str, suffix: str = "") -> str:
+        return ident(f"{self.prefix}{logical}{suffix}")
+
+    def expand(self, text: str) -> str:
+        """Replace {logical} table names with physical ones."""
+        return re.sub(r"\{([a-z_]+)\}", lambda m: self.physical(m.group(1)), text)
+
+    # --- schema and tracking ----------------------------------------------------------
+
+    def ensure(self, projector: Projector, suffix: str = "") -> None:
+        with self.transaction() as conn:
+            self.execute(
+                conn,
+                f"CREATE TABLE IF NOT EXISTS {self.physical('tracking')} "
+                "(projection TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+            )
+            for logical, (columns, key) in projector.TABLES.items():
+                self.execute(
+                    conn,
+                    f"CREATE TABLE IF NOT EXISTS {self.physical(logical, suffix)} "
+                    f"({', '.join(columns)}, PRIMARY KEY ({', '.join(map(ident, key))}))",
+                )
+
+    def position(self, name: str, conn: Any = None, *, lock: bool = False) -> int:
+        text = f"SELECT position FROM {self.physical('tracking')} WHERE projection = :name"
+        if lock and self.dialect == "postgres":
+            text += " FOR UPDATE"
+        if conn is None:
+            rows = self.query(text, {"name": name})
+        else:
+            rows = self.fetch(conn, text, {"name": name})
+        return int(rows[0]["position"]) if rows else 0
+
+    def set_position(self, conn: Any, name: str, position: int) -> None:
+        self.execute(
+            conn,
+            f"INSERT INTO {self.physical('tracking')} (projection, position) VALUES (:n, :p) "
+            "ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+            {"n": name, "p": position},
+        )
+
+    def apply(self, projector: Projector, events: Sequence[EventEnvelope]) -> int:
+        """Apply events (in position order) not yet applied; rows and position commit
+        together, so redelivery never double-counts. Returns the new position."""
+        applied: list[EventEnvelope] = []
+        with self.transaction() as conn:
+            position = self.position(projector.NAME, conn, lock=True)
+            tx = SqlViewTx(self, conn)
+            for event in events:
+                if event.position <= position:
+                    continue
+                if event.type in projector.HANDLES:
+                    projector.apply(event, tx)
+                    applied.append(event)
+                position = event.position
+            self.set_position(conn, projector.NAME, position)
+        if applied:
+            projector.after_commit(applied)
+        return position

@@ -1,0 +1,85 @@
+"""The published form of an event: what projectors and downstream subscribers receive."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+BASE_FIELDS = frozenset(
+    {
+        "timestamp",
+        "event_id",
+        "app_id",
+        "tenant_id",
+        "actor",
+        "command_id",
+        "correlation_id",
+        "schema_version",
+        "recorded_at",
+    }
+)
+
+
+class EventEnvelope(BaseModel):
+    """One committed event with its global position (the JSON body on NATS, see SURFACE.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID
+    type: str
+    position: int
+    aggregate_id: UUID
+    aggregate_type: str
+    version: int
+    app_id: str
+    tenant_id: str | None
+    occurred_at: str
+    recorded_at: str | None
+    schema_version: int
+    actor: str | None = None
+    command_id: str | None = None
+    correlation_id: str | None = None
+    data: dict[str, Any]
+
+    def subject(self, prefix: str = "tally.events") -> str:
+        return f"{prefix}.{self.app_id}.{self.aggregate_type}.{self.type}"
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Nats-Msg-Id": str(self.id),
+            "Tally-Position": str(self.position),
+            "Tally-Aggregate-Id": str(self.aggregate_id),
+            "Tally-Aggregate-Version": str(self.version),
+            "Tally-Tenant": self.tenant_id or "",
+        }
+
+
+def envelope_from_state(
+    *,
+    topic: str,
+    aggregate_type: str,
+    position: int,
+    aggregate_id: UUID,
+    version: int,
+    state: dict[str, Any],
+) -> EventEnvelope:
+    """Build the envelope from a stored event's name, columns and JSON state."""
+    return EventEnvelope(
+        id=state["event_id"],
+        type=topic,
+        position=position,
+        aggregate_id=aggregate_id,
+        aggregate_type=aggregate_type,
+        version=version,
+        app_id=state["app_id"],
+        tenant_id=state.get("tenant_id"),
+        occurred_at=state["timestamp"],
+        recorded_at=state.get("recorded_at"),
+        schema_version=state.get("schema_version", 1),
+        actor=state.get("actor"),
+        command_id=state.get("command_id"),
+        correlation_id=state.get("correlation_id"),
+        data={k: v for k, v in state.items() if k not in BASE_FIELDS},
+    )

