@@ -80,6 +80,13 @@ class CommandBus:
             except IntegrityError:
                 # Another writer got there first: reload and decide again, with jitter.
                 time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + (hash(command) % 100) / 100))
+            except DomainError:
+                # A concurrent run of the same command_id may have committed after the receipt
+                # check, so the handler refused (e.g. already active): answer as a duplicate.
+                earlier = self._earlier_result(command, digest)
+                if earlier is not None:
+                    return earlier
+                raise
         earlier = self._earlier_result(command, digest)
         if earlier is not None:
             return earlier

@@ -1,0 +1,43 @@
+# Tally: `make run` starts the service on the embedded default (SQLite under ./var/),
+# `make test` runs the whole suite against real PostgreSQL, NATS JetStream and Redis.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH; else the one pip installed as a module (installed on first use by `make venv`).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PYTEST_ARGS ?=
+
+.PHONY: help venv test run lint services clean
+
+help:
+	@echo "make run       create .venv if needed and start Tally on the embedded default"
+	@echo "make test      start PostgreSQL/NATS/Redis if needed and run the whole test suite"
+	@echo "make lint      ruff check, ruff format --check, mypy"
+	@echo "make services  start PostgreSQL/NATS/Redis from the installed binaries if not running"
+	@echo "make venv      create or update .venv from uv.lock"
+	@echo "make clean     remove caches (keeps .venv and the data in ./var)"
+
+venv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install uv \
+		|| python3 -m pip install --user --break-system-packages uv
+	$(UV) sync --frozen
+
+test: venv services
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+# TODO: switch to `.venv/bin/tally serve` (127.0.0.1:8000) once the serve command exists in
+# adapters/cli/main.py; until then `make run` plays the narrated demo on the embedded default.
+run: venv
+	.venv/bin/tally demo
+
+lint: venv
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+services:
+	scripts/services.sh up
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +

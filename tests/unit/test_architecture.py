@@ -1,0 +1,75 @@
+"""Layering rules, checked on the source: the domain depends on nothing but the standard
+library, pydantic and the eventsourcing library's domain parts; commands never reach into
+adapters or projections."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DOMAIN_ALLOWED = ("pydantic", "pydantic_core", "eventsourcing.domain", "eventsourcing.utils")
+COMMANDS_FORBIDDEN = ("adapters", "projections")
+
+
+def imports_in(source: str, package: str) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) for every import in a module of `package`, nested too."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = (
+                package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            )
+            yield node.lineno, ".".join([*base, *([node.module] if node.module else [])])
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    package = ".".join(path.relative_to(ROOT).parts[:-1])
+    return imports_in(path.read_text(encoding="utf-8"), package)
+
+
+def within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def python_files(folder: str) -> list[Path]:
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files, f"no Python files under {folder}/"
+    return files
+
+
+def test_domain_imports_only_stdlib_pydantic_and_eventsourcing_domain() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module!r}"
+        for path in python_files("domain")
+        for line, module in imports(path)
+        if not (
+            module.split(".")[0] in sys.stdlib_module_names
+            or within(module, DOMAIN_ALLOWED)
+            or within(module, ("domain",))
+        )
+    ]
+    assert not bad, (
+        "the domain may import only the standard library, pydantic, eventsourcing.domain, "
+        "eventsourcing.utils and domain.*:\n  " + "\n  ".join(bad)
+    )
+
+
+def test_commands_never_import_adapters_or_projections() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module!r}"
+        for path in python_files("commands")
+        for line, module in imports(path)
+        if within(module, COMMANDS_FORBIDDEN)
+    ]
+    assert not bad, "commands must not depend on adapters or projections:\n  " + "\n  ".join(bad)
+
+
+def test_the_checker_resolves_relative_and_nested_imports() -> None:
+    source = "from . import money\nfrom ..adapters import x\ndef f():\n    import redis\n"
+    assert [m for _, m in imports_in(source, "domain")] == ["domain", "adapters", "redis"]
