@@ -18,9 +18,18 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     redis_url: str | None = None
     snapshot_interval: int = 100
-    command_retries: int = 8
+    command_retries: int = 20
     aggregate_cache_size: int = 10_000
     clock: Literal["system", "settable"] = "system"
+    # events for downstream services (NATS JetStream), see docs/asyncapi.yaml
+    nats_stream: str = "TALLY_EVENTS"
+    nats_subject_prefix: str = "tally.events"
+    nats_dedup_window_seconds: int = 120
+    nats_max_age_days: int = 30
+    relay_batch: int = 1000
+    relay_idle_seconds: float = 0.01
+    projector_batch: int = 500
+    projector_wait_seconds: float = 0.02  # longest wait to fill a batch (bounds projection lag)
 
     @property
     def is_postgres(self) -> bool:

@@ -36,6 +36,12 @@ class Command(BaseModel):
         if "NAME" not in cls.__dict__:
             cls.NAME = snake_case(cls.__name__)
 
+    def concurrency_key(self) -> str:
+        """Commands with the same key run one at a time in this process (fewer optimistic
+        conflicts under contention); across processes optimistic concurrency still decides."""
+        tenant = getattr(self, "tenant_id", None)
+        return f"{self.app_id}/tenant/{tenant}" if tenant else f"{self.app_id}/app"
+
 
 class EventStore(Protocol):
     """Port: loads aggregates (optionally as of a version) and saves them atomically."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,11 +51,13 @@ class CommandBus:
     store: EventStore
     clock: Clock
     handlers: Mapping[type[Command], Handler]
-    max_attempts: int = 8
+    max_attempts: int = 20
     _by_name: dict[str, type[Command]] = field(init=False)
+    _stripes: list[threading.Lock] = field(init=False)
 
     def __post_init__(self) -> None:
         self._by_name = {cls.NAME: cls for cls in self.handlers}
+        self._stripes = [threading.Lock() for _ in range(256)]
 
     @property
     def command_names(self) -> list[str]:
@@ -71,6 +75,10 @@ class CommandBus:
         if handler is None:
             raise UnknownCommand(f"no handler for {type(command).__name__}", field="command_name")
         digest = fingerprint(command.model_dump(mode="json")) if command.command_id else ""
+        with self._stripes[hash(command.concurrency_key()) % len(self._stripes)]:
+            return self._attempt(command, handler, digest)
+
+    def _attempt(self, command: Command, handler: Handler, digest: str) -> CommandResult:
         for attempt in range(self.max_attempts):
             earlier = self._earlier_result(command, digest)
             if earlier is not None:
@@ -79,7 +87,7 @@ class CommandBus:
                 return self._run_once(command, handler, digest)
             except IntegrityError:
                 # Another writer got there first: reload and decide again, with jitter.
-                time.sleep(min(0.001 * 2**attempt, 0.05) * (0.5 + (hash(command) % 100) / 100))
+                time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
             except DomainError:
                 # A concurrent run of the same command_id may have committed after the receipt
                 # check, so the handler refused (e.g. already active): answer as a duplicate.

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from commands.base import Command
 from commands.bus import Handler
+
+# invoices and coupons
+from commands.coupons.create_coupon import CreateCoupon, create_coupon
+from commands.coupons.deactivate_coupon import DeactivateCoupon, deactivate_coupon
+from commands.coupons.redeem_coupon import RedeemCoupon, redeem_coupon
+from commands.invoices.add_invoice_line import AddInvoiceLine, add_invoice_line
+from commands.invoices.draft_invoice import DraftInvoice, draft_invoice
+from commands.invoices.fail_invoice_payment import FailInvoicePayment, fail_invoice_payment
+from commands.invoices.finalize_invoice import FinalizeInvoice, finalize_invoice
+from commands.invoices.mark_invoice_uncollectible import (
+    MarkInvoiceUncollectible,
+    mark_invoice_uncollectible,
+)
+from commands.invoices.pay_invoice import PayInvoice, pay_invoice
+from commands.invoices.void_invoice import VoidInvoice, void_invoice
 from commands.plans.archive_plan import ArchivePlan, archive_plan
 from commands.plans.define_plan import DefinePlan, define_plan
 from commands.plans.revise_plan import RevisePlan, revise_plan
+
+# quotas
+from commands.quotas.configure_quota import ConfigureQuota, configure_quota
+from commands.quotas.consume_quota import ConsumeQuota, consume_quota
+from commands.quotas.grant_allowance import GrantAllowance, grant_allowance
+from commands.quotas.reset_quota import ResetQuota, reset_quota
+from commands.quotas.revoke_grant import RevokeGrant, revoke_grant
 from commands.subscriptions.cancel_subscription import CancelSubscription, cancel_subscription
 from commands.subscriptions.change_plan import ChangePlan, change_plan
 from commands.subscriptions.end_trial import EndTrial, end_trial
@@ -45,4 +67,21 @@ HANDLERS: dict[type[Command], Handler] = {
     MarkSubscriptionPastDue: mark_subscription_past_due,
     RecoverSubscriptionPayment: recover_subscription_payment,
     ExpireSubscription: expire_subscription,
+    # quotas
+    ConfigureQuota: configure_quota,
+    ConsumeQuota: consume_quota,
+    GrantAllowance: grant_allowance,
+    RevokeGrant: revoke_grant,
+    ResetQuota: reset_quota,
+    # invoices and coupons
+    DraftInvoice: draft_invoice,
+    AddInvoiceLine: add_invoice_line,
+    FinalizeInvoice: finalize_invoice,
+    PayInvoice: pay_invoice,
+    FailInvoicePayment: fail_invoice_payment,
+    VoidInvoice: void_invoice,
+    MarkInvoiceUncollectible: mark_invoice_uncollectible,
+    CreateCoupon: create_coupon,
+    RedeemCoupon: redeem_coupon,
+    DeactivateCoupon: deactivate_coupon,
 }

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from domain.base import Aggregate
+from domain.coupon import Coupon
+from domain.invoice import Invoice, InvoiceNumbering
 from domain.plan import Plan
+from domain.quota import Quota
 from domain.subscription import Subscription, TenantSlot
 
 ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     Plan,
     Subscription,
     TenantSlot,
+    Quota,
+    Invoice,
+    InvoiceNumbering,
+    Coupon,
 )

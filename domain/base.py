@@ -99,6 +99,9 @@ class DomainEvent(BaseModel, CanMutateAggregate[UUID]):
     def apply(self, aggregate: Any) -> None:
         """Change the aggregate's state; override in each event."""
 
+    def mutate(self, aggregate: Any) -> Any:
+        return super().mutate(aggregate)
+
 
 class CreatedEvent(DomainEvent):
     """First event of an aggregate: builds it from nothing."""
@@ -243,7 +246,7 @@ class Aggregate(Generic[S]):
             originator_version=self.version + 1,
             timestamp=cause.occurred_at,
             app_id=self.state.app_id,
-            tenant_id=self.state.tenant_id,
+            tenant_id=data.pop("tenant_id", self.state.tenant_id),
             actor=cause.actor,
             command_id=cause.command_id,
             correlation_id=cause.correlation_id,

@@ -119,21 +119,30 @@ def _scenario(n: Narrator) -> None:
     n.step("Usage against a soft limit: api-calls (1,000 / month, warn at 80 %)")
     for i, amount in enumerate((500, 350, 250)):
         out = n.send(
-            "consume_quota", tenant_id="globex", feature_key="api-calls",
-            amount=amount, idempotency_key=f"batch-{i}",
+            "consume_quota",
+            tenant_id="globex",
+            feature_key="api-calls",
+            amount=amount,
+            idempotency_key=f"batch-{i}",
         )
         n.say(f"+{amount}: {_quota_line(out)}")
     out = n.send(
-        "consume_quota", tenant_id="globex", feature_key="api-calls",
-        amount=250, idempotency_key="batch-2",
+        "consume_quota",
+        tenant_id="globex",
+        feature_key="api-calls",
+        amount=250,
+        idempotency_key="batch-2",
     )
     n.say(f"retry of batch-2: {_quota_line(out)}")
 
     n.step("Usage against a hard limit: exports (3 / month)")
     for i in range(4):
         out = n.send(
-            "consume_quota", tenant_id="globex", feature_key="exports",
-            amount=1, idempotency_key=f"export-{i}",
+            "consume_quota",
+            tenant_id="globex",
+            feature_key="exports",
+            amount=1,
+            idempotency_key=f"export-{i}",
         )
         n.say(f"export #{i + 1}: {_quota_line(out)}")
 
@@ -146,19 +155,33 @@ def _scenario(n: Narrator) -> None:
     n.advance(timedelta(days=10))
     sub = n.send("change_plan", subscription_id=sub_id, plan_key="pro")
     out = n.send(
-        "consume_quota", tenant_id="globex", feature_key="exports",
-        amount=1, idempotency_key="export-after-upgrade",
+        "consume_quota",
+        tenant_id="globex",
+        feature_key="exports",
+        amount=1,
+        idempotency_key="export-after-upgrade",
     )
     n.say(f"export after upgrade: {_quota_line(out)}")
 
     n.step("Invoice: draft, finalize (gap-free number, totals frozen), pay")
     invoice = n.send(
-        "draft_invoice", tenant_id="globex", subscription_id=sub_id, currency=USD,
+        "draft_invoice",
+        tenant_id="globex",
+        subscription_id=sub_id,
+        currency=USD,
         lines=[
-            {"kind": "base_fee", "description": "Pro, monthly", "quantity": 1,
-             "unit_amount": {"amount": 9900, "currency": USD}},
-            {"kind": "overage", "description": "api-calls over 1,000", "quantity": 100,
-             "unit_amount": {"amount": 2, "currency": USD}},
+            {
+                "kind": "base_fee",
+                "description": "Pro, monthly",
+                "quantity": 1,
+                "unit_amount": {"amount": 9900, "currency": USD},
+            },
+            {
+                "kind": "overage",
+                "description": "api-calls over 1,000",
+                "quantity": 100,
+                "unit_amount": {"amount": 2, "currency": USD},
+            },
         ],
     )
     invoice_id = invoice.get("invoice_id", "")

@@ -52,14 +52,15 @@ def _read(
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("pos", "occurred at", "event", "aggregate", "v", "tenant", "actor", "command")
+    table = Table("pos", "occurred at", "event", "v", "tenant", "actor", "command")
+    for column in table.columns[:3]:
+        column.no_wrap = True
     for row in rows:
         note, state = row["note"], row["state"]
         table.add_row(
             str(row["position"]),
-            state.get("timestamp", "")[:19],
+            state.get("timestamp", "")[5:16].replace("T", " "),
             note.topic,
-            str(note.originator_id)[:8],
             str(note.originator_version),
             state.get("tenant_id") or "",
             state.get("actor") or "",

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from commands.quotas.sync_from_plan import sync_quotas_from_plan
 from commands.subscriptions.target import SubscriptionCommand
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
@@ -22,7 +23,19 @@ class ChangePlan(SubscriptionCommand):
 
 def change_plan(command: ChangePlan, uow: UnitOfWork) -> dict[str, Any]:
     subscription = command.load(uow)
+    previous = subscription.state.terms
     subscription.change_plan(_target_terms(command, uow), uow.cause, command.timing)
+    if command.timing == "now":
+        state = subscription.state
+        sync_quotas_from_plan(
+            uow,
+            app_id=command.app_id,
+            tenant_id=state.tenant_id,
+            subscription_id=subscription.id,
+            terms=state.terms,
+            anchor=state.current_period.start,
+            previous=previous,
+        )
     return subscription_view(subscription)
 
 

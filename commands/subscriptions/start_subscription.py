@@ -8,6 +8,7 @@ from uuid import UUID, uuid4
 from pydantic import Field
 
 from commands.base import ID_PATTERN, TENANT_FIELD, Command
+from commands.quotas.sync_from_plan import sync_quotas_from_plan
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
 from domain.catalog import KEY_PATTERN
@@ -32,7 +33,7 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
     if command.plan_version is not None:
         terms = plan.terms(command.plan_version)
     subscription_id = command.subscription_id or uuid4()
-    _claim_tenant_slot(command, subscription_id, uow)
+    previous = _claim_tenant_slot(command, subscription_id, uow)
     subscription = uow.add(
         Subscription.start(
             subscription_id,
@@ -44,14 +45,27 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
             pricing_zone=command.pricing_zone,
         )
     )
+    sync_quotas_from_plan(
+        uow,
+        app_id=command.app_id,
+        tenant_id=command.tenant_id,
+        subscription_id=subscription_id,
+        terms=terms,
+        anchor=subscription.state.current_period.start,
+        previous=previous.state.terms if previous is not None else None,
+    )
     return subscription_view(subscription)
 
 
-def _claim_tenant_slot(command: StartSubscription, subscription_id: UUID, uow: UnitOfWork) -> None:
-    """One live subscription per tenant per app: the slot serializes concurrent starts."""
+def _claim_tenant_slot(
+    command: StartSubscription, subscription_id: UUID, uow: UnitOfWork
+) -> Subscription | None:
+    """One live subscription per tenant per app: the slot serializes concurrent starts.
+    Returns the tenant's previous subscription, if any."""
     slot = uow.find(TenantSlot, tenant_slot_id(command.app_id, command.tenant_id))
     if slot is None:
         uow.add(TenantSlot.open(command.app_id, command.tenant_id, subscription_id, uow.cause))
-        return
+        return None
     current = uow.find(Subscription, slot.state.subscription_id)
     slot.reassign(current, subscription_id, uow.cause)
+    return current

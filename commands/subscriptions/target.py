@@ -12,6 +12,9 @@ from domain.subscription import Subscription
 class SubscriptionCommand(Command):
     subscription_id: UUID
 
+    def concurrency_key(self) -> str:
+        return f"{self.app_id}/subscription/{self.subscription_id}"
+
     def load(self, uow: UnitOfWork) -> Subscription:
         return uow.get(
             Subscription, self.subscription_id, field="subscription_id", app_id=self.app_id

@@ -19,7 +19,11 @@ def usd(amount: int) -> Money:
 
 @given(amounts, amounts, amounts, currencies)
 def test_addition_is_associative_and_commutative(a: int, b: int, c: int, cur: str) -> None:
-    x, y, z = Money(amount=a, currency=cur), Money(amount=b, currency=cur), Money(amount=c, currency=cur)
+    x, y, z = (
+        Money(amount=a, currency=cur),
+        Money(amount=b, currency=cur),
+        Money(amount=c, currency=cur),
+    )
     assert (x + y) + z == x + (y + z)
     assert x + y == y + x
 

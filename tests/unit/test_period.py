@@ -38,11 +38,15 @@ def test_month_end_clamps_and_keeps_anchor() -> None:
 
 
 @given(
-    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)),
+    st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+    ),
     st.integers(min_value=0, max_value=3000),
     st.sampled_from(list(Interval)),
 )
-def test_window_containing_contains_the_instant(anchor: datetime, days: int, interval: Interval) -> None:
+def test_window_containing_contains_the_instant(
+    anchor: datetime, days: int, interval: Interval
+) -> None:
     instant = anchor + timedelta(days=days, seconds=days * 37)
     window = window_containing(anchor, interval, instant)
     assert window.contains(instant)

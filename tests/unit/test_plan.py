@@ -52,7 +52,11 @@ def test_feature_rules() -> None:
         FeatureSpec(key="sso", kind="boolean", limit=3)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="only metered"):
         FeatureSpec.model_validate(
-            {"key": "sso", "kind": "boolean", "overage": {"model": "flat", "amount": {"amount": 1, "currency": "USD"}}}
+            {
+                "key": "sso",
+                "kind": "boolean",
+                "overage": {"model": "flat", "amount": {"amount": 1, "currency": "USD"}},
+            }
         )
     with pytest.raises(ValidationError, match="unique"):
         terms(features=[{"key": "a", "kind": "boolean"}, {"key": "a", "kind": "boolean"}])
@@ -67,17 +71,35 @@ def test_pricing_models_validate_their_shape() -> None:
     )
     assert tiers.model == "graduated"
     with pytest.raises(ValidationError, match="open-ended"):
-        GraduatedPrice.model_validate({"tiers": [{"up_to": None, "unit_price": usd}, {"up_to": 5, "unit_price": usd}]})
+        GraduatedPrice.model_validate(
+            {"tiers": [{"up_to": None, "unit_price": usd}, {"up_to": 5, "unit_price": usd}]}
+        )
     with pytest.raises(ValidationError, match="ascend"):
         GraduatedPrice.model_validate(
-            {"tiers": [{"up_to": 50, "unit_price": usd}, {"up_to": 10, "unit_price": usd}, {"unit_price": usd}]}
+            {
+                "tiers": [
+                    {"up_to": 50, "unit_price": usd},
+                    {"up_to": 10, "unit_price": usd},
+                    {"unit_price": usd},
+                ]
+            }
         )
     with pytest.raises(ValidationError, match="one currency"):
         GraduatedPrice.model_validate(
-            {"tiers": [{"up_to": 5, "unit_price": usd}, {"unit_price": {"amount": 1, "currency": "EUR"}}]}
+            {
+                "tiers": [
+                    {"up_to": 5, "unit_price": usd},
+                    {"unit_price": {"amount": 1, "currency": "EUR"}},
+                ]
+            }
         )
     spec = FeatureSpec.model_validate(
-        {"key": "api", "kind": "metered", "limit": 10, "overage": {"model": "package", "package_size": 100, "package_price": usd}}
+        {
+            "key": "api",
+            "kind": "metered",
+            "limit": 10,
+            "overage": {"model": "package", "package_size": 100, "package_price": usd},
+        }
     )
     assert spec.overage is not None and spec.overage.model == "package"
 

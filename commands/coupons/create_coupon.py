@@ -1,0 +1,47 @@
+"""Create a coupon: percent or amount off, once / repeating / forever, capped, windowed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from commands.base import Command
+from commands.coupons.view import coupon_view
+from commands.unit_of_work import UnitOfWork
+from domain.catalog import KEY_PATTERN
+from domain.coupon import Coupon, CouponDuration, coupon_id
+from domain.errors import AlreadyExists
+from domain.money import Money
+
+
+class CreateCoupon(Command):
+    code: str = Field(pattern=KEY_PATTERN)
+    percent_off: int | None = Field(default=None, ge=1, le=100)
+    amount_off: Money | None = None
+    duration: CouponDuration = CouponDuration.ONCE
+    duration_in_periods: int | None = Field(default=None, ge=1, description="repeating only")
+    max_redemptions: int | None = Field(default=None, ge=1)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+def create_coupon(command: CreateCoupon, uow: UnitOfWork) -> dict[str, Any]:
+    if uow.find(Coupon, coupon_id(command.app_id, command.code)) is not None:
+        raise AlreadyExists(f"coupon {command.code} already exists", field="code")
+    coupon = uow.add(
+        Coupon.create(
+            command.app_id,
+            command.code,
+            uow.cause,
+            percent_off=command.percent_off,
+            amount_off=command.amount_off,
+            duration=command.duration,
+            duration_in_periods=command.duration_in_periods,
+            max_redemptions=command.max_redemptions,
+            valid_from=command.valid_from,
+            valid_until=command.valid_until,
+        )
+    )
+    return coupon_view(coupon)

@@ -1,0 +1,23 @@
+"""Record that an open (or uncollectible) invoice was paid in full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from commands.invoices.target import InvoiceCommand
+from commands.invoices.view import invoice_view
+from commands.unit_of_work import UnitOfWork
+from domain.money import Money
+
+
+class PayInvoice(InvoiceCommand):
+    amount: Money | None = Field(default=None, description="if given, must equal the total")
+    payment_reference: str | None = Field(default=None, max_length=200)
+
+
+def pay_invoice(command: PayInvoice, uow: UnitOfWork) -> dict[str, Any]:
+    invoice = command.load(uow)
+    invoice.pay(uow.cause, command.amount, command.payment_reference)
+    return invoice_view(invoice)

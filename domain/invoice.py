@@ -1,0 +1,517 @@
+"""Invoice aggregate (draft -> open -> paid | void | uncollectible) and gap-free numbering.
+
+Totals rule (documented once, used everywhere):
+
+- subtotal = sum of every line except discount and tax lines (proration credits and
+  negative adjustments reduce it);
+- discount_total = -(sum of discount lines), a positive amount, CLAMPED at the subtotal
+  (never below zero): an invoice's discounts never push its total below zero, the excess
+  is simply not applied (the lines stay as recorded, the applied amount is in the totals);
+- tax_total = sum of tax lines;
+- total = subtotal - discount_total + tax_total.
+
+A draft whose credits exceed its charges (negative subtotal) can be held, but finalizing
+it is refused: a total never goes below zero; give the customer a credit note instead.
+Once finalized the totals and lines are frozen in InvoiceFinalized and never recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
+from domain.clock import ensure_aware
+from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, InvoiceFrozen
+from domain.money import Money, validate_currency
+from domain.period import Period
+
+NUMBER_PREFIX = "INV-"
+
+
+class LineKind(StrEnum):
+    BASE_FEE = "base_fee"
+    SEATS = "seats"
+    PRORATION_CREDIT = "proration_credit"
+    PRORATION_DEBIT = "proration_debit"
+    USAGE = "usage"
+    OVERAGE = "overage"
+    DISCOUNT = "discount"
+    TAX = "tax"
+    ADJUSTMENT = "adjustment"
+
+
+CREDIT_KINDS = frozenset({LineKind.DISCOUNT, LineKind.PRORATION_CREDIT})  # amount <= 0
+SIGNED_KINDS = frozenset({LineKind.ADJUSTMENT})  # either sign
+NOT_IN_SUBTOTAL = frozenset({LineKind.DISCOUNT, LineKind.TAX})
+
+
+def check_line_amounts(kind: LineKind, unit_amount: Money, amount: Money) -> None:
+    """One currency per line; credits (discount, proration credit) are negative or zero,
+    adjustments carry either sign, every other kind is positive or zero."""
+    if unit_amount.currency != amount.currency:
+        raise CurrencyMismatch(
+            f"unit_amount is {unit_amount.currency} but amount is {amount.currency}",
+            field="amount",
+        )
+    if kind in CREDIT_KINDS and amount.amount > 0:
+        raise InvalidValue(f"a {kind.value} line carries a negative amount", field="amount")
+    if kind not in CREDIT_KINDS | SIGNED_KINDS and amount.amount < 0:
+        raise InvalidValue(f"a {kind.value} line cannot be negative", field="amount")
+
+
+class InvoiceLine(BaseModel):
+    """One line of an invoice; `source_event_ids` lets "invoice explain" trace it back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_id: str = Field(min_length=1, max_length=128)
+    kind: LineKind
+    description: str = Field(min_length=1, max_length=500)
+    quantity: int = Field(ge=0)
+    unit_amount: Money
+    amount: Money
+    period: Period | None = None
+    source_event_ids: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _amounts(self) -> InvoiceLine:
+        check_line_amounts(self.kind, self.unit_amount, self.amount)
+        return self
+
+    @property
+    def currency(self) -> str:
+        return self.amount.currency
+
+
+class InvoiceTotals(BaseModel):
+    """subtotal - discount_total + tax_total = total (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subtotal: Money
+    discount_total: Money
+    tax_total: Money
+    total: Money
+
+
+def compute_totals(currency: str, lines: Iterable[InvoiceLine]) -> InvoiceTotals:
+    """Totals of lines in one currency; discounts are clamped at a non-negative subtotal."""
+    zero = Money.zero(currency)
+    subtotal, discounts, tax = zero, zero, zero
+    for line in lines:
+        if line.kind is LineKind.DISCOUNT:
+            discounts = discounts - line.amount
+        elif line.kind is LineKind.TAX:
+            tax = tax + line.amount
+        else:
+            subtotal = subtotal + line.amount
+    applied = min(discounts, max(subtotal, zero))
+    return InvoiceTotals(
+        subtotal=subtotal,
+        discount_total=applied,
+        tax_total=tax,
+        total=subtotal - applied + tax,
+    )
+
+
+def format_invoice_number(number: int) -> str:
+    return f"{NUMBER_PREFIX}{number:06d}"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+class InvoiceState(AggregateState):
+    tenant_id: str
+    subscription_id: UUID | None = None
+    currency: str
+    period: Period | None = None
+    status: InvoiceStatus = InvoiceStatus.DRAFT
+    lines: list[InvoiceLine] = Field(default_factory=list)
+    number: int | None = None
+    number_text: str | None = None
+    totals: InvoiceTotals | None = None  # frozen at finalize
+    finalized_at: datetime | None = None
+    amount_paid: Money | None = None
+    paid_at: datetime | None = None
+    payment_reference: str | None = None
+    payment_attempts: int = 0
+    last_payment_error: str | None = None
+    next_retry_at: datetime | None = None
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+    marked_uncollectible_at: datetime | None = None
+
+
+class InvoiceEvent(DomainEvent):
+    """Every invoice event carries what projectors need without loading the aggregate."""
+
+    AGGREGATE_TYPE: ClassVar[str] = "invoice"
+    subscription_id: UUID | None = None
+    currency: str
+    period: Period | None = None
+
+
+class InvoiceDrafted(InvoiceEvent, CreatedEvent):
+    NAME: ClassVar[str] = "InvoiceDrafted"
+    lines: list[InvoiceLine]
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.state = InvoiceState(
+            app_id=self.app_id,
+            tenant_id=self.tenant_id or "",
+            subscription_id=self.subscription_id,
+            currency=self.currency,
+            period=self.period,
+            lines=list(self.lines),
+        )
+
+
+class InvoiceLineAdded(InvoiceEvent):
+    NAME: ClassVar[str] = "InvoiceLineAdded"
+    line: InvoiceLine
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.state.lines.append(self.line)
+
+
+class FinalizedInvoiceEvent(InvoiceEvent):
+    """Events after finalize also carry the number and the frozen total."""
+
+    number: int
+    number_text: str
+    total: Money
+
+
+class InvoiceFinalized(FinalizedInvoiceEvent):
+    NAME: ClassVar[str] = "InvoiceFinalized"
+    subtotal: Money
+    discount_total: Money
+    tax_total: Money
+    lines: list[InvoiceLine]
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.status = InvoiceStatus.OPEN
+        state.number = self.number
+        state.number_text = self.number_text
+        state.lines = list(self.lines)
+        state.totals = InvoiceTotals(
+            subtotal=self.subtotal,
+            discount_total=self.discount_total,
+            tax_total=self.tax_total,
+            total=self.total,
+        )
+        state.finalized_at = self.timestamp
+
+
+class InvoicePaid(FinalizedInvoiceEvent):
+    NAME: ClassVar[str] = "InvoicePaid"
+    amount: Money
+    paid_at: datetime
+    payment_reference: str | None = None
+    previous_status: InvoiceStatus
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.status = InvoiceStatus.PAID
+        state.amount_paid = self.amount
+        state.paid_at = self.paid_at
+        state.payment_reference = self.payment_reference
+        state.next_retry_at = None
+
+
+class InvoicePaymentFailed(FinalizedInvoiceEvent):
+    NAME: ClassVar[str] = "InvoicePaymentFailed"
+    attempt: int
+    reason: str
+    next_retry_at: datetime | None = None
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.payment_attempts = self.attempt
+        state.last_payment_error = self.reason
+        state.next_retry_at = self.next_retry_at
+
+
+class InvoiceVoided(FinalizedInvoiceEvent):
+    NAME: ClassVar[str] = "InvoiceVoided"
+    reason: str
+    previous_status: InvoiceStatus
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.status = InvoiceStatus.VOID
+        state.voided_at = self.timestamp
+        state.void_reason = self.reason
+        state.next_retry_at = None
+
+
+class InvoiceMarkedUncollectible(FinalizedInvoiceEvent):
+    NAME: ClassVar[str] = "InvoiceMarkedUncollectible"
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.status = InvoiceStatus.UNCOLLECTIBLE
+        state.marked_uncollectible_at = self.timestamp
+        state.next_retry_at = None
+
+
+class Invoice(Aggregate[InvoiceState]):
+    """A tenant's bill for a period: edited as a draft, frozen and numbered when finalized."""
+
+    TYPE: ClassVar[str] = "invoice"
+    State = InvoiceState
+
+    @classmethod
+    def draft(
+        cls,
+        invoice_id: UUID,
+        app_id: str,
+        tenant_id: str,
+        currency: str,
+        cause: Cause,
+        *,
+        subscription_id: UUID | None = None,
+        period: Period | None = None,
+        lines: Sequence[InvoiceLine] = (),
+    ) -> Invoice:
+        validate_currency(currency)
+        seen: set[str] = set()
+        for line in lines:
+            _check_line(line, currency, seen)
+            seen.add(line.line_id)
+        return cls._create(
+            InvoiceDrafted,
+            invoice_id,
+            cause,
+            app_id=app_id,
+            tenant_id=tenant_id,
+            subscription_id=subscription_id,
+            currency=currency,
+            period=period,
+            lines=list(lines),
+        )
+
+    @property
+    def status(self) -> InvoiceStatus:
+        return self.state.status
+
+    @property
+    def totals(self) -> InvoiceTotals:
+        """Frozen totals once finalized; computed from the lines while a draft."""
+        if self.state.totals is not None:
+            return self.state.totals
+        return compute_totals(self.state.currency, self.state.lines)
+
+    def add_line(self, line: InvoiceLine, cause: Cause) -> None:
+        self._require_draft("add a line to")
+        _check_line(line, self.state.currency, {existing.line_id for existing in self.state.lines})
+        self._trigger(InvoiceLineAdded, cause, line=line, **self._context())
+
+    def finalize(self, numbering: InvoiceNumbering, cause: Cause) -> int:
+        """Freeze lines and totals and take the app's next number; returns the number.
+
+        Load the numbering in the same unit of work: its optimistic concurrency keeps the
+        numbers unique and gap-free when invoices are finalized concurrently.
+        """
+        self._require_draft("finalize")
+        if not self.state.lines:
+            raise InvalidTransition("an invoice needs at least one line", field="lines")
+        totals = compute_totals(self.state.currency, self.state.lines)
+        if totals.total.amount < 0:
+            raise InvalidTransition(
+                f"the total would be {totals.total}, below zero; issue a credit note instead",
+                field="lines",
+            )
+        if numbering.state.app_id != self.state.app_id:
+            raise InvalidValue("invoice numbering belongs to another app", field="app_id")
+        number = numbering.assign(self.id, cause)
+        self._trigger(
+            InvoiceFinalized,
+            cause,
+            number=number,
+            number_text=format_invoice_number(number),
+            subtotal=totals.subtotal,
+            discount_total=totals.discount_total,
+            tax_total=totals.tax_total,
+            total=totals.total,
+            lines=list(self.state.lines),
+            **self._context(),
+        )
+        return number
+
+    def pay(
+        self, cause: Cause, amount: Money | None = None, payment_reference: str | None = None
+    ) -> None:
+        """Record payment in full (an open or uncollectible invoice); a given amount must
+        equal the total."""
+        self._require(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, action="pay")
+        total = self.totals.total
+        if amount is not None:
+            if amount.currency != total.currency:
+                raise CurrencyMismatch(
+                    f"the invoice is in {total.currency}, not {amount.currency}", field="amount"
+                )
+            if amount != total:
+                raise InvalidValue(
+                    f"the payment {amount} must equal the invoice total {total}", field="amount"
+                )
+        self._trigger(
+            InvoicePaid,
+            cause,
+            amount=total,
+            paid_at=cause.occurred_at,
+            payment_reference=payment_reference,
+            previous_status=self.status,
+            **self._finalized_context(),
+        )
+
+    def fail_payment(self, reason: str, cause: Cause, next_retry_at: datetime | None = None) -> int:
+        """A payment attempt failed (open or uncollectible; the status does not change).
+        Returns the attempt number."""
+        self._require(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, action="fail a payment of")
+        if not reason.strip():
+            raise InvalidValue("say why the payment failed", field="reason")
+        if next_retry_at is not None and ensure_aware(next_retry_at) <= cause.occurred_at:
+            raise InvalidValue("the next retry must be in the future", field="next_retry_at")
+        attempt = self.state.payment_attempts + 1
+        self._trigger(
+            InvoicePaymentFailed,
+            cause,
+            attempt=attempt,
+            reason=reason,
+            next_retry_at=next_retry_at,
+            **self._finalized_context(),
+        )
+        return attempt
+
+    def void(self, reason: str, cause: Cause) -> None:
+        self._require(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, action="void")
+        if not reason.strip():
+            raise InvalidValue("say why the invoice is voided", field="reason")
+        self._trigger(
+            InvoiceVoided,
+            cause,
+            reason=reason,
+            previous_status=self.status,
+            **self._finalized_context(),
+        )
+
+    def mark_uncollectible(self, cause: Cause) -> None:
+        self._require(InvoiceStatus.OPEN, action="mark uncollectible")
+        self._trigger(InvoiceMarkedUncollectible, cause, **self._finalized_context())
+
+    def _context(self) -> dict[str, Any]:
+        return {
+            "subscription_id": self.state.subscription_id,
+            "currency": self.state.currency,
+            "period": self.state.period,
+        }
+
+    def _finalized_context(self) -> dict[str, Any]:
+        return {
+            **self._context(),
+            "number": self.state.number,
+            "number_text": self.state.number_text,
+            "total": self.totals.total,
+        }
+
+    def _require_draft(self, action: str) -> None:
+        if self.status is not InvoiceStatus.DRAFT:
+            raise InvoiceFrozen(
+                f"cannot {action} invoice {self.state.number_text}: it is finalized "
+                f"({self.status.value}) and never changes",
+                field="status",
+                status=self.status.value,
+            )
+
+    def _require(self, *allowed: InvoiceStatus, action: str) -> None:
+        if self.status not in allowed:
+            names = ", ".join(sorted(s.value for s in allowed))
+            raise InvalidTransition(
+                f"cannot {action} a {self.status.value} invoice (allowed from: {names})",
+                field="status",
+                status=self.status.value,
+            )
+
+
+def _check_line(line: InvoiceLine, currency: str, taken: set[str]) -> None:
+    if line.currency != currency:
+        raise CurrencyMismatch(
+            f"line {line.line_id} is in {line.currency}; the invoice is in {currency}",
+            field="lines",
+        )
+    if line.line_id in taken:
+        raise InvalidValue(f"line id {line.line_id} is already used", field="line_id")
+
+
+# --- gap-free invoice numbering, one sequence per app ---
+
+
+def invoice_numbering_id(app_id: str) -> UUID:
+    return stable_id("invoice-numbering", app_id)
+
+
+class NumberingState(AggregateState):
+    last_number: int = 0
+    last_invoice_id: UUID | None = None
+
+
+class InvoiceNumberingEvent(DomainEvent):
+    AGGREGATE_TYPE: ClassVar[str] = "invoice_numbering"
+
+
+class InvoiceNumberingStarted(InvoiceNumberingEvent, CreatedEvent):
+    NAME: ClassVar[str] = "InvoiceNumberingStarted"
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.state = NumberingState(app_id=self.app_id)
+
+
+class InvoiceNumberAssigned(InvoiceNumberingEvent):
+    NAME: ClassVar[str] = "InvoiceNumberAssigned"
+    number: int
+    invoice_id: UUID
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.state.last_number = self.number
+        aggregate.state.last_invoice_id = self.invoice_id
+
+
+class InvoiceNumbering(Aggregate[NumberingState]):
+    """An app's invoice number sequence: 1, 2, 3... with no gaps.
+
+    Every assignment is a new version of this one aggregate, so two concurrent finalizes
+    collide on the version (optimistic concurrency) and the loser retries with the next
+    number; a failed command saves nothing, so no number is ever skipped.
+    """
+
+    TYPE: ClassVar[str] = "invoice_numbering"
+    State = NumberingState
+
+    @classmethod
+    def start(cls, app_id: str, cause: Cause) -> InvoiceNumbering:
+        return cls._create(
+            InvoiceNumberingStarted, invoice_numbering_id(app_id), cause, app_id=app_id
+        )
+
+    @property
+    def last_number(self) -> int:
+        return self.state.last_number
+
+    def assign(self, invoice_id: UUID, cause: Cause) -> int:
+        number = self.state.last_number + 1
+        self._trigger(InvoiceNumberAssigned, cause, number=number, invoice_id=invoice_id)
+        return number
