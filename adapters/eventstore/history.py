@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from adapters.eventstore.ledger import Ledger
+from domain.base import DomainEvent
 from domain.clock import ensure_aware
 
 
@@ -15,7 +16,7 @@ def version_at(ledger: Ledger, aggregate_id: UUID, instant: datetime) -> int | N
     instant = ensure_aware(instant)
     version = None
     for event in ledger.events.get(aggregate_id):
-        if event.timestamp > instant:
+        if cast(DomainEvent, event).timestamp > instant:
             break
         version = event.originator_version
     return version

@@ -19,11 +19,12 @@ class Ledger(Application[Any]):
     """All of Tally's aggregates in one event store, so positions order every event."""
 
     name = "Tally"
-    snapshot_class = Snapshot  # type: ignore[assignment]
+    snapshot_class = Snapshot
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {}
 
     def __init__(self, env: dict[str, str], snapshot_interval: int) -> None:
-        self.snapshotting_intervals = {cls: snapshot_interval for cls in ALL_AGGREGATES}
+        # the interval comes from settings, so it is set per instance (the library reads self.)
+        self.snapshotting_intervals = {cls: snapshot_interval for cls in ALL_AGGREGATES}  # type: ignore[misc]
         super().__init__(env)
 
     def get(self, aggregate_id: Any, version: int | None = None) -> Any:

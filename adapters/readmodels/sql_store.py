@@ -47,7 +47,9 @@ class SqlViewTx:
     def increment(self, table: str, key: Mapping[str, Any], deltas: Mapping[str, int]) -> None:
         physical = self.table(table)
         cols = [*key, *deltas]
-        sets = ", ".join(f"{ident(c)} = {physical}.{ident(c)} + excluded.{ident(c)}" for c in deltas)
+        sets = ", ".join(
+            f"{ident(c)} = {physical}.{ident(c)} + excluded.{ident(c)}" for c in deltas
+        )
         self.store.execute(
             self.conn,
             f"INSERT INTO {physical} ({', '.join(ident(c) for c in cols)}) "
