@@ -16,8 +16,9 @@ from commands.base import Command
 from commands.bus import CommandBus, CommandResult
 from commands.registry import HANDLERS
 from domain.clock import Clock, SettableClock, SystemClock
-from projections.queries import run_query
-from projections.registry import build_projectors
+from projections.ports import EntitlementCache
+from projections.queries import QueryContext, run_query
+from projections.registry import build_projectors, load_queries
 
 
 @dataclass
@@ -30,6 +31,7 @@ class System:
     bus: CommandBus
     views: ViewStore
     runner: ProjectionRunner
+    cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
 
     def handle(self, command: Command) -> CommandResult:
@@ -46,7 +48,10 @@ class System:
 
     def query(self, name: str, **params: Any) -> Any:
         """Read a read model (see projections/queries.py for the names)."""
-        return run_query(self.views, name, **params)
+        return run_query(self.query_context(), name, **params)
+
+    def query_context(self) -> QueryContext:
+        return QueryContext(views=self.views, now=self.clock.now, cache=self.cache)
 
     def sync(self) -> int:
         """Bring every read model up to date now (tests, demo, replay); returns the position."""
@@ -91,10 +96,18 @@ def bootstrap(
     )
     dialect, target = settings.views_target
     views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
-    runner = ProjectionRunner(ledger.recorder, views, build_projectors())
+    cache = None  # the Redis hot copy is wired here when TALLY_REDIS_URL is set
+    runner = ProjectionRunner(ledger.recorder, views, build_projectors(cache))
+    load_queries()
     runner.ensure_tables()
     system = System(
-        settings=settings, clock=clock, ledger=ledger, bus=bus, views=views, runner=runner
+        settings=settings,
+        clock=clock,
+        ledger=ledger,
+        bus=bus,
+        views=views,
+        runner=runner,
+        cache=cache,
     )
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:
         system.delivery = LocalDelivery(runner)

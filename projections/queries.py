@@ -1,19 +1,35 @@
-"""Queries over the read models: plain functions the API and the NATS query bus call."""
+"""Queries over the read models: plain functions the API and the NATS query bus call.
+
+Each read model registers its queries with @query in its own module; `run_query` finds them
+by public name (tally.query.<app_id>.<name>).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from projections.ports import ViewReader
+from domain.errors import NotFound
+from projections.ports import EntitlementCache, ViewReader
 
 Query = Callable[..., Any]
 
 QUERIES: dict[str, Query] = {}
 
 
+@dataclass(frozen=True)
+class QueryContext:
+    """What queries read from: the read models, the hot cache (if any) and the clock."""
+
+    views: ViewReader
+    now: Callable[[], datetime]
+    cache: EntitlementCache | None = None
+
+
 def query(name: str) -> Callable[[Query], Query]:
-    """Register a query function under its public name (tally.query.<app>.<name>)."""
+    """Register a query function `fn(ctx: QueryContext, **params)` under a public name."""
 
     def register(fn: Query) -> Query:
         QUERIES[name] = fn
@@ -22,11 +38,9 @@ def query(name: str) -> Callable[[Query], Query]:
     return register
 
 
-def run_query(views: ViewReader, name: str, **params: Any) -> Any:
-    from domain.errors import NotFound
-
+def run_query(ctx: QueryContext, name: str, **params: Any) -> Any:
     try:
         fn = QUERIES[name]
     except KeyError:
         raise NotFound(f"no query named {name!r}", field="query_name") from None
-    return fn(views, **params)
+    return fn(ctx, **params)

@@ -1,4 +1,4 @@
-"""Every projector, listed once; built with the ports they need."""
+"""Every projector and query module, listed once; projectors built with the ports they need."""
 
 from __future__ import annotations
 
@@ -10,3 +10,7 @@ def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     """All read-model projectors (the entitlement projector refreshes the hot cache)."""
     projectors: list[Projector] = []
     return projectors
+
+
+def load_queries() -> None:
+    """Import every query module so their @query registrations exist."""
