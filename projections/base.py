@@ -43,3 +43,6 @@ class Projector:
 
     def after_commit(self, events: Sequence[EventEnvelope]) -> None:
         """Side effects after the rows are durable (e.g. refresh a Redis hot copy)."""
+
+    def after_rebuild(self) -> None:
+        """Side effects after a replay swapped in a rebuilt model (e.g. drop a hot cache)."""

@@ -13,7 +13,7 @@ from projections.base import Projector, Row
 from projections.envelope import EventEnvelope
 
 Dialect = Literal["postgres", "sqlite"]
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+_IDENT = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")  # optionally schema-qualified
 _NAMED = re.compile(r"(?<!:):([a-z_][a-z0-9_]*)")
 
 
