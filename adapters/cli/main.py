@@ -30,6 +30,42 @@ def events(
     events_module.run(aggregate=aggregate, tenant=tenant, after=after, limit=limit, follow=follow)
 
 
+worker_app = typer.Typer(
+    help="Workers for the real stack (NATS JetStream); SIGTERM/SIGINT stop them gracefully.",
+    no_args_is_help=True,
+)
+app.add_typer(worker_app, name="worker")
+
+
+@worker_app.command("relay")
+def worker_relay() -> None:
+    """Publish committed events to JetStream (one relay active; others wait to take over)."""
+    from adapters.nats.workers import run_relay
+
+    run_relay()
+
+
+@worker_app.command("projector")
+def worker_projector(name: str = typer.Argument(..., help="the projector's NAME")) -> None:
+    """Build one read model from JetStream (a durable consumer proj-NAME)."""
+    from adapters.nats.workers import run_projector
+
+    try:
+        run_projector(name)
+    except KeyError as error:
+        raise typer.BadParameter(str(error.args[0]), param_hint="NAME") from None
+
+
+@app.command()
+def replay(
+    projection: str | None = typer.Option(None, help="only this read model (default: all)"),
+) -> None:
+    """Rebuild read models from the first event, aside, then switch over."""
+    from adapters.cli import replay as replay_module
+
+    replay_module.run(projection)
+
+
 @app.command()
 def migrate() -> None:
     """Create the event store tables if missing (serve and workers also do this)."""
