@@ -7,12 +7,13 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test run lint services clean
+.PHONY: help venv test run lint services clean bench
 
 help:
 	@echo "make run       create .venv if needed and start Tally on the embedded default"
 	@echo "make test      start PostgreSQL/NATS/Redis if needed and run the whole test suite"
 	@echo "make lint      ruff check, ruff format --check, mypy"
+	@echo "make bench     benchmarks (TARGETS.md) written to docs/benchmarks.md"
 	@echo "make services  start PostgreSQL/NATS/Redis from the installed binaries if not running"
 	@echo "make venv      create or update .venv from uv.lock"
 	@echo "make clean     remove caches (keeps .venv and the data in ./var)"
@@ -41,3 +42,9 @@ services:
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+# A benchmark, not a test: figures from ../shared/spec/TARGETS.md beside raw baselines.
+# BENCH_EVENTS=100000 make bench for a quicker run.
+BENCH_EVENTS ?= 1000000
+bench: venv services
+	.venv/bin/tally bench --events $(BENCH_EVENTS)

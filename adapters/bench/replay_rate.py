@@ -1,0 +1,138 @@
+"""P5: rebuild every read model from N events, beside a sequential read of the events table."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from psycopg import sql
+
+from adapters.bench.report import Figure
+from adapters.bootstrap import System, bootstrap
+from adapters.readmodels.replay import replay
+from adapters.settings import Settings
+from commands.plans.define_plan import DefinePlan
+from commands.quotas.consume_quota import ConsumeQuota
+from commands.subscriptions.start_subscription import StartSubscription
+from domain.clock import SettableClock
+from domain.quota import quota_id
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TENANTS = 200
+
+
+def measure(pg_url: str, events: int, say: Any = print) -> Figure:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    system = bootstrap(
+        Settings(database_url=pg_url), SettableClock(T0), schema=schema, deliver_in_process=False
+    )
+    if not system.runner.projectors:
+        system.close()
+        raise RuntimeError("P5 needs at least one read model (projections/registry.py)")
+    try:
+        say(f"P5: writing {events:,} events into schema {schema} …")
+        _seed(system, events)
+        total = system.ledger.recorder.max_notification_id() or 0
+        baseline = _sequential_read_rate(pg_url, schema)
+        say(f"P5: baseline sequential read {baseline:,.0f} rows/s; replaying …")
+        per_projector: dict[str, float] = {}
+        started = time.perf_counter()
+        for projector in system.runner.projectors:
+            t = time.perf_counter()
+            replay(system.views, system.ledger.recorder, projector, batch=5000)
+            per_projector[f"{projector.NAME} events/s"] = total / (time.perf_counter() - t)
+        rate = total / (time.perf_counter() - started)
+    finally:
+        system.close()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return Figure(
+        key="P5",
+        what=f"replay: rebuild all {len(per_projector)} read models from {total:,} events",
+        value=rate,
+        unit="events/s",
+        target="≥ 50,000 events/s",
+        baseline=baseline,
+        baseline_what="rows/s sequential read",
+        ratio_target=0.25,
+        extra=per_projector,
+        notes="per read model: "
+        + ", ".join(f"{k.split()[0]} {v:,.0f}/s" for k, v in per_projector.items()),
+    )
+
+
+def _seed(system: System, events: int) -> None:
+    """Real plans, subscriptions and quotas through the bus, then bulk usage events cloned
+    from a real QuotaConsumed (same shape, fresh ids and versions)."""
+    app = "bench"
+    system.handle(
+        DefinePlan.model_validate(
+            {
+                "app_id": app,
+                "plan_key": "pro",
+                "name": "Pro",
+                "base_price": {"amount": 4900, "currency": "USD"},
+                "features": [{"key": "api-calls", "kind": "metered", "limit": 10**12}],
+            }
+        )
+    )
+    for n in range(TENANTS):
+        system.handle(StartSubscription(app_id=app, tenant_id=f"t{n}", plan_key="pro"))
+    system.handle(
+        ConsumeQuota(app_id=app, tenant_id="t0", feature_key="api-calls", idempotency_key="k0")
+    )
+    recorder = system.ledger.recorder
+    template = recorder.select_notifications(
+        start=recorder.max_notification_id(), limit=1, inclusive_of_start=True
+    )[0]
+    state = orjson.loads(template.state)
+    versions = {n: 1 for n in range(TENANTS)}  # each quota's last version so far
+    versions[0] = 2  # t0 also has the template's QuotaConsumed
+    remaining = events - (recorder.max_notification_id() or 0)
+    rng = random.Random(7)
+    while remaining > 0:
+        batch = []
+        for _ in range(min(10_000, remaining)):
+            n = rng.randrange(TENANTS)
+            versions[n] += 1
+            at = T0 + timedelta(seconds=versions[n] * 37)
+            body = {
+                **state,
+                "event_id": str(uuid.uuid4()),
+                "tenant_id": f"t{n}",
+                "idempotency_key": f"k{n}-{versions[n]}",
+                "timestamp": at.isoformat(),
+            }
+            batch.append(
+                StoredEvent(
+                    originator_id=quota_id(app, f"t{n}", "api-calls"),
+                    originator_version=versions[n],
+                    topic=template.topic,
+                    state=orjson.dumps(body),
+                )
+            )
+        recorder.insert_events(batch)
+        remaining -= len(batch)
+
+
+def _sequential_read_rate(pg_url: str, schema: str) -> float:
+    started, rows = time.perf_counter(), 0
+    with psycopg.connect(pg_url) as conn, conn.cursor(name="bench_read") as cursor:
+        cursor.itersize = 5000
+        cursor.execute(
+            sql.SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {}.tally_events ORDER BY notification_id"
+            ).format(sql.Identifier(schema))
+        )
+        for _ in cursor:
+            rows += 1
+    return rows / (time.perf_counter() - started)

@@ -1,0 +1,71 @@
+"""Benchmark results: each figure beside its raw baseline, written as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+@dataclass
+class Figure:
+    """One measured target (see ../shared/spec/TARGETS.md) and its baseline in the same run."""
+
+    key: str
+    what: str
+    value: float
+    unit: str
+    target: str
+    baseline: float | None = None
+    baseline_what: str = ""
+    ratio_target: float | None = None
+    notes: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline:
+            return None
+        return self.value / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        if self.ratio_target is not None and self.ratio is not None:
+            return "meets" if self.ratio >= self.ratio_target else "below"
+        return "see target"
+
+
+def write(figures: list[Figure], json_path: Path, markdown_path: Path) -> None:
+    meta = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+    }
+    rows = [{**asdict(f), "ratio": f.ratio, "verdict": f.verdict} for f in figures]
+    json_path.write_text(json.dumps({"meta": meta, "figures": rows}, indent=2))
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(markdown(figures, meta))
+
+
+def markdown(figures: list[Figure], meta: dict[str, str]) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {meta['measured_at']} by `make bench` on {meta['machine']}, "
+        f"Python {meta['python']}. Absolute figures drift on shared machines; each is printed "
+        "beside a raw baseline measured in the same run, and the ratio is what counts.",
+        "",
+        "| # | what | result | target | baseline (same run) | ratio | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        base = f"{f.baseline:,.0f} {f.baseline_what}" if f.baseline else "—"
+        ratio = f"{f.ratio:.2f}× (≥ {f.ratio_target}×)" if f.ratio is not None else "—"
+        lines.append(
+            f"| {f.key} | {f.what} | {f.value:,.1f} {f.unit} | {f.target} | {base} | {ratio} "
+            f"| {f.verdict} |"
+        )
+    notes = [f"- **{f.key}**: {f.notes}" for f in figures if f.notes]
+    return "\n".join([*lines, "", *notes, ""])
