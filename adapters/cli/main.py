@@ -67,6 +67,20 @@ def replay(
 
 
 @app.command()
+def bench(
+    events: int = typer.Option(1_000_000, help="events to replay for P5"),
+    out: str = typer.Option("bench-results.json", help="JSON results file"),
+    markdown: str = typer.Option("docs/benchmarks.md", help="Markdown table"),
+) -> None:
+    """Benchmarks from TARGETS.md, each beside its raw baseline (a benchmark, not a test)."""
+    from pathlib import Path
+
+    from adapters.bench import run as bench_run
+
+    bench_run.run(events, Path(out), Path(markdown))
+
+
+@app.command()
 def migrate() -> None:
     """Create the event store tables if missing (serve and workers also do this)."""
     from adapters.bootstrap import bootstrap
