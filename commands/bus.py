@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from commands.base import Command, EventStore
 from commands.receipt import CommandReceipt, fingerprint, receipt_id
 from commands.unit_of_work import UnitOfWork
-from domain.base import Cause
+from domain.base import Aggregate, Cause
 from domain.clock import Clock
 from domain.errors import Conflict, DomainError, NotFound
 
@@ -71,12 +72,22 @@ class CommandBus:
 
     def handle(self, command: Command) -> CommandResult:
         """Run one command; raises DomainError subclasses for refusals."""
+        handler = self._handler(command)
+        digest = self._digest(command)
+        with self._stripes[self._stripe(command)]:
+            return self._attempt(command, handler, digest)
+
+    def _handler(self, command: Command) -> Handler:
         handler = self.handlers.get(type(command))
         if handler is None:
             raise UnknownCommand(f"no handler for {type(command).__name__}", field="command_name")
-        digest = fingerprint(command.model_dump(mode="json")) if command.command_id else ""
-        with self._stripes[hash(command.concurrency_key()) % len(self._stripes)]:
-            return self._attempt(command, handler, digest)
+        return handler
+
+    def _digest(self, command: Command) -> str:
+        return fingerprint(command.model_dump(mode="json")) if command.command_id else ""
+
+    def _stripe(self, command: Command) -> int:
+        return hash(command.concurrency_key()) % len(self._stripes)
 
     def _attempt(self, command: Command, handler: Handler, digest: str) -> CommandResult:
         for attempt in range(self.max_attempts):
@@ -114,27 +125,88 @@ class CommandBus:
             return {"ok": False, "error": error.as_dict()}
 
     def _run_once(self, command: Command, handler: Handler, digest: str) -> CommandResult:
-        cause = Cause(
+        uow = UnitOfWork(self.store, self._cause(command))
+        result = self._execute(command, handler, digest, uow)
+        uow.commit()
+        return result
+
+    def _cause(self, command: Command) -> Cause:
+        return Cause(
             occurred_at=self.clock.now(),
             actor=command.actor,
             command_id=command.command_id,
             correlation_id=command.correlation_id or command.command_id,
         )
-        uow = UnitOfWork(self.store, cause)
+
+    def _execute(
+        self, command: Command, handler: Handler, digest: str, uow: UnitOfWork
+    ) -> CommandResult:
+        """Run the handler and, for a command_id, add its receipt to the same unit of work."""
         result = handler(command, uow)
-        extra = []
         if command.command_id:
             tenant = getattr(command, "tenant_id", None)
-            extra.append(
-                CommandReceipt.record(command.app_id, tenant, command.NAME, digest, result, cause)
+            receipt = CommandReceipt.record(
+                command.app_id, tenant, command.NAME, digest, result, uow.cause
             )
-        uow.commit(*extra)
+            uow.add(receipt)
         return CommandResult(result=result)
 
-    def _earlier_result(self, command: Command, digest: str) -> CommandResult | None:
+    # --- group commit ---------------------------------------------------------------
+
+    def handle_many(self, commands: Sequence[Command]) -> list[CommandResult | DomainError]:
+        """Group commit: run many commands, then save all their events in ONE transaction.
+
+        Each command sees the changes of the commands before it and is isolated from them:
+        a refusal discards only its own changes (its outcome is the DomainError). If the
+        batch collides with another writer, every command is retried on its own.
+        """
+        stripes = sorted({self._stripe(c) for c in commands})
+        for index in stripes:
+            self._stripes[index].acquire()
+        try:
+            outcomes = self._run_batch(commands)
+        except IntegrityError:
+            outcomes = None
+        finally:
+            for index in reversed(stripes):
+                self._stripes[index].release()
+        if outcomes is None:
+            return [self._handle_or_error(command) for command in commands]
+        return outcomes
+
+    def _run_batch(self, commands: Sequence[Command]) -> list[CommandResult | DomainError]:
+        shared: dict[UUID, Aggregate[Any]] = {}
+        outcomes: list[CommandResult | DomainError] = []
+        for command in commands:
+            uow = UnitOfWork(self.store, self._cause(command), shared)
+            try:
+                handler = self._handler(command)
+                digest = self._digest(command)
+                earlier = self._earlier_result(command, digest, uow)
+                outcome = earlier or self._execute(command, handler, digest, uow)
+            except DomainError as error:
+                outcomes.append(error)
+                continue
+            uow.merge_into_batch()
+            outcomes.append(outcome)
+        changed = [a for a in shared.values() if a.pending_events]
+        if changed:
+            self.store.save(*changed)
+        return outcomes
+
+    def _handle_or_error(self, command: Command) -> CommandResult | DomainError:
+        try:
+            return self.handle(command)
+        except DomainError as error:
+            return error
+
+    def _earlier_result(
+        self, command: Command, digest: str, uow: UnitOfWork | None = None
+    ) -> CommandResult | None:
         if not command.command_id:
             return None
-        receipt = self.store.get(receipt_id(command.app_id, command.command_id))
+        rid = receipt_id(command.app_id, command.command_id)
+        receipt = uow.find(CommandReceipt, rid) if uow else self.store.get(rid)
         if receipt is None:
             return None
         if receipt.state.fingerprint != digest or receipt.state.command_name != command.NAME:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -15,10 +16,13 @@ A = TypeVar("A", bound=Aggregate[Any])
 class UnitOfWork:
     """Tracks aggregates touched by a handler; `commit` appends all their new events at once."""
 
-    def __init__(self, store: EventStore, cause: Cause) -> None:
+    def __init__(
+        self, store: EventStore, cause: Cause, shared: dict[UUID, Aggregate[Any]] | None = None
+    ) -> None:
         self.store = store
         self.cause = cause
         self._seen: dict[UUID, Aggregate[Any]] = {}
+        self._shared = shared  # a group commit's aggregates, changed by earlier commands
 
     @property
     def now(self) -> Any:
@@ -28,6 +32,9 @@ class UnitOfWork:
         """The aggregate, or None if it does not exist (or is of another kind)."""
         if aggregate_id in self._seen:
             found = self._seen[aggregate_id]
+        elif self._shared is not None and aggregate_id in self._shared:
+            # a private copy: if this command is refused, the batch's copy stays untouched
+            found = self._seen[aggregate_id] = deepcopy(self._shared[aggregate_id])
         else:
             found = self.store.get(aggregate_id)
             if found is None:
@@ -48,6 +55,11 @@ class UnitOfWork:
 
     def pending(self) -> list[Aggregate[Any]]:
         return [a for a in self._seen.values() if a.pending_events]
+
+    def merge_into_batch(self) -> None:
+        """This command succeeded: its aggregates (with their new events) join the batch."""
+        assert self._shared is not None
+        self._shared.update(self._seen)
 
     def commit(self, *extra: Aggregate[Any]) -> None:
         changed = [*self.pending(), *extra]
