@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Protocol
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from domain.catalog import KEY_PATTERN
+from domain.money import validate_currency
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 
@@ -52,3 +53,9 @@ class EventStore(Protocol):
 
 
 TENANT_FIELD = Field(pattern=ID_PATTERN, description="the app's customer")
+
+Currency = Annotated[str, AfterValidator(validate_currency)]
+"""An ISO 4217 code, checked at the edge so the error names the field."""
+
+Instant = AwareDatetime
+"""A point in time with its timezone (naive times are refused naming the field)."""

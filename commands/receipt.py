@@ -16,8 +16,9 @@ def receipt_id(app_id: str, command_id: str) -> UUID:
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
-    """A digest of the command's fields, to tell a retry from a reused command_id."""
-    body = {k: v for k, v in payload.items() if k not in ("command_id", "correlation_id")}
+    """A digest of the command's fields, to tell a retry from a reused command_id (who sends
+    the retry, and under which correlation, does not matter)."""
+    body = {k: v for k, v in payload.items() if k not in ("command_id", "correlation_id", "actor")}
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

@@ -42,6 +42,12 @@ class UnitOfWork:
             self._seen[aggregate_id] = found
         return found if isinstance(found, kind) else None
 
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether any aggregate (of any kind, any app) has this id."""
+        if aggregate_id in self._seen or (self._shared and aggregate_id in self._shared):
+            return True
+        return self.store.get(aggregate_id) is not None
+
     def get(self, kind: type[A], aggregate_id: UUID, *, field: str, app_id: str) -> A:
         """The aggregate of this app, or NotFound naming the field (other apps' ids too)."""
         found = self.find(kind, aggregate_id)

@@ -91,6 +91,7 @@ class QuotaState(AggregateState):
     seen_keys: set[str] = Field(default_factory=set)
     soft_warned: bool = False
     enabled: bool = True
+    disabled_reason: str | None = None
 
 
 class QuotaEvent(DomainEvent):
@@ -152,6 +153,7 @@ class QuotaReconfigured(QuotaEvent):
         state.window = self.window
         state.soft_warned = self.soft_warned
         state.enabled = True
+        state.disabled_reason = None
 
 
 class QuotaDisabled(QuotaEvent):
@@ -160,9 +162,11 @@ class QuotaDisabled(QuotaEvent):
     NAME: ClassVar[str] = "QuotaDisabled"
     used: int
     window: Period | None
+    reason: str = "feature_not_in_plan"
 
     def apply(self, aggregate: Any) -> None:
         aggregate.state.enabled = False
+        aggregate.state.disabled_reason = self.reason
 
 
 class QuotaConsumed(QuotaEvent):
@@ -359,8 +363,9 @@ class Quota(Aggregate[QuotaState]):
         )
         return True
 
-    def disable(self, cause: Cause) -> None:
-        """The feature left the plan: refuse consumes from now on (grants and usage stay)."""
+    def disable(self, cause: Cause, reason: str = FEATURE_NOT_IN_PLAN) -> None:
+        """The feature left the plan, or the subscription stopped (paused, canceled,
+        expired): refuse consumes from now on, saying why (grants and usage stay)."""
         if not self.state.enabled:
             raise InvalidTransition(
                 f"quota {self.state.feature_key} is already disabled", field="feature_key"
@@ -371,6 +376,7 @@ class Quota(Aggregate[QuotaState]):
             feature_key=self.state.feature_key,
             used=self.state.used,
             window=self.state.window,
+            reason=reason,
         )
 
     def consume(self, amount: int, idempotency_key: str, cause: Cause) -> ConsumeOutcome:
@@ -395,7 +401,8 @@ class Quota(Aggregate[QuotaState]):
         if idempotency_key in state.seen_keys:
             return self._outcome(now, allowed=True, duplicate=True)
         if not state.enabled:
-            return self._outcome(now, allowed=False, reason=FEATURE_NOT_IN_PLAN)
+            reason = state.disabled_reason or FEATURE_NOT_IN_PLAN
+            return self._outcome(now, allowed=False, reason=reason)
         effective = self.effective_limit(now)
         after = state.used + amount
         if effective is not None and state.enforcement is Enforcement.HARD and after > effective:

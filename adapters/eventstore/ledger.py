@@ -6,13 +6,21 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 from uuid import uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+import structlog
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProjectorFunction,
+    project_aggregate,
+)
 from eventsourcing.utils import get_topic
 
 from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
 from adapters.settings import Settings
 from domain.aggregates import ALL_AGGREGATES
 from domain.base import Snapshot
+
+log = structlog.get_logger(__name__)
 
 
 class Ledger(Application[Any]):
@@ -26,6 +34,19 @@ class Ledger(Application[Any]):
         # the interval comes from settings, so it is set per instance (the library reads self.)
         self.snapshotting_intervals = {cls: snapshot_interval for cls in ALL_AGGREGATES}  # type: ignore[misc]
         super().__init__(env)
+
+    def take_snapshot(
+        self,
+        aggregate_id: Any,
+        version: int | None = None,
+        projector_func: ProjectorFunction[Any, Any] = project_aggregate,
+    ) -> None:
+        """Snapshots are taken after the command committed: a failure here must not turn a
+        committed command into an error (the next interval tries again)."""
+        try:
+            super().take_snapshot(aggregate_id, version, projector_func)
+        except Exception:
+            log.warning("snapshot_failed", aggregate_id=str(aggregate_id), version=version)
 
     def get(self, aggregate_id: Any, version: int | None = None) -> Any:
         """Load an aggregate (at a version), or None when it does not exist."""

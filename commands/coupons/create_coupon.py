@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
-from commands.base import Command
+from commands.base import Command, Instant
 from commands.coupons.view import coupon_view
 from commands.unit_of_work import UnitOfWork
 from domain.catalog import KEY_PATTERN
@@ -23,8 +22,8 @@ class CreateCoupon(Command):
     duration: CouponDuration = CouponDuration.ONCE
     duration_in_periods: int | None = Field(default=None, ge=1, description="repeating only")
     max_redemptions: int | None = Field(default=None, ge=1)
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Instant | None = None
+    valid_until: Instant | None = None
 
 
 def create_coupon(command: CreateCoupon, uow: UnitOfWork) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 from pydantic import Field
 
-from commands.base import TENANT_FIELD, Command
+from commands.base import TENANT_FIELD, Command, Currency
 from commands.invoices.line_input import InvoiceLineInput
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
@@ -20,7 +20,7 @@ from domain.subscription import Subscription
 class DraftInvoice(Command):
     tenant_id: str = TENANT_FIELD
     subscription_id: UUID | None = None
-    currency: str = Field(min_length=3, max_length=3)
+    currency: Currency
     period: Period | None = None
     lines: list[InvoiceLineInput] = Field(default_factory=list, max_length=1000)
     invoice_id: UUID | None = Field(default=None, description="default: generated")

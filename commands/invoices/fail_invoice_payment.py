@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
+from commands.base import Instant
 from commands.invoices.target import InvoiceCommand
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
@@ -14,7 +14,7 @@ from commands.unit_of_work import UnitOfWork
 
 class FailInvoicePayment(InvoiceCommand):
     reason: str = Field(min_length=1, max_length=500)
-    next_retry_at: datetime | None = None
+    next_retry_at: Instant | None = None
 
 
 def fail_invoice_payment(command: FailInvoicePayment, uow: UnitOfWork) -> dict[str, Any]:

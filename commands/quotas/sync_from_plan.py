@@ -12,6 +12,7 @@ from uuid import UUID
 from commands.unit_of_work import UnitOfWork
 from domain.catalog import FeatureKind, PlanTerms
 from domain.quota import Quota, quota_id
+from domain.subscription import Status, Subscription
 
 
 def sync_quotas_from_plan(
@@ -42,3 +43,37 @@ def sync_quotas_from_plan(
         quota = uow.find(Quota, quota_id(app_id, tenant_id, feature.key))
         if quota is not None and quota.state.enabled:
             quota.disable(uow.cause)
+
+
+def suspend_quotas(
+    uow: UnitOfWork, *, app_id: str, tenant_id: str, terms: PlanTerms, reason: str
+) -> None:
+    """The subscription stopped (paused, canceled, expired): refuse its metered features
+    until a resume or a new subscription configures them again."""
+    for feature in terms.features:
+        if feature.kind is not FeatureKind.METERED:
+            continue
+        quota = uow.find(Quota, quota_id(app_id, tenant_id, feature.key))
+        if quota is not None and quota.state.enabled:
+            quota.disable(uow.cause, reason)
+
+
+def follow_subscription(uow: UnitOfWork, subscription: Subscription, previous: PlanTerms) -> None:
+    """After a subscription command: quotas follow its status and plan, in the same unit of
+    work (so in the same transaction)."""
+    state = subscription.state
+    if state.status in (Status.PAUSED, Status.CANCELED, Status.EXPIRED):
+        reason = f"subscription_{state.status.value}"
+        suspend_quotas(
+            uow, app_id=state.app_id, tenant_id=state.tenant_id, terms=previous, reason=reason
+        )
+        return
+    sync_quotas_from_plan(
+        uow,
+        app_id=state.app_id,
+        tenant_id=state.tenant_id,
+        subscription_id=subscription.id,
+        terms=state.terms,
+        anchor=state.current_period.start,
+        previous=previous,
+    )

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from commands.quotas.sync_from_plan import follow_subscription
 from commands.subscriptions.target import SubscriptionCommand
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
@@ -18,5 +19,7 @@ class CancelSubscription(SubscriptionCommand):
 
 def cancel_subscription(command: CancelSubscription, uow: UnitOfWork) -> dict[str, Any]:
     subscription = command.load(uow)
+    previous = subscription.state.terms
     subscription.cancel(uow.cause, at_period_end=command.at_period_end, reason=command.reason)
+    follow_subscription(uow, subscription, previous)
     return subscription_view(subscription)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from commands.quotas.sync_from_plan import sync_quotas_from_plan
+from commands.quotas.sync_from_plan import follow_subscription
 from commands.subscriptions.target import SubscriptionCommand
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
@@ -26,16 +26,7 @@ def change_plan(command: ChangePlan, uow: UnitOfWork) -> dict[str, Any]:
     previous = subscription.state.terms
     subscription.change_plan(_target_terms(command, uow), uow.cause, command.timing)
     if command.timing == "now":
-        state = subscription.state
-        sync_quotas_from_plan(
-            uow,
-            app_id=command.app_id,
-            tenant_id=state.tenant_id,
-            subscription_id=subscription.id,
-            terms=state.terms,
-            anchor=state.current_period.start,
-            previous=previous,
-        )
+        follow_subscription(uow, subscription, previous)
     return subscription_view(subscription)
 
 
@@ -43,6 +34,5 @@ def _target_terms(command: ChangePlan, uow: UnitOfWork) -> PlanTerms:
     plan = uow.get(
         Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
     )
-    if command.plan_version is not None:
-        return plan.terms(command.plan_version)
-    return plan.terms_for_new_subscriber(command.load(uow).state.tenant_id)
+    latest = plan.terms_for_new_subscriber(command.load(uow).state.tenant_id)  # archived? custom?
+    return latest if command.plan_version is None else plan.terms(command.plan_version)

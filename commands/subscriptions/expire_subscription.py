@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.quotas.sync_from_plan import follow_subscription
 from commands.subscriptions.target import SubscriptionCommand
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
@@ -15,5 +16,7 @@ class ExpireSubscription(SubscriptionCommand):
 
 def expire_subscription(command: ExpireSubscription, uow: UnitOfWork) -> dict[str, Any]:
     subscription = command.load(uow)
+    previous = subscription.state.terms
     subscription.expire(uow.cause)
+    follow_subscription(uow, subscription, previous)
     return subscription_view(subscription)

@@ -12,6 +12,7 @@ from commands.quotas.sync_from_plan import sync_quotas_from_plan
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
 from domain.catalog import KEY_PATTERN
+from domain.errors import AlreadyExists
 from domain.plan import Plan, plan_id
 from domain.subscription import Subscription, TenantSlot, tenant_slot_id
 
@@ -33,6 +34,8 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
     if command.plan_version is not None:
         terms = plan.terms(command.plan_version)
     subscription_id = command.subscription_id or uuid4()
+    if command.subscription_id is not None and uow.exists(subscription_id):
+        raise AlreadyExists(f"{subscription_id} is already taken", field="subscription_id")
     previous = _claim_tenant_slot(command, subscription_id, uow)
     subscription = uow.add(
         Subscription.start(

@@ -70,6 +70,16 @@ def test_commands_never_import_adapters_or_projections() -> None:
     assert not bad, "commands must not depend on adapters or projections:\n  " + "\n  ".join(bad)
 
 
+def test_projections_never_import_adapters_or_commands() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module!r}"
+        for path in python_files("projections")
+        for line, module in imports(path)
+        if within(module, ("adapters", "commands"))
+    ]
+    assert not bad, "projections must not depend on adapters or commands:\n  " + "\n  ".join(bad)
+
+
 def test_the_checker_resolves_relative_and_nested_imports() -> None:
     source = "from . import money\nfrom ..adapters import x\ndef f():\n    import redis\n"
     assert [m for _, m in imports_in(source, "domain")] == ["domain", "adapters", "redis"]
