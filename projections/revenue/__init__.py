@@ -1,0 +1,1 @@
+"""Revenue read model: MRR/ARR, recognized revenue, subscriptions per plan and status, churn."""

@@ -1,0 +1,1 @@
+"""Usage totals read model: hour, day and month buckets and the current quota window."""
