@@ -96,7 +96,11 @@ def bootstrap(
     )
     dialect, target = settings.views_target
     views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
-    cache = None  # the Redis hot copy is wired here when TALLY_REDIS_URL is set
+    cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
+    if settings.redis_url:
+        from adapters.redis.entitlement_cache import RedisEntitlementCache
+
+        cache = RedisEntitlementCache.from_url(settings.redis_url, namespace=schema)
     runner = ProjectionRunner(ledger.recorder, views, build_projectors(cache))
     load_queries()
     runner.ensure_tables()

@@ -9,6 +9,10 @@ from commands.bus import Handler
 from commands.coupons.create_coupon import CreateCoupon, create_coupon
 from commands.coupons.deactivate_coupon import DeactivateCoupon, deactivate_coupon
 from commands.coupons.redeem_coupon import RedeemCoupon, redeem_coupon
+
+# entitlements
+from commands.entitlements.grant_feature import GrantFeature, grant_feature
+from commands.entitlements.revoke_feature import RevokeFeature, revoke_feature
 from commands.invoices.add_invoice_line import AddInvoiceLine, add_invoice_line
 from commands.invoices.draft_invoice import DraftInvoice, draft_invoice
 from commands.invoices.fail_invoice_payment import FailInvoicePayment, fail_invoice_payment
@@ -19,6 +23,10 @@ from commands.invoices.mark_invoice_uncollectible import (
 )
 from commands.invoices.pay_invoice import PayInvoice, pay_invoice
 from commands.invoices.void_invoice import VoidInvoice, void_invoice
+
+# api keys
+from commands.keys.create_api_key import CreateApiKey, create_api_key
+from commands.keys.revoke_api_key import RevokeApiKey, revoke_api_key
 from commands.plans.archive_plan import ArchivePlan, archive_plan
 from commands.plans.define_plan import DefinePlan, define_plan
 from commands.plans.revise_plan import RevisePlan, revise_plan
@@ -73,6 +81,9 @@ HANDLERS: dict[type[Command], Handler] = {
     GrantAllowance: grant_allowance,
     RevokeGrant: revoke_grant,
     ResetQuota: reset_quota,
+    # entitlements
+    GrantFeature: grant_feature,
+    RevokeFeature: revoke_feature,
     # invoices and coupons
     DraftInvoice: draft_invoice,
     AddInvoiceLine: add_invoice_line,
@@ -84,4 +95,7 @@ HANDLERS: dict[type[Command], Handler] = {
     CreateCoupon: create_coupon,
     RedeemCoupon: redeem_coupon,
     DeactivateCoupon: deactivate_coupon,
+    # api keys
+    CreateApiKey: create_api_key,
+    RevokeApiKey: revoke_api_key,
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.api_key import ApiKey
 from domain.base import Aggregate
 from domain.coupon import Coupon
+from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
 from domain.plan import Plan
 from domain.quota import Quota
@@ -19,4 +21,6 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     Invoice,
     InvoiceNumbering,
     Coupon,
+    TenantGrants,
+    ApiKey,
 )

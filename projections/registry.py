@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from projections.base import Projector
+from projections.entitlements.projector import EntitlementsProjector
 from projections.ports import EntitlementCache
+from projections.revenue.projector import RevenueProjector
+from projections.usage.projector import UsageProjector
 
 
 def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     """All read-model projectors (the entitlement projector refreshes the hot cache)."""
     projectors: list[Projector] = []
+    projectors.append(EntitlementsProjector(cache))
+    projectors.append(UsageProjector())
+    projectors.append(RevenueProjector())
     return projectors
 
 
 def load_queries() -> None:
     """Import every query module so their @query registrations exist."""
+    import projections.entitlements.queries
+    import projections.revenue.queries
+    import projections.usage.queries  # noqa: F401

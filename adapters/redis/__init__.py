@@ -1,0 +1,1 @@
+"""Redis adapters: the hot copy of the entitlement read model."""

@@ -1,0 +1,1 @@
+"""Manual feature grants and revokes (support overrides) for one tenant."""
