@@ -200,12 +200,53 @@ def _scenario(n: Narrator) -> None:
     n.send("cancel_subscription", subscription_id=sub_id)
     n.say("…canceling a canceled subscription is an invalid transition.")
 
+    n.step("Read models, built by projectors from the events")
+    _read_models(n)
+
     n.step("The audit trail: who did what, when, from which command")
     rows = [
         r for r in _read(n.system, 0, 10_000, None, None) if r["state"].get("app_id") == n.app_id
     ]
     n.console.print(_table(rows))
     n.say(f"[bold]{len(rows)} events[/] recorded for app {n.app_id}.")
+
+
+def _read_models(n: Narrator) -> None:
+    n.system.sync()
+    app = n.app_id
+    table = Table("feature", "allowed", "limit", "used", "remaining", "source", "reason")
+    for row in n.system.query("entitlements", app_id=app, tenant_id="globex"):
+        table.add_row(
+            row["feature"],
+            str(row["allowed"]),
+            str(row["limit"]),
+            str(row["used"]),
+            str(row["remaining"]),
+            str(row["source"]),
+            str(row["reason"] or ""),
+        )
+    n.console.print(table, "  [dim]entitlements of globex (the subscription is canceled now)[/]")
+    usage = Table("feature", "month", "quantity", "events")
+    for row in n.system.query("usage", app_id=app, tenant_id="globex", granularity="month"):
+        usage.add_row(
+            row["feature"], row["bucket_start"][:10], str(row["quantity"]), str(row["events"])
+        )
+    n.console.print(usage, "  [dim]usage totals per month[/]")
+    revenue = n.system.query("revenue", app_id=app, granularity="month")
+    metrics = n.system.query("subscription_metrics", app_id=app)
+    n.show(
+        "revenue",
+        {
+            "MRR now": revenue["mrr"],
+            "recognized": [
+                (r["period"], r["amount"], r["currency"]) for r in revenue["recognized"]
+            ],
+            "invoices": revenue["invoices"],
+            "churned by month": [
+                (c["month"], c["subscriptions"]) for c in metrics["churned_by_month"]
+            ],
+        },
+    )
 
 
 def _quota_line(out: dict[str, Any]) -> str:
