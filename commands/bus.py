@@ -221,7 +221,7 @@ def validation_error(error: ValidationError, command_name: str) -> dict[str, Any
     """One error shape for bad input: each detail names the field and the rule broken."""
     details = [
         {
-            "field": ".".join(str(part) for part in item["loc"]) or "body",
+            "field": _field_of(item),
             "rule": item["type"],
             "message": item["msg"].removeprefix("Value error, "),
         }
@@ -233,3 +233,12 @@ def validation_error(error: ValidationError, command_name: str) -> dict[str, Any
         "message": f"{command_name}: {first['field']}: {first['message']}",
         "details": details,
     }
+
+
+def _field_of(item: Any) -> str:
+    """The error's location; a domain rule raised by a whole-model check names its own field."""
+    path = [str(part) for part in item["loc"]]
+    cause = item.get("ctx", {}).get("error")
+    if isinstance(cause, DomainError) and cause.field and path[-1:] != [cause.field]:
+        path.append(cause.field)
+    return ".".join(path) or "body"

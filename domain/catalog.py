@@ -13,6 +13,7 @@ from domain.money import Money
 from domain.period import Interval
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
+MAX_PRICE = 10**15  # minor units; annualized sums (x365) stay inside a 64-bit integer
 _KEY = re.compile(KEY_PATTERN)
 
 
@@ -158,11 +159,11 @@ class PlanTerms(_Value):
         keys = [f.key for f in self.features]
         if len(keys) != len(set(keys)):
             raise InvalidValue("feature keys must be unique within a plan", field="features")
-        for zone, price in self.price_overrides.items():
-            if price.amount < 0:
-                raise InvalidValue("prices cannot be negative", field=f"price_overrides.{zone}")
-        if self.base_price.amount < 0:
-            raise InvalidValue("prices cannot be negative", field="base_price")
+        prices = {"base_price": self.base_price}
+        prices |= {f"price_overrides.{zone}": p for zone, p in self.price_overrides.items()}
+        for field, price in prices.items():
+            if not 0 <= price.amount <= MAX_PRICE:
+                raise InvalidValue(f"prices run from 0 to {MAX_PRICE} minor units", field=field)
         return self
 
     def feature(self, key: str) -> FeatureSpec | None:

@@ -379,12 +379,15 @@ class Quota(Aggregate[QuotaState]):
             reason=reason,
         )
 
-    def consume(self, amount: int, idempotency_key: str, cause: Cause) -> ConsumeOutcome:
+    def consume(
+        self, amount: int, idempotency_key: str, cause: Cause, *, granted: bool = False
+    ) -> ConsumeOutcome:
         """Count `amount` units once per idempotency key in this window, or refuse.
 
         - A key already counted in this window is a duplicate: allowed, nothing recorded.
-        - A disabled quota (feature not in the plan) refuses with reason
-          "feature_not_in_plan" and records NO event: there is no limit to exceed.
+        - A disabled quota (feature not in the plan, subscription stopped) refuses with that
+          reason and records NO event: there is no limit to exceed — unless `granted` (a
+          live manual feature grant, a support override), which counts as if enabled.
         - Hard: a consume that would take `used` past the effective limit records
           QuotaExceeded, counts nothing and leaves the key unseen (a retry may succeed
           after a grant or reset); reason "hard_limit_exceeded".
@@ -400,7 +403,7 @@ class Quota(Aggregate[QuotaState]):
         now = cause.occurred_at
         if idempotency_key in state.seen_keys:
             return self._outcome(now, allowed=True, duplicate=True)
-        if not state.enabled:
+        if not state.enabled and not granted:
             reason = state.disabled_reason or FEATURE_NOT_IN_PLAN
             return self._outcome(now, allowed=False, reason=reason)
         effective = self.effective_limit(now)

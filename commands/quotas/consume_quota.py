@@ -8,6 +8,7 @@ from pydantic import Field
 
 from commands.quotas.target import QuotaCommand
 from commands.unit_of_work import UnitOfWork
+from domain.entitlement_grant import TenantGrants, tenant_grants_id
 from domain.quota import MAX_AMOUNT
 
 
@@ -24,7 +25,8 @@ def consume_quota(command: ConsumeQuota, uow: UnitOfWork) -> dict[str, Any]:
     quota = command.load(uow)
     if quota.window_ended(uow.now):
         quota.reset(uow.cause)
-    outcome = quota.consume(command.amount, command.idempotency_key, uow.cause)
+    granted = not quota.state.enabled and _feature_granted(command, uow)
+    outcome = quota.consume(command.amount, command.idempotency_key, uow.cause, granted=granted)
     state = quota.state
     return {
         **outcome.model_dump(mode="json"),
@@ -33,3 +35,9 @@ def consume_quota(command: ConsumeQuota, uow: UnitOfWork) -> dict[str, Any]:
         "feature_key": state.feature_key,
         "window": state.window.model_dump(mode="json") if state.window else None,
     }
+
+
+def _feature_granted(command: ConsumeQuota, uow: UnitOfWork) -> bool:
+    """A live manual grant of the feature (support override) keeps a suspended quota counting."""
+    grants = uow.find(TenantGrants, tenant_grants_id(command.app_id, command.tenant_id))
+    return grants is not None and command.feature_key in grants.active_grants(uow.now)

@@ -110,3 +110,21 @@ def test_a_retry_from_another_actor_is_still_a_duplicate(system: System) -> None
     assert retry["duplicate"] and retry["result"] == first["result"]
     reused = send(system, "define_plan", **{**PLAN, "name": "Other"}, command_id="c-1")
     assert error(reused)["code"] == "command_id_reused"
+
+
+def test_a_feature_grant_keeps_a_suspended_quota_counting(system: System) -> None:
+    ok(send(system, "define_plan", **PLAN))
+    sid = ok(send(system, "start_subscription", tenant_id="t1", plan_key="pro"))["subscription_id"]
+    ok(send(system, "pause_subscription", subscription_id=sid))
+    assert not consume(system, "a")["allowed"]
+    ok(send(system, "grant_feature", tenant_id="t1", feature_key="api", reason="support case 7"))
+    assert consume(system, "b")["allowed"]
+    ok(send(system, "revoke_feature", tenant_id="t1", feature_key="api", reason="case closed"))
+    assert consume(system, "c")["reason"] == "subscription_paused"
+
+
+def test_prices_are_capped_so_annual_sums_fit_64_bits(system: System) -> None:
+    huge = {**PLAN, "base_price": {"amount": 10**16, "currency": "USD"}}
+    failure = error(send(system, "define_plan", **huge))
+    assert failure["code"] == "validation_error"
+    assert failure["details"][0]["field"] == "base_price"

@@ -643,7 +643,7 @@ def test_bus_refuses_other_apps_and_bad_input(tally: System) -> None:
         },
     )
     assert positive_discount["error"]["code"] == "validation_error"
-    assert positive_discount["error"]["details"][0]["field"] == "lines.0"
+    assert positive_discount["error"]["details"][0]["field"] == "lines.0.amount"
     euro_line = tally.dispatch(
         "add_invoice_line",
         {
