@@ -26,10 +26,9 @@ venv:
 test: venv services
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
-# TODO: switch to `.venv/bin/tally serve` (127.0.0.1:8000) once the serve command exists in
-# adapters/cli/main.py; until then `make run` plays the narrated demo on the embedded default.
+# The HTTP API on 127.0.0.1:8000 (embedded default, or the real stack from TALLY_* URLs).
 run: venv
-	.venv/bin/tally demo
+	.venv/bin/tally serve
 
 lint: venv
 	$(UV) run --frozen ruff check .

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any, ClassVar
 from uuid import UUID
-
-import orjson
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, stable_id
 
@@ -19,7 +18,8 @@ def fingerprint(payload: dict[str, Any]) -> str:
     """A digest of the command's fields, to tell a retry from a reused command_id (who sends
     the retry, and under which correlation, does not matter)."""
     body = {k: v for k, v in payload.items() if k not in ("command_id", "correlation_id", "actor")}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # stdlib json: exact for integers of any size (orjson stops at 64 bits)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ReceiptState(AggregateState):

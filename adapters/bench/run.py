@@ -8,23 +8,46 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from adapters.bench import replay_rate
+from adapters.bench import command_bus, entitlement_check, replay_rate
 from adapters.bench.report import Figure, write
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _redis_if_up(url: str) -> str | None:
+    """The Redis URL when it answers (the entitlement hot cache), else None."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return url
+    except Exception:
+        return None
 
 
 def run(events: int, out: Path, markdown: Path) -> list[Figure]:
     console = Console()
     pg_url = os.environ.get("TALLY_BENCH_DATABASE_URL", DEFAULT_PG)
-    figures = [replay_rate.measure(pg_url, events, console.print)]
+    nats_url = os.environ.get("TALLY_BENCH_NATS_URL", DEFAULT_NATS)
+    redis_url = _redis_if_up(os.environ.get("TALLY_BENCH_REDIS_URL", DEFAULT_REDIS))
+    figures = [
+        *command_bus.measure(pg_url, nats_url, console.print),
+        *entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
+        replay_rate.measure(pg_url, events, console.print),
+    ]
     write(figures, out, markdown)
     table = Table("#", "what", "result", "target", "baseline", "ratio", "verdict")
     for f in figures:
         table.add_row(
             f.key,
             f.what,
-            f"{f.value:,.0f} {f.unit}",
+            f"{f.value:,.{0 if f.value >= 100 else 2}f} {f.unit}",
             f.target,
             f"{f.baseline:,.0f} {f.baseline_what}" if f.baseline else "—",
             f"{f.ratio:.2f}×" if f.ratio is not None else "—",

@@ -6,6 +6,7 @@ import typer
 
 from adapters.cli import demo as demo_module
 from adapters.cli import events as events_module
+from adapters.cli import keys as keys_module
 
 app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
 
@@ -29,6 +30,19 @@ def events(
     """Print the event log (the audit trail)."""
     events_module.run(aggregate=aggregate, tenant=tenant, after=after, limit=limit, follow=follow)
 
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """The HTTP API (and, with TALLY_NATS_URL, the relay and projectors) until SIGTERM."""
+    from adapters.http.serve import serve as serve_http
+
+    serve_http(host=host, port=port)
+
+
+app.add_typer(keys_module.keys_app, name="keys")
 
 worker_app = typer.Typer(
     help="Workers for the real stack (NATS JetStream); SIGTERM/SIGINT stop them gracefully.",
@@ -54,6 +68,21 @@ def worker_projector(name: str = typer.Argument(..., help="the projector's NAME"
         run_projector(name)
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0]), param_hint="NAME") from None
+
+
+@worker_app.command("command-bus")
+def worker_command_bus(
+    prefix: str = typer.Option("tally", help="subjects <prefix>.cmd.* and <prefix>.query.*"),
+    max_batch: int = typer.Option(256, help="most commands committed in one transaction"),
+    linger_ms: float = typer.Option(0.5, help="longest wait for more commands to a batch"),
+    store_timeout: float = typer.Option(5.0, help="answer 'unavailable' after this many s"),
+) -> None:
+    """Serve the NATS command and query bus (queue group: run several to share the load)."""
+    from adapters.nats.command_bus import run_command_bus
+
+    run_command_bus(
+        prefix=prefix, max_batch=max_batch, linger=linger_ms / 1000, store_timeout=store_timeout
+    )
 
 
 @app.command()

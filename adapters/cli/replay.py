@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from adapters.bootstrap import bootstrap
 from adapters.readmodels.replay import replay
@@ -29,7 +36,7 @@ def run(projection: str | None) -> None:
             for projector in projectors:
                 task = bar.add_task(projector.NAME, total=None)
 
-                def advance(done: int, total: int, task_id: int = task) -> None:
+                def advance(done: int, total: int, task_id: TaskID = task) -> None:
                     bar.update(task_id, completed=done, total=max(total, 1))
 
                 position = replay(system.views, system.ledger.recorder, projector, advance)

@@ -1,0 +1,1 @@
+"""Tally's HTTP API (FastAPI): `create_app(system)`; `serve(...)` runs it with uvicorn."""

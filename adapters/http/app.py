@@ -1,0 +1,80 @@
+"""The FastAPI application: `create_app(system)` wires every route group onto a System.
+
+Handlers are synchronous (the event store is) and run in FastAPI's thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+
+from adapters.http import (
+    billing_runs,
+    commands,
+    entitlements,
+    errors,
+    events,
+    health,
+    invoices,
+    plans,
+    revenue,
+    subscriptions,
+    usage,
+)
+from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
+from adapters.http.index import OwnershipIndex
+from adapters.http.metrics import Metrics, MetricsMiddleware
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import System
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+
+DESCRIPTION = """Tally's HTTP API (docs/http-api.md). Every `/v1` route needs
+`Authorization: Bearer <api key>` (`tally keys create`); the key's app is the only app a request
+sees or changes: app_id comes from the key (a body app_id is refused), another app's ids answer
+404. Scopes: read < write < admin. Revoked keys stop working within 5 seconds (key cache).
+Errors: `{"error": {"code", "message", "details"}}`; 422 details name the field and the rule.
+Commands retry safely with `command_id` (or `Idempotency-Key`): a replay answers the first
+result with `Idempotent-Replayed: true`."""
+
+
+def create_app(
+    system: System,
+    *,
+    lifespan: Lifespan | None = None,
+    key_cache_seconds: float = KEY_CACHE_SECONDS,
+) -> FastAPI:
+    app = FastAPI(
+        title="Tally",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.system = system
+    app.state.keys = KeyVerifier(system.aggregate, ttl=key_cache_seconds)
+    app.state.index = OwnershipIndex(system.ledger.recorder)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    errors.install(app)
+    for module in (
+        plans,
+        subscriptions,
+        usage,
+        entitlements,
+        invoices,
+        billing_runs,
+        revenue,
+        events,
+        commands,
+        health,
+    ):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,105 @@
+"""The generic command route: `POST /v1/commands/{command_name}`, the same body and reply as
+the NATS command bus (`{"ok": true, "result": ...}` / `{"ok": false, "error": ...}`).
+
+app_id comes from the API key: a body may omit it or repeat it; a different one is refused
+(422 app_id_mismatch, nothing runs). Catalog, grant, quota configuration, coupon and API key
+commands need the admin scope, every other command the write scope. An error answers the
+bus's reply with the status of its code (errors.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from adapters.http.auth import Reader
+from adapters.http.common import execute, int64_error, metrics_of, out_of_int64, system_of
+from adapters.http.errors import ERROR_RESPONSES, status_for, status_for_code
+from commands.bus import validation_error
+from domain.api_key import Scope
+from domain.errors import DomainError
+
+router = APIRouter(tags=["commands"], responses=ERROR_RESPONSES)
+
+ADMIN_COMMANDS = frozenset(
+    {
+        "define_plan",
+        "revise_plan",
+        "archive_plan",
+        "grant_feature",
+        "revoke_feature",
+        "grant_allowance",
+        "revoke_grant",
+        "configure_quota",
+        "reset_quota",
+        "create_coupon",
+        "deactivate_coupon",
+        "create_api_key",
+        "revoke_api_key",
+    }
+)
+
+
+def scope_for(command_name: str) -> Scope:
+    return Scope.ADMIN if command_name in ADMIN_COMMANDS else Scope.WRITE
+
+
+def _error(status: int, error: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": error}, status_code=status)
+
+
+@router.post(
+    "/v1/commands/{command_name}",
+    summary="Run any command by its bus name (same body and reply as NATS)",
+)
+def run(
+    request: Request,
+    principal: Reader,
+    command_name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    payload: Annotated[dict[str, Any], Body(description="the command's fields")],
+) -> JSONResponse:
+    system = system_of(request)
+    try:
+        command_type = system.bus.command_type(command_name)
+    except DomainError as error:
+        return _error(status_for(error), error.as_dict())
+    required = scope_for(command_name)
+    if not principal.has(required):
+        return _error(
+            403,
+            {
+                "code": "forbidden",
+                "message": f"{command_name} needs the {required.value} scope",
+                "details": [{"required_scope": required.value}],
+            },
+        )
+    given = payload.get("app_id")
+    if given is not None and given != principal.app_id:
+        return _error(
+            422,
+            {
+                "code": "app_id_mismatch",
+                "message": "app_id: this API key belongs to another app; omit it or send its own",
+                "details": [
+                    {"field": "app_id", "rule": "app_id_mismatch", "message": "not the key's app"}
+                ],
+            },
+        )
+    too_big = out_of_int64(payload)
+    if too_big is not None:
+        return _error(422, int64_error(too_big).body()["error"])
+    fields = {**payload, "app_id": principal.app_id}
+    fields.setdefault("actor", principal.actor)
+    try:
+        command = command_type.model_validate(fields)
+    except ValidationError as error:
+        metrics_of(request).command(command_name, "validation_error")
+        return _error(422, validation_error(error, command_name))
+    try:
+        outcome = execute(request, command)
+    except DomainError as error:
+        return _error(status_for_code(error.code), error.as_dict())
+    return JSONResponse(outcome.as_reply())

@@ -1,0 +1,106 @@
+"""Invoices: draft, list (per tenant), read, finalize, pay, void. The PDF comes later (501).
+
+`POST /v1/invoices` drafts an invoice by hand (the billing engine will draft them from
+subscriptions and usage); lists come from the app's InvoiceDrafted events (see index.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from adapters.http.auth import Reader, Writer
+from adapters.http.common import body_model, fields_of, owned, run_command, system_of
+from adapters.http.errors import ERROR_RESPONSES, not_implemented
+from commands.base import ID_PATTERN
+from commands.invoices.draft_invoice import DraftInvoice
+from commands.invoices.finalize_invoice import FinalizeInvoice
+from commands.invoices.pay_invoice import PayInvoice
+from commands.invoices.view import invoice_view
+from commands.invoices.void_invoice import VoidInvoice
+from domain.invoice import Invoice, InvoiceStatus
+
+_ID = frozenset({"invoice_id"})
+
+if TYPE_CHECKING:
+    DraftBody = BaseModel
+    FinalizeBody = BaseModel
+    PayBody = BaseModel
+    VoidBody = BaseModel
+else:
+    DraftBody = body_model(DraftInvoice, "DraftInvoiceBody")
+    FinalizeBody = body_model(FinalizeInvoice, "FinalizeInvoiceBody", exclude=_ID)
+    PayBody = body_model(PayInvoice, "PayInvoiceBody", exclude=_ID)
+    VoidBody = body_model(VoidInvoice, "VoidInvoiceBody", exclude=_ID)
+
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"], responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=201, summary="Draft an invoice")
+def draft(request: Request, principal: Writer, body: DraftBody) -> JSONResponse:
+    return run_command(request, principal, DraftInvoice, fields_of(body), created=True)
+
+
+@router.get("", summary="The app's invoices, newest first (optionally one tenant's)")
+def list_invoices(
+    request: Request,
+    principal: Reader,
+    tenant_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    status: InvoiceStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    system = system_of(request)
+    ids = request.app.state.index.ids(principal.app_id, "invoice", tenant_id)
+    invoices: list[dict[str, Any]] = []
+    for invoice_id in reversed(ids):
+        invoice = system.aggregate(invoice_id)
+        if not isinstance(invoice, Invoice):
+            continue
+        if status is not None and invoice.state.status != status:
+            continue
+        invoices.append(invoice_view(invoice))
+        if len(invoices) >= limit:
+            break
+    return {"invoices": invoices}
+
+
+@router.get("/{invoice_id}", summary="One invoice")
+def get_invoice(request: Request, principal: Reader, invoice_id: UUID) -> dict[str, Any]:
+    invoice = owned(system_of(request), Invoice, invoice_id, principal.app_id, "invoice_id")
+    return invoice_view(invoice)
+
+
+@router.get("/{invoice_id}/pdf", summary="The invoice as PDF (not yet: 501)")
+def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> None:
+    owned(system_of(request), Invoice, invoice_id, principal.app_id, "invoice_id")
+    raise not_implemented("invoice PDF rendering")
+
+
+def _act(
+    request: Request, principal: Any, command: Any, invoice_id: UUID, body: BaseModel | None
+) -> JSONResponse:
+    fields = {**fields_of(body), "invoice_id": str(invoice_id)}
+    return run_command(request, principal, command, fields)
+
+
+@router.post("/{invoice_id}/finalize", summary="Freeze totals, assign the next number")
+def finalize(
+    request: Request, principal: Writer, invoice_id: UUID, body: FinalizeBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, FinalizeInvoice, invoice_id, body)
+
+
+@router.post("/{invoice_id}/pay", summary="Record a payment in full")
+def pay(
+    request: Request, principal: Writer, invoice_id: UUID, body: PayBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, PayInvoice, invoice_id, body)
+
+
+@router.post("/{invoice_id}/void", summary="Void an open invoice (reason required)")
+def void(request: Request, principal: Writer, invoice_id: UUID, body: VoidBody) -> JSONResponse:
+    return _act(request, principal, VoidInvoice, invoice_id, body)

@@ -1,0 +1,100 @@
+"""`tally serve`: the HTTP API under uvicorn, with the workers the configuration needs.
+
+- Embedded default (no TALLY_NATS_URL): read models are fed in process after each commit
+  (bootstrap's LocalDelivery thread); only the API runs here.
+- With TALLY_NATS_URL: the relay (event store -> JetStream) and one JetStream projector worker
+  per read model run in this process too, as asyncio tasks beside uvicorn (built with
+  adapters/nats/workers.py). `tally worker relay|projector NAME` runs them separately instead
+  (scale-out); the relay and each projector hold a lock, so extra copies wait as standbys.
+
+SIGTERM/SIGINT: uvicorn stops accepting connections and finishes the requests in flight
+(up to `graceful_seconds`); then the lifespan's shutdown stops the workers (each finishes its
+batch) and closes the system (in-process delivery catches read models up first). The process
+then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from adapters.http.app import create_app
+
+if TYPE_CHECKING:
+    from adapters.bootstrap import System
+
+log = structlog.get_logger(__name__)
+
+
+def _workers(system: System) -> list[Any]:
+    """The relay and a projector worker per read model, when NATS is configured."""
+    if not system.settings.nats_url:
+        return []
+    from adapters.nats.workers import build_projector_worker, build_relay
+
+    workers: list[Any] = [build_relay(system)]
+    workers += [
+        build_projector_worker(system, projector.NAME, projector)
+        for projector in system.runner.projectors
+    ]
+    return workers
+
+
+def build(system: System) -> FastAPI:
+    """The app with a lifespan that runs the workers and closes the system at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        workers = _workers(system)
+        tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+        log.info(
+            "tally_serving",
+            store=system.settings.database_url.split("@")[-1],
+            nats=bool(system.settings.nats_url),
+            workers=len(tasks),
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.stop()
+            for task, result in zip(
+                tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=True
+            ):
+                if isinstance(result, BaseException):
+                    log.error("worker_failed", task=task.get_name(), error=repr(result))
+            await run_in_threadpool(system.close)
+            log.info("tally_stopped")
+
+    return create_app(system, lifespan=lifespan)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 30.0) -> None:
+    from adapters.bootstrap import bootstrap
+
+    system = bootstrap()
+    config = uvicorn.Config(
+        build(system),
+        host=host,
+        port=port,
+        lifespan="on",
+        timeout_graceful_shutdown=int(graceful_seconds),
+        log_level="info",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down; with these no-op
+    # handlers in place that ends the process normally (exit 0) after a graceful stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    asyncio.run(server.serve())

@@ -1,0 +1,139 @@
+"""Subscriptions: start, read (now, at a version, or as of a past instant), change plan,
+cancel (now or at the period end), undo a scheduled cancel, pause and resume.
+
+`POST /{id}/resume` resumes a PAUSED subscription; a cancel scheduled for the period end is
+taken back with `POST /{id}/undo-cancel` (two routes, two commands: each says what it does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from adapters.http.auth import Reader, Writer
+from adapters.http.common import Instant, body_model, fields_of, run_command, system_of
+from adapters.http.errors import ERROR_RESPONSES, ApiError
+from commands.subscriptions.cancel_subscription import CancelSubscription
+from commands.subscriptions.change_plan import ChangePlan
+from commands.subscriptions.pause_subscription import PauseSubscription
+from commands.subscriptions.resume_subscription import ResumeSubscription
+from commands.subscriptions.start_subscription import StartSubscription
+from commands.subscriptions.undo_scheduled_cancel import UndoScheduledCancel
+from commands.subscriptions.view import subscription_view
+from domain.subscription import Subscription
+
+_ID = frozenset({"subscription_id"})
+
+if TYPE_CHECKING:
+    StartBody = BaseModel
+    ChangePlanBody = BaseModel
+    CancelBody = BaseModel
+    PauseBody = BaseModel
+    ResumeBody = BaseModel
+    UndoCancelBody = BaseModel
+else:
+    StartBody = body_model(StartSubscription, "StartSubscriptionBody")
+    ChangePlanBody = body_model(ChangePlan, "ChangePlanBody", exclude=_ID)
+    CancelBody = body_model(CancelSubscription, "CancelSubscriptionBody", exclude=_ID)
+    PauseBody = body_model(PauseSubscription, "PauseSubscriptionBody", exclude=_ID)
+    ResumeBody = body_model(ResumeSubscription, "ResumeSubscriptionBody", exclude=_ID)
+    UndoCancelBody = body_model(UndoScheduledCancel, "UndoScheduledCancelBody", exclude=_ID)
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=ERROR_RESPONSES)
+
+
+def _not_found(subscription_id: UUID, when: str = "") -> ApiError:
+    return ApiError(
+        404,
+        "not_found",
+        f"subscription {subscription_id} not found{when}",
+        [{"field": "subscription_id"}],
+    )
+
+
+@router.post("", status_code=201, summary="Start a tenant's subscription")
+def start_subscription(request: Request, principal: Writer, body: StartBody) -> JSONResponse:
+    return run_command(request, principal, StartSubscription, fields_of(body), created=True)
+
+
+@router.get("/{subscription_id}", summary="A subscription now, at a version, or as of a time")
+def get_subscription(
+    request: Request,
+    principal: Reader,
+    subscription_id: UUID,
+    as_of: Annotated[
+        Instant | None, Query(description="the state at this past instant (ISO 8601)")
+    ] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31, description="state at a version")] = None,
+) -> dict[str, Any]:
+    if as_of is not None and version is not None:
+        raise ApiError(
+            422,
+            "validation_error",
+            "as_of: give as_of or version, not both",
+            [{"field": "as_of", "rule": "exclusive", "message": "give as_of or version"}],
+        )
+    system = system_of(request)
+    current = system.aggregate(subscription_id)
+    if not isinstance(current, Subscription) or current.state.app_id != principal.app_id:
+        raise _not_found(subscription_id)
+    if as_of is not None:
+        past = system.aggregate(subscription_id, as_of=as_of)
+        if past is None:
+            raise _not_found(subscription_id, f" as of {as_of.isoformat()}")
+        return {**subscription_view(past), "as_of": as_of.isoformat()}
+    if version is not None:
+        if version > current.version:
+            raise _not_found(subscription_id, f" at version {version}")
+        return subscription_view(system.aggregate(subscription_id, version=version))
+    return subscription_view(current)
+
+
+def _act(
+    request: Request,
+    principal: Any,
+    command: Any,
+    subscription_id: UUID,
+    body: BaseModel | None,
+) -> JSONResponse:
+    fields = {**fields_of(body), "subscription_id": str(subscription_id)}
+    return run_command(request, principal, command, fields)
+
+
+@router.post("/{subscription_id}/change-plan", summary="Change plan now or at the period end")
+def change_plan(
+    request: Request, principal: Writer, subscription_id: UUID, body: ChangePlanBody
+) -> JSONResponse:
+    return _act(request, principal, ChangePlan, subscription_id, body)
+
+
+@router.post("/{subscription_id}/cancel", summary="Cancel now, or at the period end")
+def cancel(
+    request: Request, principal: Writer, subscription_id: UUID, body: CancelBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, CancelSubscription, subscription_id, body)
+
+
+@router.post("/{subscription_id}/undo-cancel", summary="Take back a cancel scheduled for later")
+def undo_cancel(
+    request: Request, principal: Writer, subscription_id: UUID, body: UndoCancelBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, UndoScheduledCancel, subscription_id, body)
+
+
+@router.post("/{subscription_id}/pause", summary="Pause an active subscription")
+def pause(
+    request: Request, principal: Writer, subscription_id: UUID, body: PauseBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, PauseSubscription, subscription_id, body)
+
+
+@router.post("/{subscription_id}/resume", summary="Resume a paused subscription")
+def resume(
+    request: Request, principal: Writer, subscription_id: UUID, body: ResumeBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, ResumeSubscription, subscription_id, body)

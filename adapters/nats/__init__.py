@@ -1,0 +1,1 @@
+"""NATS JetStream: the relay (event store -> stream) and projector workers (stream -> views)."""

@@ -1,0 +1,286 @@
+"""The relay: tails the event store by global position and publishes every committed event to
+JetStream (see docs/asyncapi.yaml), pipelined, then records how far it got.
+
+Guarantees
+- At least once, in position order: the position is stored only after JetStream acked every
+  message of the batch, so a crash between publish and tracking republishes that batch; the
+  stream's duplicate window (Nats-Msg-Id = event id) absorbs the overlap.
+- Never skips: eventsourcing's PostgreSQL recorder serializes inserts with a table lock, so
+  reading `position > last seen` never passes over an event that commits later. Gaps in
+  positions (failed inserts) are normal.
+- One publisher: the relay holds an advisory lock (PostgreSQL) or a file lock (SQLite) for as
+  long as it publishes; others wait and take over when the holder's lock connection dies. The
+  lock is checked before every batch.
+- A NATS outage never stops commands (they only write PostgreSQL); the relay retries with
+  capped exponential backoff and catches up from its stored position once NATS is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nats
+import orjson
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+
+from adapters.eventstore.envelopes import read_envelopes
+from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
+from adapters.nats.stream import StreamSettings, ensure_stream
+from adapters.readmodels.sql_store import ViewStore
+from projections.base import Projector
+from projections.envelope import EventEnvelope
+
+log = structlog.get_logger(__name__)
+
+
+class _Tracking(Projector):
+    """No tables of its own: asks ViewStore.ensure for the tracking table only."""
+
+    NAME = "relay"
+
+
+class Backoff:
+    """Capped exponential backoff: initial, 2x, 4x ... up to cap."""
+
+    def __init__(self, initial: float = 0.05, cap: float = 5.0) -> None:
+        self.initial, self.cap = initial, cap
+        self._next = initial
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(self.cap, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    @property
+    def upcoming(self) -> float:
+        """The delay the next call to next() returns."""
+        return self._next
+
+
+def encode(envelope: EventEnvelope) -> bytes:
+    """The JSON body on the wire (SURFACE.md)."""
+    return orjson.dumps(envelope.model_dump(mode="json"))
+
+
+class Relay:
+    """Event store -> JetStream. `run(stop)` until stopped; `run_once()` for tests/tools."""
+
+    def __init__(
+        self,
+        *,
+        recorder: Any,
+        views: ViewStore,
+        lock: InstanceLock,
+        nats_url: str,
+        stream: StreamSettings,
+        batch: int = 1000,
+        idle_seconds: float = 0.01,
+        name: str = "relay",
+        ack_timeout: float = 10.0,
+        max_backoff: float = 5.0,
+        lock_poll_seconds: float = 0.5,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.recorder, self.views, self.lock = recorder, views, lock
+        self.nats_url, self.stream = nats_url, stream
+        self.batch, self.idle_seconds, self.name = batch, idle_seconds, name
+        self.ack_timeout, self.lock_poll_seconds = ack_timeout, lock_poll_seconds
+        self.backoff = Backoff(cap=max_backoff)
+        self.connect_options = connect_options or {}
+        self.published = 0  # events acked by JetStream since start (duplicates included)
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._position: int | None = None  # cached stored position while we hold the lock
+        self._stop = asyncio.Event()
+        self._tables_ready = False
+        self._stream_ready = False
+        # test hook: called after the acks, before the position is stored
+        self.before_store: Callable[[Sequence[EventEnvelope]], None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Graceful stop: the batch in flight is finished and tracked first."""
+        self._stop.set()
+
+    async def run(self, stop_event: asyncio.Event | None = None) -> None:
+        """Publish until stopped: wait for the lock, then tail, publish, track, repeat."""
+        stop = stop_event or self._stop
+        if stop is not self._stop:
+            self._stop = stop
+        log.info("relay_starting", stream=self.stream.name, prefix=self.stream.prefix)
+        try:
+            while not stop.is_set():
+                try:
+                    if not await self._hold_lock(stop):
+                        break
+                    count = await self._publish_batch()
+                except Exception as error:
+                    delay = self.backoff.next()
+                    log.warning(
+                        "relay_batch_failed_will_retry",
+                        error=repr(error),
+                        retry_in=round(delay, 3),
+                    )
+                    self._position = None  # re-read what is tracked
+                    self._stream_ready = False  # e.g. the stream was deleted: recreate it
+                    await self._drop_connection_if_closed()
+                    await sleep_unless(stop, delay)
+                    continue
+                self.backoff.reset()
+                if count < self.batch:
+                    await sleep_unless(stop, self.idle_seconds)
+        finally:
+            await self.close()
+            log.info("relay_stopped", published=self.published)
+
+    async def run_once(self) -> int:
+        """Publish everything committed now (taking the lock if free); returns how many
+        events were published. Returns 0 without publishing when another relay holds it."""
+        if not await asyncio.to_thread(self.lock.try_acquire):
+            return 0
+        await self._ensure_tables()
+        await self._ensure_connected()
+        total = 0
+        while True:
+            count = await self._publish_batch()
+            total += count
+            if count < self.batch:
+                return total
+
+    async def close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._position = None
+        await asyncio.to_thread(self.lock.release)
+
+    # --- the lock -----------------------------------------------------------------------
+
+    async def _hold_lock(self, stop: asyncio.Event) -> bool:
+        """True while (or once) this relay holds the lock; False when stopped first."""
+        if await asyncio.to_thread(self.lock.still_held):
+            return True
+        self._position = None
+        if not await wait_for_lock(self.lock, stop, self.lock_poll_seconds):
+            return False
+        await self._ensure_tables()
+        log.info("relay_active", lock=self.lock.name)
+        return True
+
+    async def _ensure_tables(self) -> None:
+        if not self._tables_ready:
+            await asyncio.to_thread(self.views.ensure, _Tracking())
+            self._tables_ready = True
+
+    # --- NATS ---------------------------------------------------------------------------
+
+    async def _ensure_connected(self) -> JetStreamContext:
+        if self._nc is not None and self._nc.is_closed:
+            self._nc, self._js = None, None
+        if self._nc is None:
+            options: dict[str, Any] = {
+                "connect_timeout": 2,
+                "allow_reconnect": True,
+                "max_reconnect_attempts": -1,  # ride out outages; the backoff is ours
+                "reconnect_time_wait": 0.5,
+                "name": f"tally-{self.name}",
+                "error_cb": self._on_error,
+                "disconnected_cb": self._on_disconnected,
+                "reconnected_cb": self._on_reconnected,
+            }
+            options.update(self.connect_options)
+            nc = await nats.connect(self.nats_url, **options)
+            self._nc = nc
+            self._js = nc.jetstream(publish_async_max_pending=max(self.batch, 1))
+            self._stream_ready = False
+        if not self._nc.is_connected:
+            raise ConnectionError("NATS is disconnected (reconnecting)")
+        assert self._js is not None
+        if not self._stream_ready:  # at connect, and again after any failure
+            await ensure_stream(self._js, self.stream)
+            self._stream_ready = True
+        return self._js
+
+    async def _drop_connection_if_closed(self) -> None:
+        if self._nc is not None and self._nc.is_closed:
+            self._nc, self._js = None, None
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("relay_nats_error", error=repr(error))
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            log.warning("relay_nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        log.info("relay_nats_reconnected")
+
+    # --- one batch ----------------------------------------------------------------------
+
+    async def _publish_batch(self) -> int:
+        """Read up to `batch` events after the stored position, publish them pipelined,
+        wait for every ack, then store the new position. Returns how many were published."""
+        js = await self._ensure_connected()
+        if not await asyncio.to_thread(self.lock.still_held):
+            raise RuntimeError("relay lock lost")
+        if self._position is None:
+            self._position = await asyncio.to_thread(self.views.position, self.name)
+        after = self._position
+        envelopes = await asyncio.to_thread(read_envelopes, self.recorder, after, self.batch)
+        if not envelopes:
+            return 0
+        acks = await self._publish(js, envelopes)
+        if self.before_store is not None:
+            self.before_store(envelopes)
+        last = envelopes[-1].position
+        await asyncio.to_thread(self._store_position, last)
+        self._position = last
+        self.published += len(envelopes)
+        duplicates = sum(1 for ack in acks if ack.duplicate)
+        log.debug(
+            "relay_published",
+            count=len(envelopes),
+            position=last,
+            duplicates=duplicates,
+        )
+        if duplicates:
+            log.info("relay_republished_duplicates", duplicates=duplicates, position=last)
+        return len(envelopes)
+
+    async def _publish(
+        self, js: JetStreamContext, envelopes: Sequence[EventEnvelope]
+    ) -> list[PubAck]:
+        """Pipelined: every message goes out on one connection (so in order) before any ack
+        is awaited; then all acks are awaited together, bounded by ack_timeout."""
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for envelope in envelopes:
+                futures.append(
+                    await js.publish_async(
+                        envelope.subject(self.stream.prefix),
+                        encode(envelope),
+                        wait_stall=self.ack_timeout,
+                        stream=self.stream.name,
+                        headers=envelope.headers(),
+                    )
+                )
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout))
+        except BaseException:
+            for future in futures:  # frees nats-py's pending slots; late acks are ignored
+                future.cancel()
+            raise
+
+    def _store_position(self, position: int) -> None:
+        with self.views.transaction() as conn:
+            self.views.set_position(conn, self.name, position)

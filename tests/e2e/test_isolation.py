@@ -1,0 +1,413 @@
+"""Isolation between apps on EVERY /v1 route of a real `tally serve`: no key and a bad key
+answer 401, a key without the route's scope 403, and another app's key never sees or changes
+this app's data (its ids answer 404; lists, tenant reads and the audit log show none of it).
+
+The table below must cover every /v1 operation of /openapi.json: a new route fails this test
+until its isolation case is written."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ROOT, Server, eventually, tally_command
+
+pytestmark = pytest.mark.postgres
+
+A, B = "iso-alpha", "iso-beta"
+USD = "USD"
+PLAN = {
+    "plan_key": "gold",
+    "name": "Gold",
+    "base_price": {"amount": 5000, "currency": USD},
+    "trial_days": 30,
+    "features": [
+        {"key": "sso", "kind": "boolean"},
+        {"key": "api-calls", "kind": "metered", "limit": 100},
+    ],
+}
+SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
+LOWER = {"write": "read", "admin": "write"}
+
+
+@dataclass
+class World:
+    """App A's resources, and clients for both apps."""
+
+    server: Server
+    subscription_id: str = ""
+    invoice_id: str = ""
+    clients: dict[tuple[str, str], httpx.Client] = field(default_factory=dict)
+
+    def client(self, app_id: str, scope: str) -> httpx.Client:
+        if (app_id, scope) not in self.clients:
+            self.clients[(app_id, scope)] = self.server.client(app_id, scope)
+        return self.clients[(app_id, scope)]
+
+    def a(self, scope: str = "admin") -> httpx.Client:
+        return self.client(A, scope)
+
+    def b(self) -> httpx.Client:
+        return self.client(B, "admin")
+
+
+Check = Callable[[World, httpx.Response], None]
+
+
+@dataclass
+class Case:
+    method: str
+    template: str
+    scope: str
+    other_app: Check
+    body: Callable[[World], Any] = lambda _: None
+    params: dict[str, str] = field(default_factory=dict)
+
+    def path(self, world: World) -> str:
+        return self.template.format(
+            subscription_id=world.subscription_id,
+            invoice_id=world.invoice_id,
+            plan_key="gold",
+            tenant_id="tenant-a",
+            feature_key="beta",
+            command_name="pause_subscription",
+        )
+
+    def send(self, world: World, client: httpx.Client) -> httpx.Response:
+        body = self.body(world)
+        return client.request(
+            self.method,
+            self.path(world),
+            params=self.params,
+            json=body if body is not None else None,
+        )
+
+
+def not_found(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] in ("not_found", "unknown_command")
+
+
+def no_a_ids(key: str, attribute: str) -> Check:
+    def check(world: World, response: httpx.Response) -> None:
+        assert response.status_code == 200, response.text
+        found = {item[attribute] for item in response.json()[key]}
+        assert world.subscription_id not in found and world.invoice_id not in found
+        assert "gold" not in found or key != "plans"
+
+    return check
+
+
+def empty(key: str) -> Check:
+    def check(_: World, response: httpx.Response) -> None:
+        assert response.status_code == 200, response.text
+        assert response.json()[key] == [], response.json()
+
+    return check
+
+
+def nothing_allowed(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows = body.get("results", [body])
+    assert rows and all(row["allowed"] is False for row in rows), rows
+    assert all(row.get("used") in (None, 0) for row in rows), rows
+
+
+def only_own_events(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    own = world.server.app_id(B)
+    assert {event["app_id"] for event in response.json()["events"]} <= {own}
+
+
+def no_revenue(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["mrr"] == {} and body["recognized"] == [], body
+
+
+def no_subscriptions(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json()["active_total"] == 0, response.json()
+
+
+def usage_not_counted(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 404, response.text  # B has no such quota
+    time.sleep(0.5)
+    answer = world.a("read").get("/v1/tenants/tenant-a/entitlements/api-calls").json()
+    assert answer["used"] == 7, answer
+
+
+def plan_refused(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["details"][0]["field"] == "plan_key"
+
+
+def own_grant_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's own grant for its own tenant
+    time.sleep(0.5)
+    answer = world.a("read").get("/v1/tenants/tenant-a/entitlements/b-only").json()
+    assert answer["allowed"] is False, answer
+
+
+def own_plan_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's catalog is its own
+    plan = world.a("read").get("/v1/plans/gold").json()
+    assert plan["name"] == "Gold" and plan["latest_version"] == 1, plan
+
+
+def a_untouched_by_billing_run(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json()["trials_ended"] == 0
+    subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
+    assert subscription["status"] == "trialing" and subscription["version"] == 1
+
+
+def billing_until(world: World) -> dict[str, str]:
+    subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
+    return {"until": subscription["trial_end"].replace("+00:00", "Z")}
+
+
+def draft_for_a(world: World) -> dict[str, Any]:
+    return {"tenant_id": "tenant-a", "subscription_id": world.subscription_id, "currency": USD}
+
+
+CASES = [
+    # ids of A's resources: 404 for B
+    Case("GET", "/v1/plans/{plan_key}", "read", not_found),
+    Case(
+        "POST",
+        "/v1/plans/{plan_key}/revisions",
+        "admin",
+        not_found,
+        body=lambda _: {k: v for k, v in PLAN.items() if k != "plan_key"},
+    ),
+    Case("POST", "/v1/plans/{plan_key}/archive", "admin", not_found),
+    Case("GET", "/v1/subscriptions/{subscription_id}", "read", not_found),
+    Case(
+        "POST",
+        "/v1/subscriptions/{subscription_id}/change-plan",
+        "write",
+        not_found,
+        body=lambda _: {"plan_key": "gold"},
+    ),
+    Case(
+        "POST",
+        "/v1/subscriptions/{subscription_id}/cancel",
+        "write",
+        not_found,
+        body=lambda _: {"at_period_end": True},
+    ),
+    Case("POST", "/v1/subscriptions/{subscription_id}/undo-cancel", "write", not_found),
+    Case("POST", "/v1/subscriptions/{subscription_id}/pause", "write", not_found),
+    Case("POST", "/v1/subscriptions/{subscription_id}/resume", "write", not_found),
+    Case("GET", "/v1/invoices/{invoice_id}", "read", not_found),
+    Case("GET", "/v1/invoices/{invoice_id}/pdf", "read", not_found),
+    Case("POST", "/v1/invoices/{invoice_id}/finalize", "write", not_found),
+    Case("POST", "/v1/invoices/{invoice_id}/pay", "write", not_found),
+    Case(
+        "POST",
+        "/v1/invoices/{invoice_id}/void",
+        "write",
+        not_found,
+        body=lambda _: {"reason": "not yours"},
+    ),
+    Case(
+        "POST",
+        "/v1/commands/{command_name}",
+        "write",
+        not_found,
+        body=lambda w: {"subscription_id": w.subscription_id},
+    ),
+    Case("DELETE", "/v1/tenants/{tenant_id}/grants/{feature_key}", "admin", not_found),
+    Case("POST", "/v1/invoices", "write", not_found, body=draft_for_a),
+    Case(
+        "POST",
+        "/v1/subscriptions",
+        "write",
+        plan_refused,
+        body=lambda _: {"tenant_id": "tenant-b", "plan_key": "gold"},
+    ),
+    # lists and reads: none of A's data
+    Case("GET", "/v1/plans", "read", no_a_ids("plans", "plan_key")),
+    Case("GET", "/v1/invoices", "read", empty("invoices")),
+    Case("GET", "/v1/events", "read", only_own_events, params={"limit": "1000"}),
+    Case("GET", "/v1/tenants/{tenant_id}/entitlements", "read", empty("entitlements")),
+    Case("GET", "/v1/tenants/{tenant_id}/entitlements/{feature_key}", "read", nothing_allowed),
+    Case(
+        "POST",
+        "/v1/entitlements/check",
+        "read",
+        nothing_allowed,
+        body=lambda _: {"tenant_id": "tenant-a", "feature_keys": ["sso", "api-calls", "beta"]},
+    ),
+    Case("GET", "/v1/tenants/{tenant_id}/usage", "read", empty("usage")),
+    Case("GET", "/v1/revenue", "read", no_revenue),
+    Case("GET", "/v1/metrics/subscriptions", "read", no_subscriptions),
+    # writes by B land in B's app only
+    Case(
+        "POST",
+        "/v1/usage",
+        "write",
+        usage_not_counted,
+        body=lambda _: {
+            "idempotency_key": "b-1",
+            "tenant_id": "tenant-a",
+            "feature_key": "api-calls",
+            "quantity": 50,
+        },
+    ),
+    Case(
+        "POST",
+        "/v1/tenants/{tenant_id}/grants",
+        "admin",
+        own_grant_only,
+        body=lambda _: {"feature_key": "b-only", "reason": "B's own"},
+    ),
+    Case("POST", "/v1/plans", "admin", own_plan_only, body=lambda _: {**PLAN, "name": "B's"}),
+    Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
+]
+
+
+@pytest.fixture(scope="module")
+def world(server: Server) -> World:
+    built = World(server)
+    admin = built.a()
+    assert admin.post("/v1/plans", json=PLAN).status_code == 201
+    started = admin.post("/v1/subscriptions", json={"tenant_id": "tenant-a", "plan_key": "gold"})
+    built.subscription_id = started.json()["subscription_id"]
+    used = admin.post(
+        "/v1/usage",
+        json={
+            "idempotency_key": "a-1",
+            "tenant_id": "tenant-a",
+            "feature_key": "api-calls",
+            "quantity": 7,
+        },
+    )
+    assert used.json()["accepted"] == 1
+    granted = admin.post(
+        "/v1/tenants/tenant-a/grants", json={"feature_key": "beta", "reason": "pilot"}
+    )
+    assert granted.status_code == 201
+    draft = admin.post(
+        "/v1/invoices",
+        json={
+            **draft_for_a(built),
+            "lines": [
+                {
+                    "kind": "base_fee",
+                    "description": "Gold",
+                    "quantity": 1,
+                    "unit_amount": {"amount": 5000, "currency": USD},
+                }
+            ],
+        },
+    )
+    built.invoice_id = draft.json()["invoice_id"]
+
+    def a_sees_its_data() -> None:
+        reader = built.a("read")
+        assert reader.get("/v1/tenants/tenant-a/entitlements/api-calls").json()["used"] == 7
+        assert reader.get("/v1/tenants/tenant-a/entitlements/beta").json()["allowed"] is True
+        assert reader.get("/v1/tenants/tenant-a/usage").json()["usage"]
+        assert reader.get("/v1/metrics/subscriptions").json()["active_total"] == 1
+
+    eventually(a_sees_its_data)
+    built.b()  # B has a key (and so an app) before the checks
+    return built
+
+
+def test_the_table_covers_every_v1_route(server: Server) -> None:
+    spec = httpx.get(f"{server.base_url}/openapi.json").json()
+    routes = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if path.startswith("/v1/")
+        for method in operations
+    }
+    covered = {(case.method, case.template) for case in CASES}
+    assert routes - covered == set(), "routes without an isolation case"
+    assert covered - routes == set(), "cases for routes that do not exist"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.method} {c.template}")
+def test_no_key_or_a_bad_key_is_401(world: World, case: Case) -> None:
+    anonymous = httpx.Client(base_url=world.server.base_url, timeout=30)
+    for headers in (
+        {},
+        {"Authorization": "Bearer tk_0123456789abcdef_forged"},
+        {"Authorization": "Basic c2VjcmV0"},
+    ):
+        anonymous.headers = httpx.Headers(headers)
+        response = case.send(world, anonymous)
+        assert response.status_code == 401, (headers, response.text)
+        assert response.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.scope != "read"], ids=lambda c: f"{c.method} {c.template}"
+)
+def test_a_key_without_the_scope_is_403(world: World, case: Case) -> None:
+    response = case.send(world, world.a(LOWER[case.scope]))
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "forbidden"
+    if case.scope == "admin":
+        assert case.send(world, world.a("read")).status_code == 403
+
+
+def test_another_apps_key_never_sees_or_changes_this_apps_data(world: World) -> None:
+    """In table order (B's writes last); each case checks what B got and that A is intact."""
+    reader = world.a("read")
+    before = reader.get("/v1/events", params={"limit": "1000"}).json()["events"]
+    for case in CASES:
+        response = case.send(world, world.b())
+        try:
+            case.other_app(world, response)
+        except AssertionError as error:
+            raise AssertionError(f"{case.method} {case.template}: {error}") from error
+    assert reader.get(f"/v1/invoices/{world.invoice_id}").json()["status"] == "draft"
+    assert reader.get("/v1/tenants/tenant-a/entitlements/beta").json()["allowed"] is True
+    after = reader.get("/v1/events", params={"limit": "1000"}).json()["events"]
+    assert after == before, "another app's key changed this app's event stream"
+
+
+def test_the_generic_route_refuses_another_app_id(world: World) -> None:
+    response = world.b().post(
+        "/v1/commands/pause_subscription",
+        json={"app_id": world.server.app_id(A), "subscription_id": world.subscription_id},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "app_id_mismatch"
+    typed = world.b().post(
+        "/v1/subscriptions",
+        json={"app_id": world.server.app_id(A), "tenant_id": "x", "plan_key": "gold"},
+    )
+    assert typed.status_code == 422
+    assert typed.json()["error"]["details"][0]["field"] == "app_id"
+
+
+def test_a_revoked_key_stops_working(world: World) -> None:
+    client = world.server.client("iso-gamma", "read")
+    assert client.get("/v1/plans").status_code == 200
+    key_id = world.server.key("iso-gamma", "read").split("_")[1]
+    done = subprocess.run(
+        [*tally_command(), "keys", "revoke", key_id],
+        cwd=ROOT,
+        env=world.server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    eventually(lambda: _is_401(client.get("/v1/plans")), timeout=10)
+
+
+def _is_401(response: httpx.Response) -> None:
+    assert response.status_code == 401

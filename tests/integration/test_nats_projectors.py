@@ -1,0 +1,164 @@
+"""Projectors fed from JetStream (durable pull consumers) against real PostgreSQL and NATS:
+end to end from a command to a read model; a failing or killed projector ends up with exactly
+the read model a from-scratch rebuild gives."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import nats
+import pytest
+
+from adapters.bootstrap import System
+from adapters.nats.stream import StreamSettings
+from adapters.nats.workers import build_projector_worker, build_relay
+from tests.integration.nats_support import (  # noqa: F401  (fixtures)
+    NATS_URL,
+    CountingProjector,
+    FlakyProjector,
+    committed,
+    make_events,
+    make_quota_events,
+    nats_system_fixture,
+    other_schema_fixture,
+    read_model,
+    rebuild_from_scratch,
+    spawn_hanging_worker,
+    stream_fixture,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.timeout(120)]
+
+
+async def _projected(system: System, name: str = CountingProjector.NAME) -> int:
+    return await asyncio.to_thread(system.views.position, name)
+
+
+def test_command_to_event_to_relay_to_nats_to_projector_to_read_model(
+    nats_system: System, stream: StreamSettings, pg_url: str, other_schema: str
+) -> None:
+    projector = CountingProjector()
+
+    async def scenario() -> None:
+        relay = build_relay(nats_system)
+        worker = build_projector_worker(nats_system, projector.NAME, projector=projector)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(worker.run(stop))]
+        try:
+            await asyncio.to_thread(make_events, nats_system, tenants=3, uses=3)
+            await asyncio.to_thread(make_quota_events, nats_system, 15)
+            last = committed(nats_system)[-1].position
+
+            async def projected() -> bool:
+                return await _projected(nats_system) == last
+
+            await wait_until(projected, 20, "the read model to reach the last event")
+            # a durable consumer named after the projector
+            nc = await nats.connect(NATS_URL)
+            try:
+                info = await nc.jetstream().consumer_info(stream.name, "proj-test_counts")
+                assert info.config.durable_name == "proj-test_counts"
+            finally:
+                await nc.close()
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        assert worker.applied == len(committed(nats_system))
+
+    asyncio.run(scenario())
+    live = read_model(nats_system.views)
+    assert sum(row["n"] for row in live["event_counts"]) == len(committed(nats_system))
+    assert {"QuotaConsumed", "SubscriptionStarted", "PlanDefined"} <= {
+        row["event_type"] for row in live["event_counts"]
+    }
+    assert live == rebuild_from_scratch(nats_system, pg_url, other_schema)
+
+
+def test_a_failing_projector_is_retried_in_order_never_skipped(
+    nats_system: System, stream: StreamSettings, pg_url: str, other_schema: str
+) -> None:
+    make_events(nats_system, tenants=3, uses=3)
+    make_quota_events(nats_system, 12)
+    events = committed(nats_system)
+    projector = FlakyProjector(fail_at=7, times=3)  # the batch fails, then its retry too
+
+    async def scenario() -> None:
+        assert await build_relay(nats_system).run_once() == len(events)
+        worker = build_projector_worker(nats_system, projector.NAME, projector=projector, batch=5)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+
+            async def projected() -> bool:
+                return await _projected(nats_system) == events[-1].position
+
+            await wait_until(projected, 30, "the projector to get past the failures")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+        assert projector.raised == 3
+        assert worker.failures >= 1
+
+    asyncio.run(scenario())
+    live = read_model(nats_system.views)
+    assert sum(row["n"] for row in live["event_counts"]) == len(events)
+    assert live == rebuild_from_scratch(nats_system, pg_url, other_schema)
+
+
+def test_a_projector_killed_mid_batch_ends_equal_to_a_rebuild_from_scratch(
+    nats_system: System,
+    stream: StreamSettings,
+    pg_url: str,
+    pg_schema: str,
+    other_schema: str,
+    tmp_path: Path,
+) -> None:
+    make_events(nats_system, tenants=3, uses=4)
+    make_quota_events(nats_system, 15)
+    events = committed(nats_system)
+    marker = tmp_path / "hanging"
+
+    async def scenario() -> None:
+        assert await build_relay(nats_system).run_once() == len(events)
+        # a worker process that hangs inside its third batch (events 11..15), then SIGKILL
+        child = spawn_hanging_worker(pg_url, pg_schema, stream, 13, marker, batch=5)
+        try:
+            await wait_until(_exists(marker), 30, "the child worker to reach event 13")
+            before_kill = await _projected(nats_system)
+            assert 0 < before_kill < events[-1].position
+            child.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(child.wait, 10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+        # half applied, never acknowledged: a new worker takes over
+        worker = build_projector_worker(
+            nats_system, CountingProjector.NAME, projector=CountingProjector(), batch=5
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+
+            async def projected() -> bool:
+                return await _projected(nats_system) == events[-1].position
+
+            await wait_until(projected, 30, "the new worker to finish the read model")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+
+    asyncio.run(scenario())
+    live = read_model(nats_system.views)
+    assert sum(row["n"] for row in live["event_counts"]) == len(events)
+    assert live == rebuild_from_scratch(nats_system, pg_url, other_schema)
+
+
+def _exists(path: Path):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return path.exists()
+
+    return check
