@@ -82,6 +82,7 @@ class ApiKeyEvent(DomainEvent):
 
 class ApiKeyCreated(ApiKeyEvent, CreatedEvent):
     NAME: ClassVar[str] = "ApiKeyCreated"
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secret_hash"})
     key_id: str
     scopes: list[Scope]
     secret_hash: str

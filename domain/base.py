@@ -54,6 +54,7 @@ class DomainEvent(BaseModel, CanMutateAggregate[UUID]):
     NAME: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
     UPCASTERS: ClassVar[dict[int, Upcaster]] = {}
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset()  # stored, never published
 
     originator_id: UUID
     originator_version: int

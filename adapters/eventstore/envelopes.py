@@ -17,13 +17,18 @@ def aggregate_type_of(topic: str) -> str:
 
 
 def to_envelope(notification: Any) -> EventEnvelope:
+    """The published form of a stored event; secret fields (key hashes) are left out."""
+    state = orjson.loads(notification.state)
+    cls = EVENT_TYPES.get(notification.topic)
+    if cls is not None and cls.SECRET_FIELDS:
+        state = {k: v for k, v in state.items() if k not in cls.SECRET_FIELDS}
     return envelope_from_state(
         topic=notification.topic,
-        aggregate_type=aggregate_type_of(notification.topic),
+        aggregate_type=cls.AGGREGATE_TYPE if cls is not None else "unknown",
         position=notification.id,
         aggregate_id=notification.originator_id,
         version=notification.originator_version,
-        state=orjson.loads(notification.state),
+        state=state,
     )
 
 

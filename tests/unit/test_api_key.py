@@ -215,3 +215,27 @@ def test_cli_prints_the_key_alone_on_its_last_line_and_revokes_it(
         assert events[1].actor == "cli"
     finally:
         built.close()
+
+
+def test_key_hashes_are_never_published() -> None:
+    from datetime import UTC, datetime
+
+    from adapters.bootstrap import bootstrap
+    from adapters.eventstore.envelopes import read_envelopes
+    from adapters.settings import Settings
+    from domain.clock import SettableClock
+
+    system = bootstrap(
+        Settings(database_url="sqlite:///:memory:"),
+        SettableClock(datetime(2026, 1, 1, tzinfo=UTC)),
+        deliver_in_process=False,
+    )
+    try:
+        reply = system.dispatch("create_api_key", {"app_id": "acme", "scope": "read"})
+        assert reply["ok"], reply
+        [created] = read_envelopes(system.ledger.recorder, 0, 10)
+        assert created.type == "ApiKeyCreated"
+        assert "secret_hash" not in created.data and created.data["key_id"]
+        assert "secret_hash" not in created.model_dump_json()
+    finally:
+        system.close()
