@@ -35,16 +35,10 @@ class System:
     delivery: LocalDelivery | None = None
 
     def handle(self, command: Command) -> CommandResult:
-        try:
-            return self.bus.handle(command)
-        finally:
-            self._committed()
+        return self.bus.handle(command)
 
     def dispatch(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self.bus.dispatch(name, payload)
-        finally:
-            self._committed()
+        return self.bus.dispatch(name, payload)
 
     def query(self, name: str, **params: Any) -> Any:
         """Read a read model (see projections/queries.py for the names)."""
@@ -56,10 +50,6 @@ class System:
     def sync(self) -> int:
         """Bring every read model up to date now (tests, demo, replay); returns the position."""
         return self.runner.catch_up()
-
-    def _committed(self) -> None:
-        if self.delivery is not None:
-            self.delivery.poke()
 
     def aggregate(
         self, aggregate_id: UUID, *, version: int | None = None, as_of: datetime | None = None
@@ -116,4 +106,5 @@ def bootstrap(
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:
         system.delivery = LocalDelivery(runner)
         system.delivery.start()
+        bus.on_commit.append(system.delivery.poke)
     return system

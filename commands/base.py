@@ -8,10 +8,10 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from domain.catalog import KEY_PATTERN
 from domain.money import validate_currency
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
+APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"  # no dots: it is one token of NATS subjects
 
 
 def snake_case(name: str) -> str:
@@ -25,7 +25,7 @@ class Command(BaseModel):
 
     NAME: ClassVar[str] = ""
 
-    app_id: str = Field(pattern=KEY_PATTERN, description="the app this command belongs to")
+    app_id: str = Field(pattern=APP_ID_PATTERN, description="the app this command belongs to")
     command_id: str | None = Field(
         default=None, pattern=ID_PATTERN, description="repeat it to retry safely: runs once"
     )

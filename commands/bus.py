@@ -53,6 +53,8 @@ class CommandBus:
     clock: Clock
     handlers: Mapping[type[Command], Handler]
     max_attempts: int = 20
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+    """Called after every commit (wakes in-process delivery or the relay)."""
     _by_name: dict[str, type[Command]] = field(init=False)
     _stripes: list[threading.Lock] = field(init=False)
 
@@ -128,7 +130,12 @@ class CommandBus:
         uow = UnitOfWork(self.store, self._cause(command))
         result = self._execute(command, handler, digest, uow)
         uow.commit()
+        self._committed()
         return result
+
+    def _committed(self) -> None:
+        for listener in self.on_commit:
+            listener()
 
     def _cause(self, command: Command) -> Cause:
         return Cause(
@@ -192,6 +199,7 @@ class CommandBus:
         changed = [a for a in shared.values() if a.pending_events]
         if changed:
             self.store.save(*changed)
+            self._committed()
         return outcomes
 
     def _handle_or_error(self, command: Command) -> CommandResult | DomainError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -36,12 +37,15 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
     pg_url = os.environ.get("TALLY_BENCH_DATABASE_URL", DEFAULT_PG)
     nats_url = os.environ.get("TALLY_BENCH_NATS_URL", DEFAULT_NATS)
     redis_url = _redis_if_up(os.environ.get("TALLY_BENCH_REDIS_URL", DEFAULT_REDIS))
-    figures = [
-        *command_bus.measure(pg_url, nats_url, console.print),
-        *entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
-        replay_rate.measure(pg_url, events, console.print),
+    steps: list[Callable[[], list[Figure]]] = [
+        lambda: command_bus.measure(pg_url, nats_url, console.print),
+        lambda: entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
+        lambda: [replay_rate.measure(pg_url, events, console.print)],
     ]
-    write(figures, out, markdown)
+    figures: list[Figure] = []
+    for step in steps:
+        figures += step()
+        write(figures, out, markdown)  # after each step: a later hang keeps these figures
     table = Table("#", "what", "result", "target", "baseline", "ratio", "verdict")
     for f in figures:
         table.add_row(

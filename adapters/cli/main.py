@@ -73,7 +73,7 @@ def worker_projector(name: str = typer.Argument(..., help="the projector's NAME"
 @worker_app.command("command-bus")
 def worker_command_bus(
     prefix: str = typer.Option("tally", help="subjects <prefix>.cmd.* and <prefix>.query.*"),
-    max_batch: int = typer.Option(256, help="most commands committed in one transaction"),
+    max_batch: int = typer.Option(128, help="most commands committed in one transaction"),
     linger_ms: float = typer.Option(0.5, help="longest wait for more commands to a batch"),
     store_timeout: float = typer.Option(5.0, help="answer 'unavailable' after this many s"),
 ) -> None:

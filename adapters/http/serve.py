@@ -40,7 +40,9 @@ def _workers(system: System) -> list[Any]:
         return []
     from adapters.nats.workers import build_projector_worker, build_relay
 
-    workers: list[Any] = [build_relay(system)]
+    relay = build_relay(system)
+    system.bus.on_commit.append(relay.wake)  # publish right after each commit here
+    workers: list[Any] = [relay]
     workers += [
         build_projector_worker(system, projector.NAME, projector)
         for projector in system.runner.projectors

@@ -16,6 +16,10 @@ Group commit
   commands, one transaction, each outcome as if run alone. The replies go out only after that
   transaction committed. One batch is in flight at a time per process: the event store
   serializes writers anyway, and while a batch commits the next one fills up.
+- `max_batch` (128) stays far below the size at which one save can hang: the eventsourcing
+  recorder inserts a batch as one pipelined INSERT with a single array parameter, and with
+  psycopg 3.3.9 here that call never returns once the array reaches ~5 MB (8,000 events of
+  600 bytes; 3.6 MB passed). 128 commands write a few hundred KB.
 - A store outage (eventsourcing OperationalError/InterfaceError, or no answer within
   `store_timeout`) answers `unavailable` quickly. While a timed-out batch still holds the worker
   thread, new commands are answered `unavailable` at once instead of queueing behind it; the
@@ -231,7 +235,7 @@ class CommandBusServer:
         *,
         prefix: str = DEFAULT_PREFIX,
         queue_group: str = QUEUE_GROUP,
-        max_batch: int = 256,
+        max_batch: int = 128,
         linger: float = 0.0005,
         store_timeout: float = 5.0,
         query_threads: int = 4,

@@ -92,6 +92,7 @@ class ProjectorWorker:
         self._gap_checked = 0.0
         self._holdback = 0.0  # current retry delay while a failed event waits
         self._gap_since: float | None = None
+        self._refusals = 0  # fetches refused in a row
 
     def stop(self) -> None:
         """Graceful stop: the batch in flight is applied and acked first."""
@@ -179,19 +180,29 @@ class ProjectorWorker:
         try:
             messages: list[Msg] = await subscription.fetch(1, timeout=self.idle_fetch_seconds)
         except TimeoutError:  # nats-py raises its own TimeoutError and the builtin one
-            if time.monotonic() - started < self.idle_fetch_seconds / 2:
-                # refused at once (e.g. too many unacknowledged): do not spin
-                await sleep_unless(stop, 0.05)
+            if time.monotonic() - started >= self.idle_fetch_seconds / 2:
+                self._refusals = 0
+                return []  # idle
+            # refused at once (too many unacknowledged, consumer deleted...): do not spin
+            await self._refused(stop, "fetch refused")
             return []
         except APIError as error:
-            log.warning("projector_fetch_failed", projector=self.projector.NAME, error=repr(error))
-            await sleep_unless(stop, 0.5)
+            await self._refused(stop, repr(error))
             return []
+        self._refusals = 0
         if self.batch > 1:
             # anything delivered after the wait stays in the subscription for the next fetch
             with contextlib.suppress(TimeoutError, APIError):
                 messages += await subscription.fetch(self.batch - 1, timeout=self.wait_seconds)
         return messages
+
+    async def _refused(self, stop: asyncio.Event, why: str) -> None:
+        """Back off a little; after ~2 s of refusals start over (re-creating the consumer)."""
+        self._refusals += 1
+        if self._refusals >= 40:
+            self._refusals = 0
+            raise RuntimeError(f"JetStream keeps refusing fetches ({why}); starting over")
+        await sleep_unless(stop, 0.05)
 
     # --- the consumer -------------------------------------------------------------------
 
@@ -321,6 +332,18 @@ class ProjectorWorker:
             except ValueError as error:
                 unreadable = error
                 break
+        by_position = sorted(envelopes, key=lambda e: e.position)
+        if by_position != envelopes:
+            # the relay publishes in position order, so this should not happen; applied in
+            # position order anyway (ViewStore.apply skips what is at or below its position)
+            log.warning(
+                "projector_stream_out_of_position_order",
+                projector=self.projector.NAME,
+                positions=[e.position for e in envelopes],
+            )
+            done = await self._apply_envelopes(by_position)
+            # partial progress cannot be mapped back to a stream-order prefix: ack nothing
+            return done if done == len(envelopes) and unreadable is None else 0
         done = await self._apply_envelopes(envelopes) if envelopes else 0
         if done == len(envelopes) and unreadable is not None:
             log.error(

@@ -45,6 +45,10 @@ class _Tracking(Projector):
     NAME = "relay"
 
 
+class LockLost(RuntimeError):
+    """Another relay may publish now; this one stops until it holds the lock again."""
+
+
 class Backoff:
     """Capped exponential backoff: initial, 2x, 4x ... up to cap."""
 
@@ -101,8 +105,11 @@ class Relay:
         self._js: JetStreamContext | None = None
         self._position: int | None = None  # cached stored position while we hold the lock
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tables_ready = False
         self._stream_ready = False
+        self._active = False  # holds the lock (as far as we know)
         # test hook: called after the acks, before the position is stored
         self.before_store: Callable[[Sequence[EventEnvelope]], None] | None = None
 
@@ -112,17 +119,26 @@ class Relay:
         """Graceful stop: the batch in flight is finished and tracked first."""
         self._stop.set()
 
+    def wake(self) -> None:
+        """Something was committed: publish now instead of at the next poll (thread-safe,
+        for a relay in the same process as the command bus)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         """Publish until stopped: wait for the lock, then tail, publish, track, repeat."""
         stop = stop_event or self._stop
         if stop is not self._stop:
             self._stop = stop
         log.info("relay_starting", stream=self.stream.name, prefix=self.stream.prefix)
+        self._loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
                 try:
                     if not await self._hold_lock(stop):
                         break
+                    self._wake.clear()
                     count = await self._publish_batch()
                 except Exception as error:
                     delay = self.backoff.next()
@@ -138,10 +154,19 @@ class Relay:
                     continue
                 self.backoff.reset()
                 if count < self.batch:
-                    await sleep_unless(stop, self.idle_seconds)
+                    await self._idle(stop)
         finally:
             await self.close()
             log.info("relay_stopped", published=self.published)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for the next poll, a commit in this process (wake), or the stop."""
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=self.idle_seconds, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def run_once(self) -> int:
         """Publish everything committed now (taking the lock if free); returns how many
@@ -163,18 +188,20 @@ class Relay:
             with contextlib.suppress(Exception):
                 await nc.close()
         self._position = None
+        self._active = False
         await asyncio.to_thread(self.lock.release)
 
     # --- the lock -----------------------------------------------------------------------
 
     async def _hold_lock(self, stop: asyncio.Event) -> bool:
         """True while (or once) this relay holds the lock; False when stopped first."""
-        if await asyncio.to_thread(self.lock.still_held):
+        if self._active:  # verified before every publish (_publish_batch)
             return True
         self._position = None
         if not await wait_for_lock(self.lock, stop, self.lock_poll_seconds):
             return False
         await self._ensure_tables()
+        self._active = True
         log.info("relay_active", lock=self.lock.name)
         return True
 
@@ -232,14 +259,15 @@ class Relay:
         """Read up to `batch` events after the stored position, publish them pipelined,
         wait for every ack, then store the new position. Returns how many were published."""
         js = await self._ensure_connected()
-        if not await asyncio.to_thread(self.lock.still_held):
-            raise RuntimeError("relay lock lost")
         if self._position is None:
             self._position = await asyncio.to_thread(self.views.position, self.name)
         after = self._position
         envelopes = await asyncio.to_thread(read_envelopes, self.recorder, after, self.batch)
         if not envelopes:
             return 0
+        if not await asyncio.to_thread(self.lock.still_held):
+            self._active = False
+            raise LockLost(f"lost the {self.lock.name} lock; another relay may take over")
         acks = await self._publish(js, envelopes)
         if self.before_store is not None:
             self.before_store(envelopes)
@@ -275,7 +303,13 @@ class Relay:
                         headers=envelope.headers(),
                     )
                 )
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout))
+            _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
+            if pending:
+                raise TimeoutError(
+                    f"{len(pending)} of {len(futures)} events not acknowledged by JetStream "
+                    f"within {self.ack_timeout}s"
+                )
+            return [future.result() for future in futures]  # raises the first failure
         except BaseException:
             for future in futures:  # frees nats-py's pending slots; late acks are ignored
                 future.cancel()

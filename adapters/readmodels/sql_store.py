@@ -9,8 +9,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import structlog
+
 from projections.base import Projector, Row
 from projections.envelope import EventEnvelope
+
+log = structlog.get_logger(__name__)
 
 Dialect = Literal["postgres", "sqlite"]
 _IDENT = re.compile(r"^([a-z_][a-z0-9_]*\.)?[a-z_][a-z0-9_]*$")  # optionally schema-qualified
@@ -209,5 +213,8 @@ class ViewStore:
                 position = event.position
             self.set_position(conn, projector.NAME, position)
         if applied:
-            projector.after_commit(applied)
+            try:
+                projector.after_commit(applied)
+            except Exception:  # the rows are the truth; a side effect never blocks progress
+                log.exception("after_commit_failed", projection=projector.NAME)
         return position

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -30,7 +29,6 @@ import domain.aggregates  # noqa: F401  (registers every event type)
 from adapters.bootstrap import System, bootstrap
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.nats.stream import StreamSettings
-from adapters.readmodels import sql_store
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
 from commands.plans.define_plan import DefinePlan
@@ -45,17 +43,6 @@ from tests.conftest import T0
 
 NATS_URL = os.environ.get("TALLY_TEST_NATS_URL", "nats://127.0.0.1:4222")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def allow_schema_qualified_views() -> None:
-    """bootstrap(schema=S) names read-model tables `S.rm_<table>`, which
-    sql_store.ident() (plain identifiers only) refuses at the time of writing. Until the read
-    model store accepts that prefix, tests let ident() take `schema.table` as well. A no-op
-    once sql_store handles it."""
-    try:
-        sql_store.ident("schema_probe.rm_probe")
-    except ValueError:
-        sql_store._IDENT = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 
 # --- a projector for the tests ------------------------------------------------------------
@@ -158,7 +145,6 @@ def nats_settings(pg_url: str, stream: StreamSettings, nats_url: str = NATS_URL)
 
 
 def open_system(pg_url: str, schema: str, stream: StreamSettings, **kw: Any) -> System:
-    allow_schema_qualified_views()
     return bootstrap(
         nats_settings(pg_url, stream, **kw),
         SettableClock(T0),
@@ -176,8 +162,8 @@ def make_events(system: System, *, tenants: int = 3, uses: int = 4, tag: str = "
             app_id="acme",
             plan_key=plan_key,
             name="Pro",
-            base_price={"amount": 1000, "currency": "USD"},  # type: ignore[arg-type]
-            features=[{"key": "api_calls", "kind": "metered", "limit": None}],  # type: ignore[list-item]
+            base_price={"amount": 1000, "currency": "USD"},
+            features=[{"key": "api_calls", "kind": "metered", "limit": None}],
         )
     )
     for t in range(tenants):
@@ -335,6 +321,13 @@ class PrivateNats:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"private nats-server did not start (see {self.store_dir}/nats.log)")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import nats
 import pytest
 
-from adapters.bootstrap import System
+from adapters.bootstrap import System, bootstrap
+from adapters.nats.projector_worker import ProjectorWorker
+from adapters.nats.singleton import LocalLock
 from adapters.nats.stream import StreamSettings
 from adapters.nats.workers import build_projector_worker, build_relay
+from adapters.settings import Settings
+from domain.clock import SettableClock
+from projections.base import ViewTx
+from projections.envelope import EventEnvelope
+from tests.conftest import T0
 from tests.integration.nats_support import (  # noqa: F401  (fixtures)
     NATS_URL,
     CountingProjector,
@@ -157,8 +167,86 @@ def test_a_projector_killed_mid_batch_ends_equal_to_a_rebuild_from_scratch(
     assert live == rebuild_from_scratch(nats_system, pg_url, other_schema)
 
 
-def _exists(path: Path):  # type: ignore[no-untyped-def]
+def _exists(path: Path) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return path.exists()
 
     return check
+
+
+class _Poison(CountingProjector):
+    """Fails on one event, `times` times."""
+
+    def __init__(self, position: int, times: int) -> None:
+        self.position, self.times = position, times
+
+    def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
+        if event.position == self.position and self.times:
+            self.times -= 1
+            raise RuntimeError("poison")
+        super().apply(event, tx)
+
+
+class _FakeMsg:
+    """Just enough of a nats-py JetStream message for ProjectorWorker.handle_batch."""
+
+    def __init__(self, seq: int, envelope: EventEnvelope, log: list[tuple[str, int]]) -> None:
+        self.metadata = SimpleNamespace(sequence=SimpleNamespace(stream=seq))
+        self.data = envelope.model_dump_json().encode()
+        self.subject = envelope.subject()
+        self.seq, self.log = seq, log
+
+    async def ack(self) -> None:
+        self.log.append(("ack", self.seq))
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.log.append(("nak", self.seq))
+
+
+def test_the_worker_applies_strictly_in_stream_order(tmp_path: Path) -> None:
+    """Later messages that overtake one waiting for redelivery are held back (nak'd), copies
+    of one message share its fate, and a failed event is never acknowledged."""
+    system = bootstrap(
+        Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"),
+        SettableClock(T0),
+        deliver_in_process=False,
+    )
+    try:
+        make_events(system, tenants=1, uses=4)
+        events = committed(system)[:6]
+        projector = _Poison(events[2].position, times=2)  # event 3 fails twice
+        worker = ProjectorWorker(
+            views=system.views,
+            projector=projector,
+            lock=LocalLock("unit"),
+            nats_url="nats://unused",
+            stream=StreamSettings(),
+        )
+        system.views.ensure(projector)
+        worker.expected = 1
+        log: list[tuple[str, int]] = []
+
+        def msgs(*seqs: int) -> list[Any]:
+            return [_FakeMsg(seq, events[seq - 1], log) for seq in seqs]
+
+        async def scenario() -> None:
+            # 1, 2 apply; 3 fails (batch, then one by one): 3 and 4 are nak'd
+            await worker.handle_batch(msgs(2, 1, 3, 4))
+            assert log == [("nak", 3), ("nak", 4), ("ack", 1), ("ack", 2)]
+            assert worker.expected == 3
+            log.clear()
+            # 5 and 6 arrive before 3 is redelivered: held back, nothing applied
+            await worker.handle_batch(msgs(5, 6))
+            assert log == [("nak", 5), ("nak", 6)]
+            log.clear()
+            # 3 comes back (twice) with 4..6: all applied in order; the copy and 1 are acked
+            await worker.handle_batch(msgs(4, 3, 3, 5, 6, 1))
+            assert sorted(log) == [("ack", s) for s in (1, 3, 3, 4, 5, 6)]
+            assert worker.expected == 7
+
+        asyncio.run(scenario())
+        assert system.views.position(projector.NAME) == events[5].position
+        counts = read_model(system.views)["aggregate_versions"]
+        assert sum(row["n"] for row in counts) == 6  # each applied once
+    finally:
+        system.close()

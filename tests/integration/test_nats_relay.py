@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
 import nats
 import orjson
 import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js.api import StorageType
 
 from adapters.bootstrap import System
@@ -96,7 +98,7 @@ def test_a_plain_nats_subscriber_gets_every_event_with_the_surface_headers_in_or
 ) -> None:
     async def scenario() -> None:
         nc = await nats.connect(NATS_URL)
-        received: list[nats.aio.msg.Msg] = []
+        received: list[Msg] = []
         relay = build_relay(nats_system, batch=5)
         stop = asyncio.Event()
         task = asyncio.create_task(relay.run(stop))
@@ -154,7 +156,7 @@ def test_a_plain_nats_subscriber_gets_every_event_with_the_surface_headers_in_or
     asyncio.run(scenario())
 
 
-def _stream_exists(nc: nats.NATS, name: str):  # type: ignore[no-untyped-def]
+def _stream_exists(nc: NatsClient, name: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         try:
             await nc.jetstream().stream_info(name)
@@ -202,6 +204,19 @@ def test_a_nats_outage_does_not_stop_commands_and_the_relay_catches_up_without_g
                     return await asyncio.to_thread(relay_position, system) == (after[-1].position)
 
                 await wait_until(caught_up, 30, "the relay to catch up")
+
+                # again, NATS killed outright while commands and publishing are under way
+                load = asyncio.create_task(
+                    asyncio.to_thread(make_quota_events, system, 600, "busy")
+                )
+                await asyncio.sleep(0.3)
+                server.kill()
+                assert not load.done(), "NATS is killed while commands are still running"
+                await asyncio.sleep(1.0)
+                server.start()
+                await load
+                after = committed(system)
+                await wait_until(caught_up, 30, "the relay to catch up again")
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 10)

@@ -128,3 +128,17 @@ def test_prices_are_capped_so_annual_sums_fit_64_bits(system: System) -> None:
     failure = error(send(system, "define_plan", **huge))
     assert failure["code"] == "validation_error"
     assert failure["details"][0]["field"] == "base_price"
+
+
+def test_app_ids_are_single_subject_tokens(system: System) -> None:
+    reply = system.dispatch("define_plan", {**PLAN, "app_id": "acme.eu"})
+    assert error(reply)["details"][0]["field"] == "app_id"
+
+
+def test_commit_listeners_hear_every_commit(system: System) -> None:
+    heard: list[int] = []
+    system.bus.on_commit.append(lambda: heard.append(1))
+    ok(send(system, "define_plan", **PLAN))
+    error(send(system, "define_plan", **PLAN))  # refused: nothing committed
+    system.bus.handle_many([])
+    assert heard == [1]
