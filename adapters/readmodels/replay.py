@@ -50,6 +50,7 @@ def _apply(tx: SqlViewTx, projector: Projector, envelopes: list[EventEnvelope]) 
     for event in envelopes:
         if event.type in projector.HANDLES:
             projector.apply(event, tx)
+    tx.flush()
 
 
 def _switch(views: ViewStore, recorder: Any, projector: Projector, position: int) -> int:

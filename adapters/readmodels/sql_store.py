@@ -27,54 +27,123 @@ def ident(name: str) -> str:
     return name
 
 
+RowKey = tuple[str, tuple[tuple[str, Any], ...]]
+
+
 class SqlViewTx:
-    """ViewTx over one open connection; logical table names map to physical ones."""
+    """ViewTx over one open connection; logical table names map to physical ones.
+
+    Writes are buffered and coalesced per row (upserts merge, increments add up) and sent
+    with executemany at `flush` — a batch of events costs a few round trips, not several
+    per event. Reads see the transaction's own writes: a row this transaction read or
+    wrote is answered from memory; anything else flushes first. Callers flush before
+    committing (ViewStore.apply and replay do).
+    """
 
     def __init__(self, store: ViewStore, conn: Any, suffix: str = "") -> None:
         self.store, self.conn, self.suffix = store, conn, suffix
+        self._rows: dict[RowKey, Row | None] = {}  # known current rows (None: absent)
+        self._upserts: dict[RowKey, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._increments: dict[RowKey, tuple[dict[str, Any], dict[str, int]]] = {}
 
     def table(self, logical: str) -> str:
         return self.store.physical(logical, self.suffix)
 
+    @staticmethod
+    def _key(table: str, key: Mapping[str, Any]) -> RowKey:
+        return table, tuple(sorted(key.items()))
+
     def upsert(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-        cols = [*key, *values]
-        keys = ", ".join(ident(k) for k in key)
-        sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in values)
-        action = f"DO UPDATE SET {sets}" if values else "DO NOTHING"
-        self.store.execute(
-            self.conn,
-            f"INSERT INTO {self.table(table)} ({', '.join(ident(c) for c in cols)}) "
-            f"VALUES ({', '.join(':' + c for c in cols)}) ON CONFLICT ({keys}) {action}",
-            {**key, **values},
-        )
+        row_key = self._key(table, key)
+        if row_key in self._increments:
+            self.flush()
+        pending = self._upserts.setdefault(row_key, (dict(key), {}))
+        pending[1].update(values)
+        known = self._rows.get(row_key, ...)
+        if isinstance(known, dict):
+            self._rows[row_key] = {**known, **values}
+        else:  # absent or unread: columns not written here are unknown (defaults or old)
+            self._rows.pop(row_key, None)
 
     def increment(self, table: str, key: Mapping[str, Any], deltas: Mapping[str, int]) -> None:
-        physical = self.table(table)
-        cols = [*key, *deltas]
-        sets = ", ".join(
-            f"{ident(c)} = {physical}.{ident(c)} + excluded.{ident(c)}" for c in deltas
-        )
-        self.store.execute(
-            self.conn,
-            f"INSERT INTO {physical} ({', '.join(ident(c) for c in cols)}) "
-            f"VALUES ({', '.join(':' + c for c in cols)}) "
-            f"ON CONFLICT ({', '.join(ident(k) for k in key)}) DO UPDATE SET {sets}",
-            {**key, **deltas},
-        )
+        row_key = self._key(table, key)
+        if row_key in self._upserts:
+            self.flush()
+        pending = self._increments.setdefault(row_key, (dict(key), {}))
+        for column, delta in deltas.items():
+            pending[1][column] = pending[1].get(column, 0) + delta
+        known = self._rows.get(row_key, ...)
+        if isinstance(known, dict):
+            self._rows[row_key] = {
+                **known,
+                **{c: (known.get(c) or 0) + d for c, d in deltas.items()},
+            }
+        else:
+            self._rows.pop(row_key, None)
 
     def get(self, table: str, key: Mapping[str, Any]) -> Row | None:
-        rows = self.select(table, key)
-        return rows[0] if rows else None
+        row_key = self._key(table, key)
+        if row_key in self._rows:
+            known = self._rows[row_key]
+            return dict(known) if known is not None else None
+        if row_key in self._upserts or row_key in self._increments:
+            self.flush()
+        rows = self._select(table, key)
+        found = rows[0] if rows else None
+        self._rows[row_key] = found
+        return dict(found) if found is not None else None
 
     def select(self, table: str, where: Mapping[str, Any]) -> list[Row]:
+        self.flush()
+        return self._select(table, where)
+
+    def _select(self, table: str, where: Mapping[str, Any]) -> list[Row]:
         clause = " AND ".join(f"{ident(k)} = :{k}" for k in where) or "1 = 1"
         return self.store.fetch(
             self.conn, f"SELECT * FROM {self.table(table)} WHERE {clause}", dict(where)
         )
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
+        self.flush()
         clause = " AND ".join(f"{ident(k)} = :{k}" for k in key)
         self.store.execute(self.conn, f"DELETE FROM {self.table(table)} WHERE {clause}", dict(key))
+        self._rows[self._key(table, key)] = None
+
+    def flush(self) -> None:
+        """Send the buffered writes, grouped into one executemany per statement shape."""
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for (table, _), (key, values) in self._upserts.items():
+            batches.setdefault(self._upsert_sql(table, key, values), []).append({**key, **values})
+        for (table, _), (key, deltas) in self._increments.items():
+            batches.setdefault(self._increment_sql(table, key, deltas), []).append(
+                {**key, **deltas}
+            )
+        self._upserts.clear()
+        self._increments.clear()
+        for text, params in batches.items():
+            self.store.execute_many(self.conn, text, params)
+
+    def _upsert_sql(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+        cols = [*key, *values]
+        keys = ", ".join(ident(k) for k in key)
+        sets = ", ".join(f"{ident(c)} = excluded.{ident(c)}" for c in values)
+        action = f"DO UPDATE SET {sets}" if values else "DO NOTHING"
+        return (
+            f"INSERT INTO {self.table(table)} ({', '.join(ident(c) for c in cols)}) "
+            f"VALUES ({', '.join(':' + c for c in cols)}) ON CONFLICT ({keys}) {action}"
+        )
+
+    def _increment_sql(self, table: str, key: Mapping[str, Any], deltas: Mapping[str, int]) -> str:
+        physical = self.table(table)
+        cols = [*key, *deltas]
+        sets = ", ".join(
+            f"{ident(c)} = {physical}.{ident(c)} + excluded.{ident(c)}" for c in deltas
+        )
+        return (
+            f"INSERT INTO {physical} ({', '.join(ident(c) for c in cols)}) "
+            f"VALUES ({', '.join(':' + c for c in cols)}) "
+            f"ON CONFLICT ({', '.join(ident(k) for k in key)}) DO UPDATE SET {sets}"
+        )
 
 
 class ViewStore:
@@ -147,6 +216,13 @@ class ViewStore:
     def execute(self, conn: Any, text: str, params: Mapping[str, Any] | None = None) -> None:
         conn.execute(self.sql(text), dict(params or {}))
 
+    def execute_many(self, conn: Any, text: str, params: Sequence[Mapping[str, Any]]) -> None:
+        if self.dialect == "sqlite":
+            conn.executemany(self.sql(text), [dict(p) for p in params])
+        else:
+            with conn.cursor() as cursor:
+                cursor.executemany(self.sql(text), [dict(p) for p in params])
+
     def fetch(self, conn: Any, text: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         cursor = conn.execute(self.sql(text), dict(params or {}))
         return [dict(row) for row in cursor.fetchall()]
@@ -211,6 +287,7 @@ class ViewStore:
                     projector.apply(event, tx)
                     applied.append(event)
                 position = event.position
+            tx.flush()
             self.set_position(conn, projector.NAME, position)
         if applied:
             try:

@@ -1,0 +1,165 @@
+"""P4: projection lag, commit -> relay -> JetStream -> projector -> read model, at a steady rate.
+
+Lag of one event = the wall time its read-model transaction committed minus the event's
+`recorded_at` (stamped as it is written, just before the command commits), so the figure
+slightly overstates the true commit-to-read-model time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from adapters.bench.report import Figure
+from adapters.bootstrap import System, bootstrap
+from adapters.nats.workers import build_projector_worker, build_relay
+from adapters.settings import Settings
+from commands.plans.define_plan import DefinePlan
+from commands.quotas.consume_quota import ConsumeQuota
+from commands.subscriptions.start_subscription import StartSubscription
+from domain.clock import SettableClock
+from projections.envelope import EventEnvelope
+
+TENANTS = 100
+TICK = 0.01  # a group commit every 10 ms
+
+
+def measure(
+    pg_url: str, nats_url: str, rate: int = 1000, seconds: float = 10.0, say: Any = print
+) -> Figure:
+    run_id = uuid.uuid4().hex[:10]
+    schema = f"bench_lag_{run_id}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    settings = Settings(
+        database_url=pg_url,
+        nats_url=nats_url,
+        nats_stream=f"BENCH_LAG_{run_id.upper()}",
+        nats_subject_prefix=f"bench.lag.{run_id}",
+    )
+    system = bootstrap(
+        settings, SettableClock(datetime.now(UTC)), schema=schema, deliver_in_process=False
+    )
+    try:
+        _seed(system)
+        say(f"P4: {rate} events/s for {seconds:.0f} s through relay, JetStream and projectors …")
+        lags, produced = asyncio.run(_run(system, rate, seconds))
+    finally:
+        system.close()
+        asyncio.run(_delete_stream(nats_url, settings.nats_stream))
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    lags.sort()
+    p50, p99 = _pct(lags, 50), _pct(lags, 99)
+    return Figure(
+        key="P4",
+        what=f"projection lag at {rate:,} events/s ({produced:,} events, commit → read model)",
+        value=p99,
+        unit="ms p99",
+        target="p99 ≤ 50 ms",
+        notes=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lags[-1]:.1f} ms over {len(lags):,} "
+        "events (usage read model; relay woken by each commit in the same process)",
+        extra={"p50_ms": p50, "p99_ms": p99, "events": float(len(lags))},
+    )
+
+
+def _seed(system: System) -> None:
+    system.handle(
+        DefinePlan.model_validate(
+            {
+                "app_id": "bench",
+                "plan_key": "pro",
+                "name": "Pro",
+                "base_price": {"amount": 4900, "currency": "USD"},
+                "features": [{"key": "api", "kind": "metered", "limit": 10**12}],
+            }
+        )
+    )
+    system.bus.handle_many(
+        [
+            StartSubscription(app_id="bench", tenant_id=f"t{n}", plan_key="pro")
+            for n in range(TENANTS)
+        ]
+    )
+
+
+async def _run(system: System, rate: int, seconds: float) -> tuple[list[float], int]:
+    lags: list[float] = []
+    usage = next(p for p in system.runner.projectors if p.NAME == "usage")
+    original = usage.after_commit
+
+    def timed(events: Sequence[EventEnvelope]) -> None:
+        now = time.time()
+        for event in events:
+            if event.type == "QuotaConsumed" and event.recorded_at:
+                lags.append((now - datetime.fromisoformat(event.recorded_at).timestamp()) * 1000)
+        original(events)
+
+    usage.after_commit = timed  # type: ignore[method-assign]
+    relay = build_relay(system)
+    system.bus.on_commit.append(relay.wake)
+    workers = [
+        relay,
+        *(build_projector_worker(system, p.NAME, p) for p in system.runner.projectors),
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    await asyncio.sleep(1.0)  # connect, create the stream and consumers
+    lags.clear()
+    produced = await asyncio.to_thread(_produce, system, rate, seconds)
+    deadline = time.monotonic() + 30
+    while len(lags) < produced and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return lags, produced
+
+
+def _produce(system: System, rate: int, seconds: float) -> int:
+    per_tick = max(1, round(rate * TICK))
+    produced, n = 0, 0
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        commands = []
+        for _ in range(per_tick):
+            n += 1
+            commands.append(
+                ConsumeQuota(
+                    app_id="bench",
+                    tenant_id=f"t{n % TENANTS}",
+                    feature_key="api",
+                    idempotency_key=f"k{n}",
+                )
+            )
+        system.bus.handle_many(commands)
+        produced += len(commands)
+        next_tick = started + (produced / per_tick) * TICK
+        time.sleep(max(0.0, next_tick - time.monotonic()))
+    return produced
+
+
+async def _delete_stream(nats_url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        with contextlib.suppress(Exception):
+            await nc.jetstream().delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+def _pct(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(len(values) * pct / 100))]
