@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import orjson
@@ -33,22 +33,31 @@ def to_envelope(notification: Any) -> EventEnvelope:
 
 
 def read_envelopes(
-    recorder: Any, after: int, limit: int, stop: int | None = None
+    recorder: Any,
+    after: int,
+    limit: int,
+    stop: int | None = None,
+    topics: Collection[str] = (),
 ) -> list[EventEnvelope]:
-    """Up to `limit` events with position > after (and <= stop), in position order."""
+    """Up to `limit` events with position > after (and <= stop), in position order; only
+    the named event types when `topics` is given."""
     notifications = recorder.select_notifications(
-        start=after + 1, limit=limit, stop=stop, inclusive_of_start=True
+        start=after + 1, limit=limit, stop=stop, topics=tuple(topics), inclusive_of_start=True
     )
     return [to_envelope(n) for n in notifications]
 
 
 def iter_envelopes(
-    recorder: Any, after: int = 0, batch: int = 1000, stop: int | None = None
+    recorder: Any,
+    after: int = 0,
+    batch: int = 1000,
+    stop: int | None = None,
+    topics: Collection[str] = (),
 ) -> Iterator[list[EventEnvelope]]:
     """Every event after a position, in batches, up to `stop` (default: the head now)."""
     head = (recorder.max_notification_id() or 0) if stop is None else stop
     while after < head:
-        envelopes = read_envelopes(recorder, after, batch, head)
+        envelopes = read_envelopes(recorder, after, batch, head, topics)
         if not envelopes:
             return
         yield envelopes

@@ -33,7 +33,7 @@ def replay(
     views.ensure(projector, SHADOW)
     head = recorder.max_notification_id() or 0
     position = 0
-    for envelopes in iter_envelopes(recorder, 0, batch, stop=head):
+    for envelopes in iter_envelopes(recorder, 0, batch, stop=head, topics=projector.HANDLES):
         with views.transaction() as conn:
             _apply(SqlViewTx(views, conn, SHADOW), projector, envelopes)
         position = envelopes[-1].position
@@ -57,7 +57,7 @@ def _switch(views: ViewStore, recorder: Any, projector: Projector, position: int
     with views.transaction() as conn:
         views.position(projector.NAME, conn, lock=True)  # the live projector waits here
         while True:  # catch up with what was committed during the rebuild
-            envelopes = read_envelopes(recorder, position, 5000)
+            envelopes = read_envelopes(recorder, position, 5000, topics=projector.HANDLES)
             if not envelopes:
                 break
             _apply(SqlViewTx(views, conn, SHADOW), projector, envelopes)
