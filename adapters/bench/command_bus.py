@@ -6,6 +6,9 @@ PostgreSQL schema; this process is the client: 16 asyncio tasks over two nats-py
 each sending consume_quota (with a command_id, as a client that may retry does) for a random
 tenant among many, waiting for the reply, and sending the next. Throughput and latency are
 counted over a fixed window after a short warm-up.
+
+TALLY_BENCH_BUS_OPTIONS (JSON, e.g. `{"linger": 0.002, "max_batch": 64}`) passes options to the
+bus (CommandBusServer) for tuning runs.
 """
 
 from __future__ import annotations
@@ -201,7 +204,13 @@ def _events(pg_url: str, schema: str) -> int:
 
 
 def _spawn_server(pg_url: str, nats_url: str, schema: str, prefix: str) -> subprocess.Popen[str]:
-    config = {"pg_url": pg_url, "nats_url": nats_url, "schema": schema, "prefix": prefix}
+    config = {
+        "pg_url": pg_url,
+        "nats_url": nats_url,
+        "schema": schema,
+        "prefix": prefix,
+        "options": json.loads(os.environ.get("TALLY_BENCH_BUS_OPTIONS", "{}")),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "adapters.bench.command_bus", "serve", json.dumps(config)],
         cwd=ROOT,
@@ -243,7 +252,9 @@ def _serve(config: dict[str, Any]) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        server = CommandBusServer(system, config["nats_url"], prefix=config["prefix"])
+        server = CommandBusServer(
+            system, config["nats_url"], prefix=config["prefix"], **config.get("options", {})
+        )
         await server.start()
         print("ready", flush=True)
         await stop.wait()

@@ -100,7 +100,7 @@ def _seed(system: System, events: int) -> None:
     rng = random.Random(7)
     while remaining > 0:
         batch = []
-        for _ in range(min(10_000, remaining)):
+        for _ in range(min(2_000, remaining)):  # psycopg stalls on very large pipelined inserts
             n = rng.randrange(TENANTS)
             versions[n] += 1
             at = T0 + timedelta(seconds=versions[n] * 37)

@@ -421,8 +421,7 @@ class CommandBusServer:
             outcomes = [self._one(command) for command in commands]
         finally:
             self.store_seconds += time.perf_counter() - started
-        if self.system.delivery is not None:
-            self.system.delivery.poke()  # in-process read models (embedded default)
+        # (the bus's on_commit listeners have woken in-process delivery and the relay)
         return [encode(reply) for reply in outcomes]
 
     def _one(self, command: Command) -> dict[str, Any]:
