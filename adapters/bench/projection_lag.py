@@ -21,6 +21,8 @@ from psycopg import sql
 
 from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
+from adapters.nats.projector_worker import ProjectorWorker
+from adapters.nats.relay import Relay
 from adapters.nats.workers import build_projector_worker, build_relay
 from adapters.settings import Settings
 from commands.plans.define_plan import DefinePlan
@@ -109,7 +111,7 @@ async def _run(
 
     usage.after_commit = timed  # type: ignore[method-assign]
     relay = build_relay(system)
-    workers = [
+    workers: list[Relay | ProjectorWorker] = [
         relay,
         *(build_projector_worker(system, p.NAME, p) for p in system.runner.projectors),
     ]

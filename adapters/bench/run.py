@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from adapters.bench import command_bus, entitlement_check, replay_rate
+from adapters.bench import command_bus, entitlement_check, projection_lag, replay_rate
 from adapters.bench.report import Figure, write
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -40,6 +40,10 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
     steps: list[Callable[[], list[Figure]]] = [
         lambda: command_bus.measure(pg_url, nats_url, console.print),
         lambda: entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
+        lambda: [
+            projection_lag.measure(pg_url, nats_url, 1000, 10.0, console.print),
+            projection_lag.measure(pg_url, nats_url, 200, 5.0, console.print),
+        ],
         lambda: [replay_rate.measure(pg_url, events, console.print)],
     ]
     figures: list[Figure] = []
