@@ -92,8 +92,11 @@ class CommandBus:
         return hash(command.concurrency_key()) % len(self._stripes)
 
     def _attempt(self, command: Command, handler: Handler, digest: str) -> CommandResult:
+        # No receipt lookup before the first run: a duplicate's receipt (version 1 of an id
+        # derived from the command_id) collides in the same transaction, so nothing of the
+        # rerun is written, and the retry below finds the receipt and answers "duplicate".
         for attempt in range(self.max_attempts):
-            earlier = self._earlier_result(command, digest)
+            earlier = self._earlier_result(command, digest) if attempt else None
             if earlier is not None:
                 return earlier
             try:
@@ -189,10 +192,10 @@ class CommandBus:
             try:
                 handler = self._handler(command)
                 digest = self._digest(command)
-                earlier = self._earlier_result(command, digest, uow)
+                earlier = self._earlier_in_batch(command, digest, shared)
                 outcome = earlier or self._execute(command, handler, digest, uow)
             except DomainError as error:
-                outcomes.append(error)
+                outcomes.append(self._refusal_or_duplicate(command, error))
                 continue
             uow.merge_into_batch()
             outcomes.append(outcome)
@@ -202,20 +205,40 @@ class CommandBus:
             self._committed()
         return outcomes
 
+    def _refusal_or_duplicate(
+        self, command: Command, error: DomainError
+    ) -> CommandResult | DomainError:
+        """A refusal may just be a committed command_id run again (e.g. "already active")."""
+        try:
+            return self._earlier_result(command, self._digest(command)) or error
+        except DomainError as reused:
+            return reused
+
     def _handle_or_error(self, command: Command) -> CommandResult | DomainError:
         try:
             return self.handle(command)
         except DomainError as error:
             return error
 
-    def _earlier_result(
-        self, command: Command, digest: str, uow: UnitOfWork | None = None
+    def _earlier_in_batch(
+        self, command: Command, digest: str, shared: dict[UUID, Aggregate[Any]]
     ) -> CommandResult | None:
+        """A command_id already run earlier in this batch (the store is not asked: a
+        duplicate of a committed command collides at the save and the batch is rerun one
+        by one)."""
         if not command.command_id:
             return None
-        rid = receipt_id(command.app_id, command.command_id)
-        receipt = uow.find(CommandReceipt, rid) if uow else self.store.get(rid)
-        if receipt is None:
+        receipt = shared.get(receipt_id(command.app_id, command.command_id))
+        return self._as_duplicate(command, digest, receipt)
+
+    def _earlier_result(self, command: Command, digest: str) -> CommandResult | None:
+        if not command.command_id:
+            return None
+        receipt = self.store.get(receipt_id(command.app_id, command.command_id))
+        return self._as_duplicate(command, digest, receipt)
+
+    def _as_duplicate(self, command: Command, digest: str, receipt: Any) -> CommandResult | None:
+        if not isinstance(receipt, CommandReceipt):
             return None
         if receipt.state.fingerprint != digest or receipt.state.command_name != command.NAME:
             raise CommandIdReused(

@@ -125,3 +125,18 @@ def test_cancel_in_the_same_batch_sees_the_new_subscription(system: System) -> N
     )
     assert isinstance(outcomes[0], CommandResult) and outcomes[0].result["status"] == "canceled"
     assert isinstance(outcomes[1], DomainError) and outcomes[1].code == "invalid_transition"
+
+
+def test_a_batch_repeating_a_committed_command_id_answers_duplicate(system: System) -> None:
+    system.handle(DefinePlan.model_validate(PLAN))
+    start = StartSubscription(app_id="acme", tenant_id="t3", plan_key="pro", command_id="s3")
+    first = system.handle(start)
+    consume = ConsumeQuota(
+        app_id="acme", tenant_id="t3", feature_key="api", idempotency_key="k", command_id="c3"
+    )
+    system.handle(consume)
+    before = event_count(system)
+    outcomes = system.bus.handle_many([start, consume])
+    assert all(isinstance(o, CommandResult) and o.duplicate for o in outcomes)
+    assert isinstance(outcomes[0], CommandResult) and outcomes[0].result == first.result
+    assert event_count(system) == before  # nothing run twice
