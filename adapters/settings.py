@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     command_retries: int = 20
     aggregate_cache_size: int = 10_000
     clock: Literal["system", "settable"] = "system"
+    serve_workers: bool = True  # `tally serve` also runs the relay and projectors (with NATS)
     # events for downstream services (NATS JetStream), see docs/asyncapi.yaml
     nats_stream: str = "TALLY_EVENTS"
     nats_subject_prefix: str = "tally.events"

@@ -36,8 +36,8 @@ log = structlog.get_logger(__name__)
 
 def _workers(system: System) -> list[Any]:
     """The relay and a projector worker per read model, when NATS is configured."""
-    if not system.settings.nats_url:
-        return []
+    if not system.settings.nats_url or not system.settings.serve_workers:
+        return []  # embedded delivery, or workers run as `tally worker ...` (scale-out)
     from adapters.nats.workers import build_projector_worker, build_relay
 
     relay = build_relay(system)
