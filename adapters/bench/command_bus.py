@@ -32,6 +32,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from adapters.bench.common import bench_system, create_schema, drop_schema, percentile
 from adapters.bench.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,8 +55,7 @@ def measure(
     """P1 (consume_quota, deduped by its idempotency_key) and P1-dedupe (the same, each also
     carrying a command_id, whose receipt the bus looks up and records)."""
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    create_schema(pg_url, schema)
     runs: dict[bool, dict[str, Any]] = {}
     try:
         baseline = insert_commit_rate(pg_url, schema, seconds=3.0)
@@ -79,15 +79,14 @@ def measure(
             stats = _stop_server(server)
             say(f"P1: bus process stats {stats}")
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(pg_url, schema)
     rss = stats.get("peak_rss_mb", 0.0)
     batch = stats.get("commands", 0) / max(stats.get("batches", 1), 1)
     figures = []
     for with_id, run in runs.items():
         latencies = sorted(run["latencies"])
         rate = len(latencies) / run["seconds"]
-        p50, p99 = _pct(latencies, 50) * 1000, _pct(latencies, 99) * 1000
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
         say(
             f"P1{'-dedupe' if with_id else ''}: {rate:,.0f} commands/s, p50 {p50:.1f} ms, "
             f"p99 {p99:.1f} ms, errors {run['errors']}"
@@ -152,25 +151,12 @@ def insert_commit_rate(pg_url: str, schema: str, seconds: float = 3.0) -> float:
 # --- seeding ------------------------------------------------------------------------------------
 
 
-def _system(pg_url: str, schema: str, nats_url: str | None = None) -> Any:
-    from adapters.bootstrap import bootstrap
-    from adapters.settings import Settings
-    from domain.clock import SettableClock
-
-    return bootstrap(
-        Settings(database_url=pg_url, nats_url=nats_url),
-        SettableClock(T0),
-        schema=schema,
-        deliver_in_process=False,
-    )
-
-
 def _seed(pg_url: str, schema: str, tenants: int) -> None:
     """A plan with an unlimited metered feature and a subscription per tenant."""
     from commands.plans.define_plan import DefinePlan
     from commands.subscriptions.start_subscription import StartSubscription
 
-    system = _system(pg_url, schema)
+    system = bench_system(pg_url, schema)
     try:
         system.handle(
             DefinePlan.model_validate(
@@ -246,7 +232,7 @@ def _serve(config: dict[str, Any]) -> None:
     """Child process: the bus on the bench schema until SIGTERM; prints its stats."""
     from adapters.nats.command_bus import CommandBusServer
 
-    system = _system(config["pg_url"], config["schema"], config["nats_url"])
+    system = bench_system(config["pg_url"], config["schema"], nats_url=config["nats_url"])
 
     async def main() -> dict[str, float]:
         stop = asyncio.Event()
@@ -322,12 +308,6 @@ async def _drive(
         for nc in connections:
             await nc.close()
     return {"latencies": latencies, **counts}
-
-
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(len(values) * pct / 100))]
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
+from adapters.bench.common import bench_system, create_schema, drop_schema, percentile
 from adapters.bench.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -47,8 +45,7 @@ def measure(
     calls: int = 20_000,
 ) -> list[Figure]:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    create_schema(pg_url, schema)
     try:
         say(f"P3: seeding {tenants} tenants and catching the read models up …")
         api_key = _seed(pg_url, schema, tenants)
@@ -57,8 +54,7 @@ def measure(
             say(f"P3: in-process check ({label}): p50 {p50:.0f} µs, p99 {p99:.0f} µs")
         http_figures = _http(pg_url, schema, redis_url, api_key, tenants, seconds, rate, say)
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(pg_url, schema)
     headline = "redis cache" if "redis cache" in in_process else "read model (SQL)"
     p50, p99, query = in_process[headline]
     others = "; ".join(
@@ -86,19 +82,6 @@ def measure(
 # --- seeding ---------------------------------------------------------------------------------
 
 
-def _system(pg_url: str, schema: str, redis_url: str | None = None) -> Any:
-    from adapters.bootstrap import bootstrap
-    from adapters.settings import Settings
-    from domain.clock import SettableClock
-
-    return bootstrap(
-        Settings(database_url=pg_url, redis_url=redis_url),
-        SettableClock(T0),
-        schema=schema,
-        deliver_in_process=False,
-    )
-
-
 def _seed(pg_url: str, schema: str, tenants: int) -> str | None:
     """Plan, subscriptions, some usage; read models caught up. Returns a read API key (or
     None when this build has no API keys)."""
@@ -106,7 +89,7 @@ def _seed(pg_url: str, schema: str, tenants: int) -> str | None:
     from commands.quotas.consume_quota import ConsumeQuota
     from commands.subscriptions.start_subscription import StartSubscription
 
-    system = _system(pg_url, schema)
+    system = bench_system(pg_url, schema)
     try:
         system.handle(
             DefinePlan.model_validate(
@@ -160,7 +143,7 @@ def _in_process(
         setups.insert(0, ("redis cache", redis_url))
     results: dict[str, tuple[float, float, str]] = {}
     for label, cache_url in setups:
-        system = _system(pg_url, schema, cache_url)
+        system = bench_system(pg_url, schema, redis_url=cache_url)
         try:
             query = "entitlement" if "entitlement" in QUERIES else "usage_current_period"
             rng = random.Random(3)
@@ -180,7 +163,7 @@ def _in_process(
                 check(tenant, feature)
                 timings.append((time.perf_counter_ns() - started) / 1000)
             timings.sort()
-            results[label] = (_pct(timings, 50), _pct(timings, 99), query)
+            results[label] = (percentile(timings, 50), percentile(timings, 99), query)
         finally:
             system.close()
     return results
@@ -315,8 +298,8 @@ def _paced(
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {
-        "p50_ms": _pct(latencies, 50) * 1000,
-        "p99_ms": _pct(latencies, 99) * 1000,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": latencies[-1] * 1000,
         "achieved": total / elapsed,
         "errors": float(errors),
@@ -377,7 +360,7 @@ def _serve(config: dict[str, Any]) -> None:
 
     from adapters.http.app import create_app
 
-    system = _system(config["pg_url"], config["schema"], config["redis_url"])
+    system = bench_system(config["pg_url"], config["schema"], redis_url=config["redis_url"])
     try:
         uvicorn.run(
             create_app(system),
@@ -388,12 +371,6 @@ def _serve(config: dict[str, Any]) -> None:
         )
     finally:
         system.close()
-
-
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(len(values) * pct / 100))]
 
 
 if __name__ == "__main__":

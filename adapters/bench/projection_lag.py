@@ -16,9 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
+from adapters.bench.common import create_schema, drop_schema, percentile
 from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.nats.projector_worker import ProjectorWorker
@@ -40,8 +38,7 @@ def measure(
 ) -> Figure:
     run_id = uuid.uuid4().hex[:10]
     schema = f"bench_lag_{run_id}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    create_schema(pg_url, schema)
     settings = Settings(
         database_url=pg_url,
         nats_url=nats_url,
@@ -59,10 +56,9 @@ def measure(
     finally:
         system.close()
         asyncio.run(_delete_stream(nats_url, settings.nats_stream))
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(pg_url, schema)
     lags.sort()
-    p50, p99 = _pct(lags, 50), _pct(lags, 99)
+    p50, p99 = percentile(lags, 50), percentile(lags, 99)
     return Figure(
         key="P4",
         what=f"projection lag at {rate:,} events/s ({produced:,} events, commit → read model)",
@@ -172,9 +168,3 @@ async def _delete_stream(nats_url: str, stream: str) -> None:
             await nc.jetstream().delete_stream(stream)
     finally:
         await nc.close()
-
-
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(len(values) * pct / 100))]

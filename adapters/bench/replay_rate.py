@@ -13,6 +13,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
+from adapters.bench.common import create_schema, drop_schema
 from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.readmodels.replay import replay
@@ -29,8 +30,7 @@ TENANTS = 200
 
 def measure(pg_url: str, events: int, say: Any = print) -> Figure:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    create_schema(pg_url, schema)
     system = bootstrap(
         Settings(database_url=pg_url), SettableClock(T0), schema=schema, deliver_in_process=False
     )
@@ -52,8 +52,7 @@ def measure(pg_url: str, events: int, say: Any = print) -> Figure:
         rate = total / (time.perf_counter() - started)
     finally:
         system.close()
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        drop_schema(pg_url, schema)
     return Figure(
         key="P5",
         what=f"replay: rebuild all {len(per_projector)} read models from {total:,} events",
