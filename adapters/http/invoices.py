@@ -1,4 +1,4 @@
-"""Invoices: draft, list (per tenant), read, finalize, pay, void. The PDF comes later (501).
+"""Invoices: draft, list (per tenant), read (JSON or PDF), finalize, pay, void.
 
 `POST /v1/invoices` drafts an invoice by hand (the billing engine will draft them from
 subscriptions and usage); lists come from the app's InvoiceDrafted events (see index.py).
@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import body_model, fields_of, owned, run_command, system_of
-from adapters.http.errors import ERROR_RESPONSES, not_implemented
+from adapters.http.errors import ERROR_RESPONSES
+from adapters.pdf.invoice import render_invoice_pdf
 from commands.base import ID_PATTERN
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.finalize_invoice import FinalizeInvoice
@@ -74,10 +75,21 @@ def get_invoice(request: Request, principal: Reader, invoice_id: UUID) -> dict[s
     return invoice_view(invoice)
 
 
-@router.get("/{invoice_id}/pdf", summary="The invoice as PDF (not yet: 501)")
-def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> None:
-    owned(system_of(request), Invoice, invoice_id, principal.app_id, "invoice_id")
-    raise not_implemented("invoice PDF rendering")
+@router.get(
+    "/{invoice_id}/pdf",
+    summary="The invoice as PDF",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> Response:
+    invoice = owned(system_of(request), Invoice, invoice_id, principal.app_id, "invoice_id")
+    body = render_invoice_pdf(invoice_view(invoice), principal.app_id)
+    name = invoice.state.number_text or f"draft-{invoice_id}"
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+    )
 
 
 def _act(

@@ -153,7 +153,9 @@ def test_the_whole_journey(server: Server) -> None:
     assert ok(writer.post(f"/v1/invoices/{invoice_id}/pay"))["status"] == "paid"
     listed = ok(reader.get("/v1/invoices", params={"tenant_id": "tenant-1"}))["invoices"]
     assert [i["invoice_id"] for i in listed] == [invoice_id]
-    assert reader.get(f"/v1/invoices/{invoice_id}/pdf").status_code == 501
+    pdf = reader.get(f"/v1/invoices/{invoice_id}/pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    assert pdf.headers["content-disposition"] == 'inline; filename="INV-000001.pdf"'
 
     # revenue and subscription metrics
     def revenue_counted() -> dict[str, Any]:

@@ -494,9 +494,9 @@ def test_invoices(acme: Api, globex: Api) -> None:
         acme.call("GET", f"/v1/invoices/{invoice_id}", scope="read").json()["total"]["amount"]
         == 9900
     )
-    assert_error(
-        acme.call("GET", f"/v1/invoices/{invoice_id}/pdf", scope="read"), 501, "not_implemented"
-    )
+    pdf = acme.call("GET", f"/v1/invoices/{invoice_id}/pdf", scope="read")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-") and b"%%EOF" in pdf.content[-32:]
     assert_error(globex.call("GET", f"/v1/invoices/{invoice_id}"), 404, "not_found")
     assert_error(globex.call("GET", f"/v1/invoices/{invoice_id}/pdf"), 404, "not_found")
     assert globex.call("GET", "/v1/invoices").json()["invoices"] == []
