@@ -16,15 +16,20 @@ def aggregate_type_of(topic: str) -> str:
     return cls.AGGREGATE_TYPE if cls is not None else "unknown"
 
 
+def redacted(topic: str, state: dict[str, Any]) -> dict[str, Any]:
+    """A stored event's state without its secret fields (key hashes): what may leave."""
+    cls = EVENT_TYPES.get(topic)
+    if cls is None or not cls.SECRET_FIELDS:
+        return state
+    return {k: v for k, v in state.items() if k not in cls.SECRET_FIELDS}
+
+
 def to_envelope(notification: Any) -> EventEnvelope:
     """The published form of a stored event; secret fields (key hashes) are left out."""
-    state = orjson.loads(notification.state)
-    cls = EVENT_TYPES.get(notification.topic)
-    if cls is not None and cls.SECRET_FIELDS:
-        state = {k: v for k, v in state.items() if k not in cls.SECRET_FIELDS}
+    state = redacted(notification.topic, orjson.loads(notification.state))
     return envelope_from_state(
         topic=notification.topic,
-        aggregate_type=cls.AGGREGATE_TYPE if cls is not None else "unknown",
+        aggregate_type=aggregate_type_of(notification.topic),
         position=notification.id,
         aggregate_id=notification.originator_id,
         version=notification.originator_version,

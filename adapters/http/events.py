@@ -19,7 +19,7 @@ from uuid import UUID
 import orjson
 from fastapi import APIRouter, Query, Request
 
-from adapters.eventstore.envelopes import aggregate_type_of, read_envelopes
+from adapters.eventstore.envelopes import aggregate_type_of, read_envelopes, redacted
 from adapters.http.auth import Reader
 from adapters.http.common import system_of
 from adapters.http.errors import ERROR_RESPONSES, ApiError
@@ -87,7 +87,7 @@ def _history(
             position=0,
             aggregate_id=aggregate_id,
             version=item.originator_version,
-            state=orjson.loads(item.state),
+            state=redacted(item.topic, orjson.loads(item.state)),
         )
         if tenant_id is not None and envelope.tenant_id != tenant_id:
             continue

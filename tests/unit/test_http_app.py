@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from adapters.bootstrap import System, bootstrap
 from adapters.http.app import create_app
 from adapters.settings import Settings
+from domain.api_key import api_key_id
 from domain.clock import SettableClock, SystemClock
 from projections import queries
 from tests.factories import T0
@@ -594,3 +595,15 @@ def test_operations_routes(acme: Api) -> None:
     assert spec["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
     assert acme.client.get("/nowhere").json()["error"]["code"] == "not_found"
     assert acme.client.delete("/v1/plans").json()["error"]["code"] == "method_not_allowed"
+
+
+def test_the_audit_log_never_shows_key_hashes(acme: Api, system: System) -> None:
+    key_id = acme.keys["read"].split("_")[1]
+    aggregate = str(api_key_id(key_id))
+    history = acme.call("GET", f"/v1/events?aggregate_id={aggregate}", scope="read")
+    assert history.status_code == 200, history.text
+    [created] = history.json()["events"]
+    assert created["type"] == "ApiKeyCreated" and created["data"]["key_id"] == key_id
+    assert "secret_hash" not in history.text
+    log = acme.call("GET", "/v1/events?limit=50", scope="read")
+    assert log.status_code == 200 and "secret_hash" not in log.text
