@@ -90,7 +90,9 @@ def bootstrap(
     if settings.redis_url:
         from adapters.redis.entitlement_cache import RedisEntitlementCache
 
-        cache = RedisEntitlementCache.from_url(settings.redis_url, namespace=schema)
+        cache = RedisEntitlementCache.from_url(
+            settings.redis_url, namespace=settings.redis_namespace or schema
+        )
     runner = ProjectionRunner(ledger.recorder, views, build_projectors(cache))
     load_queries()
     runner.ensure_tables()

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     views_url: str | None = None  # read models; default: beside the events
     nats_url: str | None = None
     redis_url: str | None = None
+    redis_namespace: str | None = None  # keeps deployments sharing one Redis apart
     snapshot_interval: int = 100
     command_retries: int = 20
     aggregate_cache_size: int = 10_000

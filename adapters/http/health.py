@@ -41,6 +41,9 @@ async def _timed(name: str, check: Callable[[], Any]) -> dict[str, Any]:
     return report
 
 
+ESSENTIAL = frozenset({"event_store", "read_models"})
+
+
 async def _checks(request: Request) -> JSONResponse:
     system = system_of(request)
     settings = system.settings
@@ -57,11 +60,13 @@ async def _checks(request: Request) -> JSONResponse:
     if settings.redis_url:
         checks.append(_timed("redis", lambda: _redis(str(settings.redis_url))))
     reports = await asyncio.gather(*checks)
-    ready = all(report["ok"] for report in reports)
-    return JSONResponse(
-        {"status": "ok" if ready else "unavailable", "checks": reports},
-        status_code=200 if ready else 503,
-    )
+    # Without the event store or the read models nothing works: 503. NATS and Redis are
+    # reported too, but their loss only degrades (commands still commit and the relay
+    # catches up; checks fall back to the read model), so the replica stays in rotation.
+    ready = all(report["ok"] for report in reports if report["name"] in ESSENTIAL)
+    degraded = ready and not all(report["ok"] for report in reports)
+    status = "degraded" if degraded else "ok" if ready else "unavailable"
+    return JSONResponse({"status": status, "checks": reports}, status_code=200 if ready else 503)
 
 
 async def _nats(url: str) -> None:

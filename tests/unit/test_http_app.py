@@ -607,3 +607,18 @@ def test_the_audit_log_never_shows_key_hashes(acme: Api, system: System) -> None
     assert "secret_hash" not in history.text
     log = acme.call("GET", "/v1/events?limit=50", scope="read")
     assert log.status_code == 200 and "secret_hash" not in log.text
+
+
+def test_ready_is_degraded_not_down_without_redis(tmp_path: Path, clock: SettableClock) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'events.db'}",
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens there
+    )
+    built = bootstrap(settings, clock)
+    try:
+        ready = TestClient(create_app(built)).get("/ready")
+        assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+        checks = {c["name"]: c["ok"] for c in ready.json()["checks"]}
+        assert checks == {"event_store": True, "read_models": True, "redis": False}
+    finally:
+        built.close()
