@@ -401,7 +401,8 @@ class TenantSlot(Aggregate[SlotState]):
         """Point the slot at a new subscription; refused while the current one is live."""
         if current is not None and current.is_live():
             raise SubscriptionAlreadyActive(
-                f"tenant {self.state.tenant_id} already has a {current.status.value} subscription",
+                f"tenant {self.state.tenant_id} already has a live subscription "
+                f"({current.status.value})",
                 field="tenant_id",
                 subscription_id=str(current.id),
             )

@@ -92,7 +92,7 @@ def measure(
             f"p99 {p99:.1f} ms, errors {run['errors']}"
         )
         workload = (
-            "consume_quota with a command_id (receipt looked up and recorded)"
+            "consume_quota with a command_id (receipt recorded with the command)"
             if with_id
             else "consume_quota (deduped by its idempotency_key, no command_id)"
         )

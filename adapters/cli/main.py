@@ -51,9 +51,18 @@ worker_app = typer.Typer(
 app.add_typer(worker_app, name="worker")
 
 
+def _need_nats() -> None:
+    from adapters.settings import Settings
+
+    if not Settings().nats_url:
+        typer.echo("tally worker needs NATS JetStream: set TALLY_NATS_URL (nats://…)", err=True)
+        raise typer.Exit(2)
+
+
 @worker_app.command("relay")
 def worker_relay() -> None:
     """Publish committed events to JetStream (one relay active; others wait to take over)."""
+    _need_nats()
     from adapters.nats.workers import run_relay
 
     run_relay()
@@ -62,6 +71,7 @@ def worker_relay() -> None:
 @worker_app.command("projector")
 def worker_projector(name: str = typer.Argument(..., help="the projector's NAME")) -> None:
     """Build one read model from JetStream (a durable consumer proj-NAME)."""
+    _need_nats()
     from adapters.nats.workers import run_projector
 
     try:
@@ -78,6 +88,7 @@ def worker_command_bus(
     store_timeout: float = typer.Option(5.0, help="answer 'unavailable' after this many s"),
 ) -> None:
     """Serve the NATS command and query bus (queue group: run several to share the load)."""
+    _need_nats()
     from adapters.nats.command_bus import run_command_bus
 
     run_command_bus(
