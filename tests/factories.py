@@ -35,3 +35,22 @@ def terms(
         trial_days=trial_days,
         features=[FeatureSpec.model_validate(f) for f in (features or [])],
     )
+
+
+def embedded_system(clock: Any = None, *, deliver_in_process: bool = False) -> Any:
+    """The whole system on an in-memory SQLite store (read models fed by `system.sync()`)."""
+    from adapters.bootstrap import bootstrap
+    from adapters.settings import Settings
+    from domain.clock import SettableClock
+
+    return bootstrap(
+        Settings(database_url="sqlite:///:memory:"),
+        clock or SettableClock(T0),
+        deliver_in_process=deliver_in_process,
+    )
+
+
+def ok(reply: dict[str, Any]) -> dict[str, Any]:
+    """The result of a successful dispatch reply (fails the test with the reply otherwise)."""
+    assert reply["ok"], reply
+    return dict(reply["result"])

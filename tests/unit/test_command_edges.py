@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
-from adapters.settings import Settings
-from domain.clock import SettableClock
-from tests.factories import T0
+from adapters.bootstrap import System
+from tests.factories import embedded_system, ok
 
 PLAN = {
     "plan_key": "pro",
@@ -22,20 +20,13 @@ PLAN = {
 
 @pytest.fixture
 def system() -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url="sqlite:///:memory:"), SettableClock(T0), deliver_in_process=False
-    )
+    built = embedded_system()
     yield built
     built.close()
 
 
 def send(system: System, name: str, /, **fields: Any) -> dict[str, Any]:
     return system.dispatch(name, {"app_id": "acme", **fields})
-
-
-def ok(reply: dict[str, Any]) -> dict[str, Any]:
-    assert reply["ok"], reply
-    return dict(reply["result"])
 
 
 def error(reply: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
-from adapters.settings import Settings
+from adapters.bootstrap import System
 from domain.aggregates import ALL_AGGREGATES
 from domain.base import Snapshot
 from domain.clock import SettableClock
@@ -20,7 +19,7 @@ from domain.entitlement_grant import (
     tenant_grants_id,
 )
 from domain.errors import InvalidValue, NotFound
-from tests.factories import T0, cause
+from tests.factories import T0, cause, embedded_system
 
 
 def opened(**options: Any) -> TenantGrants:
@@ -128,7 +127,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def system(clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url="sqlite:///:memory:"), clock, deliver_in_process=False)
+    built = embedded_system(clock)
     yield built
     built.close()
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
+from adapters.bootstrap import System
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.readmodels.replay import replay
 from adapters.readmodels.sql_store import ViewStore
-from adapters.settings import Settings
 from domain.clock import SettableClock
 from domain.errors import InvalidValue
 from projections.entitlements.projector import TABLE, EntitlementsProjector
+from tests.factories import embedded_system, ok
 from tests.fake_entitlement_cache import FakeEntitlementCache
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -52,7 +52,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def system(clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url="sqlite:///:memory:"), clock, deliver_in_process=False)
+    built = embedded_system(clock)
     ok(built.dispatch("define_plan", plan("basic", BASIC)))
     ok(built.dispatch("define_plan", plan("team", TEAM)))
     ok(built.dispatch("define_plan", plan("trial", [{"key": "sso", "kind": "boolean"}], 14)))
@@ -69,11 +69,6 @@ def plan(key: str, features: list[dict[str, Any]], trial_days: int = 0) -> dict[
         "trial_days": trial_days,
         "features": features,
     }
-
-
-def ok(reply: dict[str, Any]) -> dict[str, Any]:
-    assert reply["ok"], reply
-    return dict(reply["result"])
 
 
 def do(system: System, command: str, **fields: Any) -> dict[str, Any]:

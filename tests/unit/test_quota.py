@@ -33,7 +33,7 @@ from domain.quota import (
     SoftLimitReached,
     quota_id,
 )
-from tests.factories import T0, cause
+from tests.factories import T0, cause, embedded_system, ok
 
 SUB = UUID("00000000-0000-0000-0000-000000000001")
 
@@ -625,7 +625,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def system(clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url="sqlite:///:memory:"), clock)
+    built = embedded_system(clock, deliver_in_process=True)
     ok(built.dispatch("define_plan", plan("starter", PLAN_FEATURES)))
     ok(built.dispatch("define_plan", plan("pro", PRO_FEATURES)))
     yield built
@@ -641,11 +641,6 @@ def plan(key: str, features: list[dict[str, Any]]) -> dict[str, Any]:
         "interval": "month",
         "features": features,
     }
-
-
-def ok(reply: dict[str, Any]) -> dict[str, Any]:
-    assert reply["ok"], reply
-    return dict(reply["result"])
 
 
 def consume(system: System, feature: str, key: str, amount: int = 1) -> dict[str, Any]:

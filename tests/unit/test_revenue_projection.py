@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
+from adapters.bootstrap import System
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.readmodels.sql_store import ViewStore
-from adapters.settings import Settings
 from domain.clock import SettableClock
 from domain.errors import InvalidValue
 from projections.revenue.projector import RevenueProjector
 from projections.revenue.queries import mrr_of
+from tests.factories import embedded_system
 
 APP = "acme"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,7 +29,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def system(clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url="sqlite:///:memory:"), clock, deliver_in_process=False)
+    built = embedded_system(clock)
     try:
         yield built
     finally:

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
+from adapters.bootstrap import System
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.readmodels.sql_store import ViewStore
-from adapters.settings import Settings
 from domain.clock import SettableClock
 from domain.errors import InvalidValue
 from projections.usage.projector import UsageProjector
 from projections.usage.queries import CSV_COLUMNS, usage_csv, usage_json
+from tests.factories import embedded_system
 
 APP, TENANT = "acme", "t1"
 START = datetime(2025, 12, 31, 23, 30, tzinfo=UTC)  # hour, day, month and year end ahead
@@ -31,7 +31,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def system(clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url="sqlite:///:memory:"), clock, deliver_in_process=False)
+    built = embedded_system(clock)
     try:
         yield built
     finally:
