@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated
+
 import typer
 
 from adapters.cli import demo as demo_module
@@ -94,6 +97,32 @@ def worker_command_bus(
     run_command_bus(
         prefix=prefix, max_batch=max_batch, linger=linger_ms / 1000, store_timeout=store_timeout
     )
+
+
+clock_app = typer.Typer(help="The ledger's test clock.", no_args_is_help=True)
+app.add_typer(clock_app, name="clock")
+
+
+@clock_app.command("advance")
+def clock_advance(
+    to: Annotated[
+        str, typer.Option("--to", help="ISO time with a timezone, e.g. 2027-01-01T00:00Z")
+    ],
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="only this app (default: all)")
+    ] = None,
+) -> None:
+    """Move time forward: renewals, trial ends, scheduled cancels, quota resets up to --to."""
+    from adapters.cli import clock as clock_module
+    from domain.errors import DomainError
+
+    try:
+        until = datetime.fromisoformat(to)
+        clock_module.run(until, app_id)
+    except ValueError as error:  # DomainError's InvalidValue is a ValueError too
+        message = error.message if isinstance(error, DomainError) else str(error)
+        typer.echo(f"--to: {message} (an ISO time with a timezone)", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

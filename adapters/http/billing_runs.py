@@ -24,31 +24,24 @@ and their own due work happens at their next billing run.
 
 from __future__ import annotations
 
-import heapq
 import threading
-from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
+from adapters.billing.run import MAX_ACTIONS, due_command, run_billing
 from adapters.http.auth import Admin, Principal
 from adapters.http.common import Instant, build_command, execute, system_of
 from adapters.http.errors import ERROR_RESPONSES, ApiError
 from commands.base import Command
-from commands.quotas.reset_quota import ResetQuota
-from commands.subscriptions.end_trial import EndTrial
-from commands.subscriptions.renew_subscription import RenewSubscription
 from domain.clock import SettableClock, ensure_aware
-from domain.errors import DomainError, InvalidValue
-from domain.quota import Quota
-from domain.subscription import Status, Subscription
+from domain.errors import InvalidValue
 
 router = APIRouter(tags=["billing"], responses=ERROR_RESPONSES)
 
-MAX_ACTIONS = 10_000
 MAX_YEARS_AHEAD = 100
 _lock = threading.Lock()
 
@@ -59,38 +52,13 @@ class BillingRunBody(BaseModel):
     until: Instant
 
 
-Due = tuple[datetime, str, UUID]
+def _command(principal: Principal) -> Callable[[str, str, Any], Command]:
+    def build(app_id: str, action: str, aggregate: Any) -> Command:
+        command = due_command(app_id, action, aggregate)
+        fields = command.model_dump(exclude={"app_id", "command_id", "correlation_id"})
+        return build_command(type(command), principal, fields, None)
 
-
-def _subscription_due(subscription: Any) -> Due | None:
-    if not isinstance(subscription, Subscription):
-        return None
-    state = subscription.state
-    if state.status is Status.TRIALING and state.trial_end is not None:
-        return state.trial_end, "end_trial", subscription.id
-    if state.status in (Status.ACTIVE, Status.PAST_DUE):
-        return state.current_period.end, "renew", subscription.id
-    return None
-
-
-def _quota_due(quota: Any) -> Due | None:
-    if not isinstance(quota, Quota) or not quota.state.enabled or quota.state.window is None:
-        return None
-    return quota.state.window.end, "reset_quota", quota.id
-
-
-def _command(principal: Principal, action: str, aggregate: Any) -> Command:
-    fields: dict[str, Any]
-    if action == "reset_quota":
-        kind: type[Command] = ResetQuota
-        fields = {
-            "tenant_id": aggregate.state.tenant_id,
-            "feature_key": aggregate.state.feature_key,
-        }
-    else:
-        kind = EndTrial if action == "end_trial" else RenewSubscription
-        fields = {"subscription_id": str(aggregate.id)}
-    return build_command(kind, principal, {**fields, "actor": "billing-run"}, None)
+    return build
 
 
 @router.post("/v1/billing-runs", summary="Move the settable clock and do what fell due (admin)")
@@ -123,52 +91,13 @@ def _run(
 ) -> dict[str, Any]:
     system = system_of(request)
     index = request.app.state.index
-    due: list[Due] = []
-    for subscription_id in index.ids(principal.app_id, "subscription"):
-        item = _subscription_due(system.aggregate(subscription_id))
-        if item is not None and item[0] <= until:
-            due.append(item)
-    for quota_id in index.ids(principal.app_id, "quota"):
-        item = _quota_due(system.aggregate(quota_id))
-        if item is not None and item[0] <= until:
-            due.append(item)
-    heapq.heapify(due)
-    counts: Counter[str] = Counter()
-    errors: list[dict[str, Any]] = []
-    actions = 0
-    while due and actions < MAX_ACTIONS:
-        at, action, aggregate_id = heapq.heappop(due)
-        if at > clock.now():
-            clock.set(at)
-        aggregate = system.aggregate(aggregate_id)
-        if aggregate is None or aggregate.state.app_id != principal.app_id:
-            continue
-        actions += 1
-        try:
-            result = execute(request, _command(principal, action, aggregate)).result
-        except DomainError as error:
-            errors.append({"aggregate_id": str(aggregate_id), "action": action, **error.as_dict()})
-            continue
-        if action == "renew" and result.get("status") == Status.CANCELED.value:
-            counts["canceled"] += 1
-        else:
-            counts[
-                {"end_trial": "trials_ended", "renew": "renewed"}.get(action, "quotas_reset")
-            ] += 1
-        following = system.aggregate(aggregate_id)
-        after = _quota_due(following) if action == "reset_quota" else _subscription_due(following)
-        if after is not None and after[0] <= until and after[0] > at:
-            heapq.heappush(due, after)
-    if not due:
-        clock.set(until)
-    return {
-        "until": until.isoformat(),
-        "clock": clock.now().isoformat(),
-        "trials_ended": counts["trials_ended"],
-        "renewed": counts["renewed"],
-        "canceled": counts["canceled"],
-        "quotas_reset": counts["quotas_reset"],
-        "invoiced": 0,
-        "errors": errors,
-        "complete": not due,
-    }
+    return run_billing(
+        system.aggregate,
+        index.ids,
+        lambda command: execute(request, command),
+        principal.app_id,
+        clock,
+        until,
+        build=_command(principal),
+        max_actions=MAX_ACTIONS,
+    )

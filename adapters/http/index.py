@@ -32,6 +32,12 @@ class OwnershipIndex:
         self._ids: dict[tuple[str, str], dict[UUID, str | None]] = defaultdict(dict)
         self._lock = threading.Lock()
 
+    def apps(self) -> list[str]:
+        """Every app that owns something, in first-seen order."""
+        self.refresh()
+        with self._lock:
+            return list(dict.fromkeys(app for app, _ in self._ids))
+
     def ids(self, app_id: str, kind: str, tenant_id: str | None = None) -> list[UUID]:
         """The app's aggregates of a kind, oldest first (optionally one tenant's)."""
         self.refresh()
