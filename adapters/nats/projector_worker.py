@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import nats
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -43,6 +42,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy, ReplayPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from adapters.nats.connection import connect_unless_stopped
 from adapters.nats.relay import Backoff
 from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
 from adapters.nats.stream import StreamSettings, ensure_stream
@@ -141,8 +141,8 @@ class ProjectorWorker:
     async def _serve(self, stop: asyncio.Event) -> None:
         """Set the consumer up, then fetch and apply batches until stopped or the lock is
         lost. The batch in flight is always finished (applied and acked, or nak'd)."""
-        nc = await nats.connect(
-            self.nats_url, name=f"tally-{self.durable}", **self._connect_options()
+        nc = await connect_unless_stopped(
+            self.nats_url, stop, name=f"tally-{self.durable}", **self._connect_options()
         )
         try:
             js = self._js = nc.jetstream()

@@ -22,7 +22,6 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import nats
 import orjson
 import structlog
 from nats.aio.client import Client as NatsClient
@@ -30,6 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from adapters.eventstore.envelopes import read_envelopes
+from adapters.nats.connection import connect_unless_stopped
 from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
 from adapters.nats.stream import StreamSettings, ensure_stream
 from adapters.readmodels.sql_store import ViewStore
@@ -227,7 +227,7 @@ class Relay:
                 "reconnected_cb": self._on_reconnected,
             }
             options.update(self.connect_options)
-            nc = await nats.connect(self.nats_url, **options)
+            nc = await connect_unless_stopped(self.nats_url, self._stop, **options)
             self._nc = nc
             self._js = nc.jetstream(publish_async_max_pending=max(self.batch, 1))
             self._stream_ready = False

@@ -1,0 +1,33 @@
+"""Connecting to NATS without outliving a stop request.
+
+nats-py's connect retries the first connection as long as reconnects are allowed (forever
+with max_reconnect_attempts=-1), so a worker started while NATS is down would block there and
+ignore SIGTERM. Racing the connect against the stop event keeps shutdown prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+
+class StoppedBeforeConnecting(Exception):
+    """The stop event was set while NATS was still unreachable."""
+
+
+async def connect_unless_stopped(url: str, stop: asyncio.Event, **options: Any) -> NatsClient:
+    connecting = asyncio.ensure_future(nats.connect(url, **options))
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if connecting.done():
+        return connecting.result()
+    connecting.cancel()
+    # give the cancel a moment, without trusting nats-py to honour it (see module docstring)
+    await asyncio.wait({connecting}, timeout=1.0)
+    raise StoppedBeforeConnecting(url)
