@@ -32,7 +32,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from adapters.bench.common import bench_system, create_schema, drop_schema, percentile
+from adapters.bench.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
 from adapters.bench.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -153,27 +153,9 @@ def insert_commit_rate(pg_url: str, schema: str, seconds: float = 3.0) -> float:
 
 def _seed(pg_url: str, schema: str, tenants: int) -> None:
     """A plan with an unlimited metered feature and a subscription per tenant."""
-    from commands.plans.define_plan import DefinePlan
-    from commands.subscriptions.start_subscription import StartSubscription
-
     system = bench_system(pg_url, schema)
     try:
-        system.handle(
-            DefinePlan.model_validate(
-                {
-                    "app_id": APP,
-                    "plan_key": "pro",
-                    "name": "Pro",
-                    "base_price": {"amount": 4900, "currency": "USD"},
-                    "features": [{"key": "api", "kind": "metered", "limit": None}],
-                }
-            )
-        )
-        starts = [
-            StartSubscription(app_id=APP, tenant_id=f"t{n}", plan_key="pro") for n in range(tenants)
-        ]
-        for i in range(0, tenants, 200):
-            system.bus.handle_many(starts[i : i + 200])
+        seed_tenants(system, APP, tenants, [{"key": "api", "kind": "metered", "limit": None}])
     finally:
         system.close()
 

@@ -41,3 +41,34 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def seed_tenants(
+    system: Any,
+    app_id: str,
+    tenants: int,
+    features: list[dict[str, Any]],
+    *,
+    batch: int = 200,
+) -> None:
+    """A plan "pro" with these features and one subscription per tenant t0..tN-1, started
+    through the command bus in group commits of `batch`."""
+    from commands.plans.define_plan import DefinePlan
+    from commands.subscriptions.start_subscription import StartSubscription
+
+    system.handle(
+        DefinePlan.model_validate(
+            {
+                "app_id": app_id,
+                "plan_key": "pro",
+                "name": "Pro",
+                "base_price": {"amount": 4900, "currency": "USD"},
+                "features": features,
+            }
+        )
+    )
+    starts = [
+        StartSubscription(app_id=app_id, tenant_id=f"t{n}", plan_key="pro") for n in range(tenants)
+    ]
+    for i in range(0, tenants, batch):
+        system.bus.handle_many(starts[i : i + batch])

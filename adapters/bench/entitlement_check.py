@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.bench.common import bench_system, create_schema, drop_schema, percentile
+from adapters.bench.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
 from adapters.bench.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,29 +85,15 @@ def measure(
 def _seed(pg_url: str, schema: str, tenants: int) -> str | None:
     """Plan, subscriptions, some usage; read models caught up. Returns a read API key (or
     None when this build has no API keys)."""
-    from commands.plans.define_plan import DefinePlan
     from commands.quotas.consume_quota import ConsumeQuota
-    from commands.subscriptions.start_subscription import StartSubscription
 
     system = bench_system(pg_url, schema)
     try:
-        system.handle(
-            DefinePlan.model_validate(
-                {
-                    "app_id": APP,
-                    "plan_key": "pro",
-                    "name": "Pro",
-                    "base_price": {"amount": 4900, "currency": "USD"},
-                    "features": [
-                        {"key": "api", "kind": "metered", "limit": 10_000},
-                        {"key": "sso", "kind": "boolean"},
-                    ],
-                }
-            )
-        )
-        starts = [
-            StartSubscription(app_id=APP, tenant_id=f"t{n}", plan_key="pro") for n in range(tenants)
+        features: list[dict[str, Any]] = [
+            {"key": "api", "kind": "metered", "limit": 10_000},
+            {"key": "sso", "kind": "boolean"},
         ]
+        seed_tenants(system, APP, tenants, features)
         uses = [
             ConsumeQuota(
                 app_id=APP, tenant_id=f"t{n}", feature_key="api", idempotency_key=f"u{n}-{i}"
@@ -115,9 +101,8 @@ def _seed(pg_url: str, schema: str, tenants: int) -> str | None:
             for n in range(tenants)
             for i in range(3)
         ]
-        for commands in (starts, uses):
-            for i in range(0, len(commands), 200):
-                system.bus.handle_many(commands[i : i + 200])
+        for i in range(0, len(uses), 200):
+            system.bus.handle_many(uses[i : i + 200])
         system.sync()
         if "create_api_key" not in system.bus.command_names:
             return None

@@ -16,16 +16,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.bench.common import create_schema, drop_schema, percentile
+from adapters.bench.common import create_schema, drop_schema, percentile, seed_tenants
 from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.nats.projector_worker import ProjectorWorker
 from adapters.nats.relay import Relay
 from adapters.nats.workers import build_projector_worker, build_relay
 from adapters.settings import Settings
-from commands.plans.define_plan import DefinePlan
 from commands.quotas.consume_quota import ConsumeQuota
-from commands.subscriptions.start_subscription import StartSubscription
 from domain.clock import SettableClock
 from projections.envelope import EventEnvelope
 
@@ -72,23 +70,7 @@ def measure(
 
 
 def _seed(system: System) -> None:
-    system.handle(
-        DefinePlan.model_validate(
-            {
-                "app_id": "bench",
-                "plan_key": "pro",
-                "name": "Pro",
-                "base_price": {"amount": 4900, "currency": "USD"},
-                "features": [{"key": "api", "kind": "metered", "limit": 10**12}],
-            }
-        )
-    )
-    system.bus.handle_many(
-        [
-            StartSubscription(app_id="bench", tenant_id=f"t{n}", plan_key="pro")
-            for n in range(TENANTS)
-        ]
-    )
+    seed_tenants(system, "bench", TENANTS, [{"key": "api", "kind": "metered", "limit": 10**12}])
 
 
 async def _run(

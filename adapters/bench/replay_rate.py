@@ -13,14 +13,12 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
-from adapters.bench.common import create_schema, drop_schema
+from adapters.bench.common import create_schema, drop_schema, seed_tenants
 from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.readmodels.replay import replay
 from adapters.settings import Settings
-from commands.plans.define_plan import DefinePlan
 from commands.quotas.consume_quota import ConsumeQuota
-from commands.subscriptions.start_subscription import StartSubscription
 from domain.clock import SettableClock
 from domain.quota import quota_id
 
@@ -72,19 +70,7 @@ def _seed(system: System, events: int) -> None:
     """Real plans, subscriptions and quotas through the bus, then bulk usage events cloned
     from a real QuotaConsumed (same shape, fresh ids and versions)."""
     app = "bench"
-    system.handle(
-        DefinePlan.model_validate(
-            {
-                "app_id": app,
-                "plan_key": "pro",
-                "name": "Pro",
-                "base_price": {"amount": 4900, "currency": "USD"},
-                "features": [{"key": "api-calls", "kind": "metered", "limit": 10**12}],
-            }
-        )
-    )
-    for n in range(TENANTS):
-        system.handle(StartSubscription(app_id=app, tenant_id=f"t{n}", plan_key="pro"))
+    seed_tenants(system, app, TENANTS, [{"key": "api-calls", "kind": "metered", "limit": 10**12}])
     system.handle(
         ConsumeQuota(app_id=app, tenant_id="t0", feature_key="api-calls", idempotency_key="k0")
     )
