@@ -54,3 +54,12 @@ def ok(reply: dict[str, Any]) -> dict[str, Any]:
     """The result of a successful dispatch reply (fails the test with the reply otherwise)."""
     assert reply["ok"], reply
     return dict(reply["result"])
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a private server, or a refused connection)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from adapters.bootstrap import System, bootstrap
-from adapters.cli.events import _read, _table
+from adapters.cli.events import log_table, read_log
 from domain.clock import SettableClock
 
 USD = "USD"
@@ -204,10 +204,8 @@ def _scenario(n: Narrator) -> None:
     _read_models(n)
 
     n.step("The audit trail: who did what, when, from which command")
-    rows = [
-        r for r in _read(n.system, 0, 10_000, None, None) if r["state"].get("app_id") == n.app_id
-    ]
-    n.console.print(_table(rows))
+    rows = [e for e in read_log(n.system, 0, 10_000, None, None) if e.app_id == n.app_id]
+    n.console.print(log_table(rows))
     n.say(f"[bold]{len(rows)} events[/] recorded for app {n.app_id}.")
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 
 from adapters.bootstrap import bootstrap
+from adapters.eventstore.envelopes import read_envelopes
+from projections.envelope import EventEnvelope
 
 
 def run(*, aggregate: str | None, tenant: str | None, after: int, limit: int, follow: bool) -> None:
@@ -18,10 +19,10 @@ def run(*, aggregate: str | None, tenant: str | None, after: int, limit: int, fo
     position = after
     try:
         while True:
-            rows = _read(system, position, limit, aggregate, tenant)
-            if rows:
-                console.print(_table(rows))
-                position = rows[-1]["position"]
+            events = read_log(system, position, limit, aggregate, tenant)
+            if events:
+                console.print(log_table(events))
+                position = events[-1].position
             if not follow:
                 return
             time.sleep(0.5)
@@ -31,39 +32,37 @@ def run(*, aggregate: str | None, tenant: str | None, after: int, limit: int, fo
         system.close()
 
 
-def _read(
+def read_log(
     system: Any, after: int, limit: int, aggregate: str | None, tenant: str | None
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    start = after + 1
-    while len(rows) < limit:
-        batch = system.ledger.recorder.select_notifications(start=start, limit=500)
+) -> list[EventEnvelope]:
+    """Up to `limit` events after a position, optionally one aggregate's or one tenant's."""
+    found: list[EventEnvelope] = []
+    while len(found) < limit:
+        batch = read_envelopes(system.ledger.recorder, after, 500)
         if not batch:
             break
-        for note in batch:
-            state = orjson.loads(note.state)
-            if aggregate and str(note.originator_id) != aggregate:
-                continue
-            if tenant and state.get("tenant_id") != tenant:
-                continue
-            rows.append({"position": note.id, "note": note, "state": state})
-        start = batch[-1].id + 1
-    return rows[:limit]
+        found += [
+            e
+            for e in batch
+            if (not aggregate or str(e.aggregate_id) == aggregate)
+            and (not tenant or e.tenant_id == tenant)
+        ]
+        after = batch[-1].position
+    return found[:limit]
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
+def log_table(events: list[EventEnvelope]) -> Table:
     table = Table("pos", "occurred at", "event", "v", "tenant", "actor", "command")
     for column in table.columns[:3]:
         column.no_wrap = True
-    for row in rows:
-        note, state = row["note"], row["state"]
+    for event in events:
         table.add_row(
-            str(row["position"]),
-            state.get("timestamp", "")[5:16].replace("T", " "),
-            note.topic,
-            str(note.originator_version),
-            state.get("tenant_id") or "",
-            state.get("actor") or "",
-            state.get("command_id") or "",
+            str(event.position),
+            event.occurred_at[5:16].replace("T", " "),
+            event.type,
+            str(event.version),
+            event.tenant_id or "",
+            event.actor or "",
+            event.command_id or "",
         )
     return table

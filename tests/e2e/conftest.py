@@ -28,6 +28,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.factories import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_URL = os.environ.get("TALLY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 NATS_URL = os.environ.get("TALLY_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -42,12 +44,6 @@ def answers(url: str) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def tally_command() -> list[str]:

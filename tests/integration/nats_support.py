@@ -40,6 +40,7 @@ from domain.clock import SettableClock
 from projections.base import Projector, Row, ViewTx
 from projections.envelope import EventEnvelope
 from tests.conftest import T0
+from tests.factories import free_port
 
 NATS_URL = os.environ.get("TALLY_TEST_NATS_URL", "nats://127.0.0.1:4222")
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,12 +277,6 @@ def assert_exactly_once(messages: Sequence[RawStreamMsg], events: Sequence[Event
 
 
 # --- a private nats-server ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivateNats:

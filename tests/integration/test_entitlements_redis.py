@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -33,6 +32,7 @@ from adapters.settings import Settings
 from domain.clock import SettableClock
 from projections.entitlements.projector import EntitlementsProjector
 from projections.ports import EntitlementCache
+from tests.factories import free_port
 from tests.fake_entitlement_cache import FakeEntitlementCache
 
 pytestmark = [pytest.mark.redis]
@@ -53,7 +53,7 @@ class PrivateRedis:
         if binary is None:
             pytest.fail("redis-server is not installed (needed by the Redis tests)", pytrace=False)
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
         self.suspended = False
@@ -115,13 +115,6 @@ class PrivateRedis:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

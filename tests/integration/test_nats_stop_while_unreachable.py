@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 
@@ -12,20 +11,14 @@ import pytest
 from adapters.bootstrap import System
 from adapters.nats.workers import build_projector_worker, build_relay
 from adapters.settings import Settings
-from tests.factories import embedded_system
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket closes
+from tests.factories import embedded_system, free_port
 
 
 @pytest.fixture
 def system() -> Iterator[System]:
     built = embedded_system()
     built.settings = Settings(
-        database_url="sqlite:///:memory:", nats_url=f"nats://127.0.0.1:{closed_port()}"
+        database_url="sqlite:///:memory:", nats_url=f"nats://127.0.0.1:{free_port()}"
     )
     yield built
     built.close()
