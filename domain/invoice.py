@@ -1,17 +1,19 @@
 """Invoice aggregate (draft -> open -> paid | void | uncollectible) and gap-free numbering.
 
-Totals rule (documented once, used everywhere):
+Totals rule (documented once, used everywhere; docs/pricing.md "Invoice totals"):
 
 - subtotal = sum of every line except discount and tax lines (proration credits and
   negative adjustments reduce it);
 - discount_total = -(sum of discount lines), a positive amount, CLAMPED at the subtotal
   (never below zero): an invoice's discounts never push its total below zero, the excess
   is simply not applied (the lines stay as recorded, the applied amount is in the totals);
-- tax_total = sum of tax lines;
-- total = subtotal - discount_total + tax_total.
+- tax_total = sum of tax lines, exclusive and inclusive; inclusive tax is already inside
+  the lines it taxes, so it is reported but not added again;
+- total = subtotal - discount_total + exclusive tax;
+- amount_due = max(total - balance_applied, 0): the tenant's credit balance is drawn last.
 
-A draft whose credits exceed its charges (negative subtotal) can be held, but finalizing
-it is refused: a total never goes below zero; give the customer a credit note instead.
+An invoice whose total is below zero (a downgrade's proration) finalizes with amount_due 0;
+the rest (`balance_created`) becomes the tenant's credit balance, drawn on the next invoice.
 Once finalized the totals and lines are frozen in InvoiceFinalized and never recomputed.
 """
 
@@ -43,11 +45,12 @@ class LineKind(StrEnum):
     OVERAGE = "overage"
     DISCOUNT = "discount"
     TAX = "tax"
+    COMMITMENT_TRUE_UP = "commitment_true_up"
     ADJUSTMENT = "adjustment"
 
 
 CREDIT_KINDS = frozenset({LineKind.DISCOUNT, LineKind.PRORATION_CREDIT})  # amount <= 0
-SIGNED_KINDS = frozenset({LineKind.ADJUSTMENT})  # either sign
+SIGNED_KINDS = frozenset({LineKind.ADJUSTMENT, LineKind.TAX})  # either sign (tax on a credit)
 NOT_IN_SUBTOTAL = frozenset({LineKind.DISCOUNT, LineKind.TAX})
 
 
@@ -65,8 +68,29 @@ def check_line_amounts(kind: LineKind, unit_amount: Money, amount: Money) -> Non
         raise InvalidValue(f"a {kind.value} line cannot be negative", field="amount")
 
 
+class UsageEvidence(BaseModel):
+    """Where a usage line's quantity came from: the facts counted, up to the cut-off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature_key: str
+    meter: str
+    quantity: int
+    included: int = 0
+    events: int
+    cutoff_position: int | None = None
+    first_position: int | None = None
+    last_position: int | None = None
+    first_at: str | None = None
+    last_at: str | None = None
+
+
 class InvoiceLine(BaseModel):
-    """One line of an invoice; `source_event_ids` lets "invoice explain" trace it back."""
+    """One line of an invoice; `source_event_ids` lets "invoice explain" trace it back.
+
+    `unit_amount_decimal` keeps a unit price finer than the minor unit ("0.0035" cents);
+    `applies_to` names the line a tax line taxes; `tax_inclusive` marks tax already inside
+    that line's amount (reported, not added to the total)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,6 +102,10 @@ class InvoiceLine(BaseModel):
     amount: Money
     period: Period | None = None
     source_event_ids: list[str] = Field(default_factory=list)
+    unit_amount_decimal: str | None = None
+    applies_to: str | None = None
+    tax_inclusive: bool = False
+    usage: UsageEvidence | None = None
 
     @model_validator(mode="after")
     def _amounts(self) -> InvoiceLine:
@@ -90,7 +118,7 @@ class InvoiceLine(BaseModel):
 
 
 class InvoiceTotals(BaseModel):
-    """subtotal - discount_total + tax_total = total (see the module docstring)."""
+    """subtotal - discount_total + exclusive tax = total (see the module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -98,15 +126,18 @@ class InvoiceTotals(BaseModel):
     discount_total: Money
     tax_total: Money
     total: Money
+    inclusive_tax: Money | None = None
 
 
 def compute_totals(currency: str, lines: Iterable[InvoiceLine]) -> InvoiceTotals:
     """Totals of lines in one currency; discounts are clamped at a non-negative subtotal."""
     zero = Money.zero(currency)
-    subtotal, discounts, tax = zero, zero, zero
+    subtotal, discounts, tax, inclusive = zero, zero, zero, zero
     for line in lines:
         if line.kind is LineKind.DISCOUNT:
             discounts = discounts - line.amount
+        elif line.kind is LineKind.TAX and line.tax_inclusive:
+            inclusive = inclusive + line.amount
         elif line.kind is LineKind.TAX:
             tax = tax + line.amount
         else:
@@ -115,9 +146,20 @@ def compute_totals(currency: str, lines: Iterable[InvoiceLine]) -> InvoiceTotals
     return InvoiceTotals(
         subtotal=subtotal,
         discount_total=applied,
-        tax_total=tax,
+        tax_total=tax + inclusive,
         total=subtotal - applied + tax,
+        inclusive_tax=inclusive,
     )
+
+
+def split_due(total: Money, balance: Money) -> tuple[Money, Money, Money]:
+    """(balance_applied, amount_due, balance_created) for a total and the tenant's credit
+    balance: a positive total draws the balance first; a negative one creates balance."""
+    zero = Money.zero(total.currency)
+    if total.amount < 0:
+        return zero, zero, -total
+    applied = min(max(balance, zero), total)
+    return applied, total - applied, zero
 
 
 def format_invoice_number(number: int) -> str:
@@ -142,6 +184,12 @@ class InvoiceState(AggregateState):
     number: int | None = None
     number_text: str | None = None
     totals: InvoiceTotals | None = None  # frozen at finalize
+    amount_due: Money | None = None  # frozen at finalize
+    balance_applied: Money | None = None
+    balance_created: Money | None = None
+    origin: str = "manual"
+    usage_cutoff: int | None = None
+    finalize_at: datetime | None = None
     finalized_at: datetime | None = None
     amount_paid: Money | None = None
     paid_at: datetime | None = None
@@ -164,8 +212,15 @@ class InvoiceEvent(DomainEvent):
 
 
 class InvoiceDrafted(InvoiceEvent, CreatedEvent):
+    """`origin`: manual, subscription (a billing point), proration (always_invoice) or final
+    (a subscription's end); `usage_cutoff` the log position usage was read up to;
+    `finalize_at` when the grace period ends and the draft finalizes by itself."""
+
     NAME: ClassVar[str] = "InvoiceDrafted"
     lines: list[InvoiceLine]
+    origin: str = "manual"
+    usage_cutoff: int | None = None
+    finalize_at: datetime | None = None
 
     def apply(self, aggregate: Any) -> None:
         aggregate.state = InvoiceState(
@@ -175,6 +230,9 @@ class InvoiceDrafted(InvoiceEvent, CreatedEvent):
             currency=self.currency,
             period=self.period,
             lines=list(self.lines),
+            origin=self.origin,
+            usage_cutoff=self.usage_cutoff,
+            finalize_at=self.finalize_at,
         )
 
 
@@ -199,7 +257,11 @@ class InvoiceFinalized(FinalizedInvoiceEvent):
     subtotal: Money
     discount_total: Money
     tax_total: Money
+    inclusive_tax: Money | None = None
     lines: list[InvoiceLine]
+    amount_due: Money | None = None  # None in events from before credit balances: = total
+    balance_applied: Money | None = None
+    balance_created: Money | None = None
 
     def apply(self, aggregate: Any) -> None:
         state = aggregate.state
@@ -212,7 +274,11 @@ class InvoiceFinalized(FinalizedInvoiceEvent):
             discount_total=self.discount_total,
             tax_total=self.tax_total,
             total=self.total,
+            inclusive_tax=self.inclusive_tax,
         )
+        state.amount_due = self.amount_due if self.amount_due is not None else self.total
+        state.balance_applied = self.balance_applied
+        state.balance_created = self.balance_created
         state.finalized_at = self.timestamp
 
 
@@ -286,6 +352,9 @@ class Invoice(Aggregate[InvoiceState]):
         subscription_id: UUID | None = None,
         period: Period | None = None,
         lines: Sequence[InvoiceLine] = (),
+        origin: str = "manual",
+        usage_cutoff: int | None = None,
+        finalize_at: datetime | None = None,
     ) -> Invoice:
         validate_currency(currency)
         seen: set[str] = set()
@@ -302,6 +371,9 @@ class Invoice(Aggregate[InvoiceState]):
             currency=currency,
             period=period,
             lines=list(lines),
+            origin=origin,
+            usage_cutoff=usage_cutoff,
+            finalize_at=finalize_at,
         )
 
     @property
@@ -320,23 +392,30 @@ class Invoice(Aggregate[InvoiceState]):
         _check_line(line, self.state.currency, {existing.line_id for existing in self.state.lines})
         self._trigger(InvoiceLineAdded, cause, line=line, **self._context())
 
-    def finalize(self, numbering: InvoiceNumbering, cause: Cause) -> int:
+    @property
+    def amount_due(self) -> Money:
+        """What the tenant still owes once finalized (the total while a draft)."""
+        if self.state.amount_due is not None:
+            return self.state.amount_due
+        return self.totals.total
+
+    def finalize(
+        self, numbering: InvoiceNumbering, cause: Cause, balance: Money | None = None
+    ) -> int:
         """Freeze lines and totals and take the app's next number; returns the number.
 
-        Load the numbering in the same unit of work: its optimistic concurrency keeps the
-        numbers unique and gap-free when invoices are finalized concurrently.
+        `balance` is the tenant's credit balance in this currency (drawn first; a negative
+        total adds to it, see split_due). Load the numbering in the same unit of work: its
+        optimistic concurrency keeps the numbers unique and gap-free when invoices are
+        finalized concurrently.
         """
         self._require_draft("finalize")
         if not self.state.lines:
             raise InvalidTransition("an invoice needs at least one line", field="lines")
         totals = compute_totals(self.state.currency, self.state.lines)
-        if totals.total.amount < 0:
-            raise InvalidTransition(
-                f"the total would be {totals.total}, below zero; issue a credit note instead",
-                field="lines",
-            )
         if numbering.state.app_id != self.state.app_id:
             raise InvalidValue("invoice numbering belongs to another app", field="app_id")
+        applied, due, created = split_due(totals.total, balance or Money.zero(self.state.currency))
         number = numbering.assign(self.id, cause)
         self._trigger(
             InvoiceFinalized,
@@ -346,8 +425,12 @@ class Invoice(Aggregate[InvoiceState]):
             subtotal=totals.subtotal,
             discount_total=totals.discount_total,
             tax_total=totals.tax_total,
+            inclusive_tax=totals.inclusive_tax,
             total=totals.total,
             lines=list(self.state.lines),
+            amount_due=due,
+            balance_applied=applied,
+            balance_created=created,
             **self._context(),
         )
         return number
@@ -356,9 +439,9 @@ class Invoice(Aggregate[InvoiceState]):
         self, cause: Cause, amount: Money | None = None, payment_reference: str | None = None
     ) -> None:
         """Record payment in full (an open or uncollectible invoice); a given amount must
-        equal the total."""
+        equal the amount due."""
         self._require(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, action="pay")
-        total = self.totals.total
+        total = self.amount_due
         if amount is not None:
             if amount.currency != total.currency:
                 raise CurrencyMismatch(
@@ -366,7 +449,7 @@ class Invoice(Aggregate[InvoiceState]):
                 )
             if amount != total:
                 raise InvalidValue(
-                    f"the payment {amount} must equal the invoice total {total}", field="amount"
+                    f"the payment {amount} must equal the amount due {total}", field="amount"
                 )
         self._trigger(
             InvoicePaid,

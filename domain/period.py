@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -43,12 +45,30 @@ class Period(BaseModel):
         return self.end - self.start
 
     @classmethod
-    def starting(cls, start: datetime, interval: Interval, anchor_day: int | None = None) -> Period:
-        return cls(start=start, end=add_interval(start, interval, 1, anchor_day))
+    def starting(
+        cls,
+        start: datetime,
+        interval: Interval,
+        anchor_day: int | None = None,
+        timezone: str | None = None,
+    ) -> Period:
+        """The period of one interval from `start`, counted on the wall clock of `timezone`
+        (IANA name; None = the instant's own offset), so a month starting at local midnight
+        ends at local midnight whatever daylight-saving does in between."""
+        return cls(start=start, end=add_interval(start, interval, 1, anchor_day, timezone))
 
-    def following(self, interval: Interval, anchor_day: int | None = None) -> Period:
+    def following(
+        self, interval: Interval, anchor_day: int | None = None, timezone: str | None = None
+    ) -> Period:
         """The next period of the same interval, keeping the billing anchor day."""
-        return Period.starting(self.end, interval, anchor_day)
+        return Period.starting(self.end, interval, anchor_day, timezone)
+
+    def fraction(self, window: Period) -> tuple[int, int]:
+        """The part of this period that `window` (clipped to it) covers, in microseconds:
+        (covered, total)."""
+        start, end = max(self.start, window.start), min(self.end, window.end)
+        covered = max(end - start, timedelta(0))
+        return _micros(covered), _micros(self.duration)
 
 
 def add_months(instant: datetime, months: int, anchor_day: int | None = None) -> datetime:
@@ -60,14 +80,38 @@ def add_months(instant: datetime, months: int, anchor_day: int | None = None) ->
     return instant.replace(year=year, month=month, day=day)
 
 
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    """An IANA timezone by name (cached)."""
+    return ZoneInfo(name)
+
+
+def local_day(instant: datetime, timezone: str | None) -> int:
+    """The day of the month of `instant` on the wall clock of `timezone`."""
+    return (instant.astimezone(zone(timezone)) if timezone else instant).day
+
+
 def add_interval(
-    instant: datetime, interval: Interval, count: int = 1, anchor_day: int | None = None
+    instant: datetime,
+    interval: Interval,
+    count: int = 1,
+    anchor_day: int | None = None,
+    timezone: str | None = None,
 ) -> datetime:
+    """Calendar arithmetic on the wall clock of `timezone` (a day may last 23 or 25 hours
+    across a daylight-saving change); the answer is in UTC when a timezone is given."""
+    local = instant.astimezone(zone(timezone)) if timezone else instant
     if interval is Interval.DAY:
-        return instant + timedelta(days=count)
-    if interval is Interval.MONTH:
-        return add_months(instant, count, anchor_day)
-    return add_months(instant, 12 * count, anchor_day)
+        moved = local + timedelta(days=count)  # same tzinfo: wall-clock arithmetic
+    elif interval is Interval.MONTH:
+        moved = add_months(local, count, anchor_day)
+    else:
+        moved = add_months(local, 12 * count, anchor_day)
+    return moved.astimezone(UTC) if timezone else moved
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def window_containing(anchor: datetime, interval: Interval, instant: datetime) -> Period:

@@ -6,10 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from domain.invoice import Invoice
+from domain.money import Money
 
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _money(value: Money | None) -> dict[str, Any] | None:
+    return value.model_dump() if value is not None else None
 
 
 def invoice_view(invoice: Invoice) -> dict[str, Any]:
@@ -30,6 +35,12 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "discount_total": totals.discount_total.model_dump(),
         "tax_total": totals.tax_total.model_dump(),
         "total": totals.total.model_dump(),
+        "amount_due": invoice.amount_due.model_dump(),
+        "balance_applied": _money(state.balance_applied),
+        "balance_created": _money(state.balance_created),
+        "origin": state.origin,
+        "usage_cutoff": state.usage_cutoff,
+        "finalize_at": _time(state.finalize_at),
         "amount_paid": state.amount_paid.model_dump() if state.amount_paid else None,
         "payment_reference": state.payment_reference,
         "payment_attempts": state.payment_attempts,
