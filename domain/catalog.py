@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from domain.errors import InvalidValue
-from domain.money import Money
+from domain.errors import DomainError, InvalidValue
+from domain.money import Money, validate_currency
 from domain.period import Interval
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 MAX_PRICE = 10**15  # minor units; annualized sums (x365) stay inside a 64-bit integer
+MAX_PRICE_PLACES = 12  # decimal places of a unit price, as Stripe's unit_amount_decimal
 _KEY = re.compile(KEY_PATTERN)
 
 
@@ -59,33 +74,158 @@ class Meter(StrEnum):
     LATEST = "latest"
 
 
-# --- overage pricing models (shape now; arithmetic arrives with the billing engine) ---
+# --- pricing models (the arithmetic is domain/pricing.py) ---
 
 
-class FlatPrice(_Value):
+def plain_decimal(value: Decimal) -> str:
+    """A decimal as plain digits without exponent or trailing zeros ("0.0035", "100")."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _price_range(amount: int | Decimal, field: str) -> None:
+    if not 0 <= amount <= MAX_PRICE:
+        raise InvalidValue(
+            f"{field} runs from 0 to {MAX_PRICE} minor units (never negative)", field=field
+        )
+
+
+def non_negative(price: Money, field: str) -> Money:
+    """A fee or package price: 0 to MAX_PRICE minor units."""
+    _price_range(price.amount, field)
+    return price
+
+
+def _decimal_price(value: object) -> Decimal:
+    """A decimal string (or int) of minor units with at most MAX_PRICE_PLACES places."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise InvalidValue(
+            'amount_decimal is a decimal string such as "0.0035"', field="amount_decimal"
+        )
+    try:
+        price = Decimal(value.strip() if isinstance(value, str) else value)
+    except InvalidOperation:
+        raise InvalidValue(
+            f"amount_decimal is not a decimal number: {value!r}", field="amount_decimal"
+        ) from None
+    if decimal_places(price) > MAX_PRICE_PLACES:
+        raise InvalidValue(
+            f"amount_decimal is finite with at most {MAX_PRICE_PLACES} decimal places",
+            field="amount_decimal",
+        )
+    _price_range(price, "amount_decimal")
+    return price
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many digits follow the decimal point (a large number for NaN and infinities)."""
+    exponent = value.as_tuple().exponent
+    return max(-exponent, 0) if isinstance(exponent, int) else 10**9
+
+
+class UnitPrice(_Value):
+    """A price per unit in minor units of `currency`: a whole `amount` (10 = 10 cents) or a
+    decimal fraction `amount_decimal` ("0.0035" = 0.0035 cents), as Stripe and Lago allow."""
+
+    amount: StrictInt | None = None
+    amount_decimal: Decimal | None = None
+    currency: str
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return validate_currency(value)
+
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, value: int | None) -> int | None:
+        if value is not None:
+            _price_range(value, "amount")
+        return value
+
+    @field_validator("amount_decimal", mode="before")
+    @classmethod
+    def _amount_decimal(cls, value: object) -> Decimal | None:
+        return None if value is None else _decimal_price(value)
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> UnitPrice:
+        if (self.amount is None) == (self.amount_decimal is None):
+            raise InvalidValue("give exactly one of amount and amount_decimal", field="amount")
+        return self
+
+    @field_serializer("amount_decimal")
+    def _plain(self, value: Decimal | None) -> str | None:
+        return None if value is None else plain_decimal(value)
+
+    @model_serializer(mode="wrap")
+    def _without_unset_amount(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # {"amount", "currency"} stays exactly the shape stored before decimals existed
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    @property
+    def minor_units(self) -> Decimal:
+        """The exact price per unit in minor units."""
+        if self.amount_decimal is not None:
+            return self.amount_decimal
+        return Decimal(self.amount or 0)
+
+    def text(self) -> str:
+        return plain_decimal(self.minor_units)
+
+
+class _Priced(_Value):
+    free_units: int = Field(default=0, ge=0, description="subtracted from the quantity first")
+
+
+class FlatPrice(_Priced):
+    """One fixed amount whatever the quantity."""
+
     model: Literal["flat"] = "flat"
     amount: Money
 
+    @field_validator("amount")
+    @classmethod
+    def _amount(cls, value: Money) -> Money:
+        return non_negative(value, "amount")
 
-class PerUnitPrice(_Value):
+    @property
+    def currency(self) -> str:
+        return self.amount.currency
+
+
+class PerUnitPrice(_Priced):
+    """Every billable unit at one unit price."""
+
     model: Literal["per_unit"] = "per_unit"
-    unit_price: Money
+    unit_price: UnitPrice
+
+    @property
+    def currency(self) -> str:
+        return self.unit_price.currency
 
 
 class Tier(_Value):
     up_to: int | None = Field(default=None, gt=0, description="inclusive; None = infinity")
-    unit_price: Money
+    unit_price: UnitPrice
     flat_fee: Money | None = None
 
+    @field_validator("flat_fee")
+    @classmethod
+    def _flat_fee(cls, value: Money | None) -> Money | None:
+        return None if value is None else non_negative(value, "flat_fee")
 
-class _Tiered(_Value):
+
+class _Tiered(_Priced):
     tiers: list[Tier] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _tiers_ascend(self) -> _Tiered:
         bounds = [t.up_to for t in self.tiers]
         if bounds[-1] is not None or None in bounds[:-1]:
-            raise InvalidValue("only the last tier is open-ended (up_to null)", field="tiers")
+            raise InvalidValue(
+                "the last tier, and only the last, is open-ended (up_to null)", field="tiers"
+            )
         finite = [b for b in bounds if b is not None]
         if finite != sorted(set(finite)):
             raise InvalidValue("tier bounds must strictly ascend", field="tiers")
@@ -95,25 +235,66 @@ class _Tiered(_Value):
             raise InvalidValue("all tiers must use one currency", field="tiers")
         return self
 
+    @property
+    def currency(self) -> str:
+        return self.tiers[0].unit_price.currency
+
 
 class GraduatedPrice(_Tiered):
+    """Each unit priced in the tier it falls into."""
+
     model: Literal["graduated"] = "graduated"
 
 
 class VolumePrice(_Tiered):
+    """All units priced at the tier the whole quantity reaches."""
+
     model: Literal["volume"] = "volume"
 
 
-class PackagePrice(_Value):
+class PackagePrice(_Priced):
+    """A price per started package of `package_size` units."""
+
     model: Literal["package"] = "package"
     package_size: int = Field(gt=0)
     package_price: Money
 
+    @field_validator("package_price")
+    @classmethod
+    def _package_price(cls, value: Money) -> Money:
+        return non_negative(value, "package_price")
 
-PricingModel = Annotated[
-    FlatPrice | PerUnitPrice | GraduatedPrice | VolumePrice | PackagePrice,
-    Field(discriminator="model"),
-]
+    @property
+    def currency(self) -> str:
+        return self.package_price.currency
+
+
+AnyPricingModel = FlatPrice | PerUnitPrice | GraduatedPrice | VolumePrice | PackagePrice
+PricingModel = Annotated[AnyPricingModel, Field(discriminator="model")]
+_PRICING_MODEL: TypeAdapter[AnyPricingModel] = TypeAdapter(PricingModel)
+MODEL_NAMES = ("flat", "per_unit", "graduated", "volume", "package")
+
+
+def pricing_model(value: AnyPricingModel | Mapping[str, Any]) -> AnyPricingModel:
+    """The catalog's model object for a model or its JSON shape; InvalidValue names the field."""
+    if isinstance(value, FlatPrice | PerUnitPrice | GraduatedPrice | VolumePrice | PackagePrice):
+        return value
+    try:
+        return _PRICING_MODEL.validate_python(value)
+    except ValidationError as error:
+        raise _first_problem(error) from None
+
+
+def _first_problem(error: ValidationError) -> InvalidValue:
+    item = error.errors(include_url=False)[0]
+    path = [str(part) for part in item["loc"]]
+    if path[:1] and path[0] in MODEL_NAMES:  # the union's tag, not a field of the model
+        path = path[1:]
+    cause = item.get("ctx", {}).get("error")
+    if isinstance(cause, DomainError) and cause.field and path[-1:] != [cause.field]:
+        path.append(cause.field)
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return InvalidValue(message, field=".".join(path) or "model", rule=item["type"])
 
 
 class FeatureSpec(_Value):
@@ -126,19 +307,57 @@ class FeatureSpec(_Value):
     enforcement: Enforcement = Enforcement.HARD
     soft_threshold_percent: int = Field(default=80, ge=1, le=100)
     meter: Meter = Meter.SUM
+    included: int | None = Field(
+        default=None, ge=0, description="units included before pricing; None = the limit"
+    )
     overage: PricingModel | None = None
     seat_price: Money | None = None
+
+    @field_validator("seat_price")
+    @classmethod
+    def _seat_price(cls, value: Money | None) -> Money | None:
+        return None if value is None else non_negative(value, "seat_price")
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
         validate_key(self.key, "features.key")
-        if self.kind is FeatureKind.BOOLEAN and self.limit is not None:
-            raise InvalidValue("a boolean feature has no limit", field=f"features.{self.key}.limit")
+        if self.kind is FeatureKind.BOOLEAN:
+            for name in ("limit", "included"):
+                if getattr(self, name) is not None:
+                    raise InvalidValue(
+                        f"a boolean feature has no {name}", field=f"features.{self.key}.{name}"
+                    )
         if self.overage is not None and self.kind is not FeatureKind.METERED:
             raise InvalidValue(
                 "only metered features have overage pricing", field=f"features.{self.key}.overage"
             )
         return self
+
+
+def included_units(spec: FeatureSpec) -> int:
+    """Units of a feature subtracted before rating: `included`, else the `limit`, else 0."""
+    if spec.included is not None:
+        return spec.included
+    return spec.limit if spec.limit is not None else 0
+
+
+def check_plan_currencies(
+    base_price: Money, features: list[FeatureSpec], price_overrides: Mapping[str, Money]
+) -> None:
+    """Every price of a plan is in the base price's currency (InvalidValue names the field)."""
+    prices = {f"price_overrides.{zone}": p.currency for zone, p in price_overrides.items()}
+    for spec in features:
+        if spec.overage is not None:
+            prices[f"features.{spec.key}.overage"] = spec.overage.currency
+        if spec.seat_price is not None:
+            prices[f"features.{spec.key}.seat_price"] = spec.seat_price.currency
+    for field, currency in prices.items():
+        if currency != base_price.currency:
+            raise InvalidValue(
+                f"{field} must be in the plan's currency {base_price.currency}, got {currency}",
+                field=field,
+                rule="currency",
+            )
 
 
 class PlanTerms(_Value):
@@ -152,6 +371,7 @@ class PlanTerms(_Value):
     trial_days: int = Field(default=0, ge=0, le=730)
     features: list[FeatureSpec] = Field(default_factory=list)
     price_overrides: dict[str, Money] = Field(default_factory=dict)
+    base_fee_timing: Literal["in_advance", "in_arrears"] = "in_advance"
 
     @model_validator(mode="after")
     def _unique_features(self) -> PlanTerms:
@@ -164,6 +384,7 @@ class PlanTerms(_Value):
         for field, price in prices.items():
             if not 0 <= price.amount <= MAX_PRICE:
                 raise InvalidValue(f"prices run from 0 to {MAX_PRICE} minor units", field=field)
+        check_plan_currencies(self.base_price, self.features, self.price_overrides)
         return self
 
     def feature(self, key: str) -> FeatureSpec | None:

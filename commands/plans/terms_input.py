@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
-from domain.catalog import KEY_PATTERN, FeatureSpec, PlanTerms
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.catalog import KEY_PATTERN, FeatureSpec, PlanTerms, check_plan_currencies
 from domain.money import Money
 from domain.period import Interval
 
@@ -19,6 +21,15 @@ class PlanTermsInput(BaseModel):
     trial_days: int = Field(default=0, ge=0, le=730)
     features: list[FeatureSpec] = Field(default_factory=list, max_length=200)
     price_overrides: dict[str, Money] = Field(default_factory=dict)
+    base_fee_timing: Literal["in_advance", "in_arrears"] = Field(
+        default="in_advance", description="the base fee is billed at the period's start or end"
+    )
+
+    @model_validator(mode="after")
+    def _one_currency(self) -> PlanTermsInput:
+        # refused with the command's other field errors, before any handler runs
+        check_plan_currencies(self.base_price, self.features, self.price_overrides)
+        return self
 
     def terms(self, version: int = 1) -> PlanTerms:
         return PlanTerms(
@@ -30,4 +41,5 @@ class PlanTermsInput(BaseModel):
             trial_days=self.trial_days,
             features=self.features,
             price_overrides=self.price_overrides,
+            base_fee_timing=self.base_fee_timing,
         )
