@@ -5,6 +5,13 @@ opens the next window and forgets the previous one's usage and idempotency keys 
 keep the history). Windows are counted from `anchor` (the subscription's period start) in
 days or calendar months; an ABSOLUTE quota has no window and never resets.
 
+`used` follows the quota's meter (domain/metering.py) over the consumes counted in the
+window: sum adds the amounts, count counts the consumes, max keeps the largest amount,
+latest the amount of the latest consume, unique_count the number of distinct amounts (the
+distinct amounts seen are kept in the state, reset with the window, at most
+MAX_DISTINCT_VALUES of them). A meter change carries `used` over like any reconfigure; the
+new meter applies from the next consume.
+
 The effective limit is the plan limit plus every grant that has not expired by the cause's
 clock time. Hard quotas refuse a consume that would push `used` past the effective limit;
 soft quotas allow it and count the part beyond the limit as overage.
@@ -24,13 +31,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.catalog import Enforcement, FeatureKind, FeatureSpec, Meter, QuotaPeriod
 from domain.errors import AlreadyExists, InvalidTransition, InvalidValue, NotFound
+from domain.metering import is_newest, remembers_values, step
 from domain.period import Interval, Period, window_containing
 
 MAX_AMOUNT = 10**15
 """Largest single consume or grant; keeps every counter inside a 64-bit JSON integer."""
 
+MAX_DISTINCT_VALUES = 10_000
+"""Most distinct amounts a unique_count quota remembers per window (bounds its snapshot)."""
+
 HARD_LIMIT_EXCEEDED = "hard_limit_exceeded"
 FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
+DISTINCT_VALUES_EXCEEDED = "distinct_values_exceeded"
 
 
 def quota_id(app_id: str, tenant_id: str, feature_key: str) -> UUID:
@@ -58,7 +70,8 @@ class ConsumeOutcome(BaseModel):
     `limit` is the effective limit (None = unlimited); `remaining` never goes below 0;
     `soft_limit` is the soft warning threshold in units (None unless the quota is soft and
     limited) and `soft_limit_reached` tells whether that warning has been recorded this window.
-    `reason` explains a refusal: "hard_limit_exceeded" or "feature_not_in_plan".
+    `reason` explains a refusal: "hard_limit_exceeded", "feature_not_in_plan" or
+    "distinct_values_exceeded" (a unique_count window already holds MAX_DISTINCT_VALUES).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -89,6 +102,8 @@ class QuotaState(AggregateState):
     overage: int = 0
     grants: dict[str, Grant] = Field(default_factory=dict)
     seen_keys: set[str] = Field(default_factory=set)
+    distinct_values: set[int] = Field(default_factory=set)  # unique_count only, this window
+    latest_at: datetime | None = None  # clock time of the latest consume counted this window
     soft_warned: bool = False
     enabled: bool = True
     disabled_reason: str | None = None
@@ -144,6 +159,8 @@ class QuotaReconfigured(QuotaEvent):
 
     def apply(self, aggregate: Any) -> None:
         state = aggregate.state
+        if self.meter is not state.meter:
+            state.distinct_values = set()  # kept only while the meter is unique_count
         state.subscription_id = self.subscription_id
         state.limit = self.limit
         state.enforcement = self.enforcement
@@ -170,11 +187,14 @@ class QuotaDisabled(QuotaEvent):
 
 
 class QuotaConsumed(QuotaEvent):
-    """Usage was counted. `limit` is the effective limit; `overage` the window's total."""
+    """Usage was counted. `amount` is the event's value, `meter` how `used` folded it in
+    (events stored before meters were honoured have none: they summed); `limit` is the
+    effective limit; `overage` the window's total."""
 
     NAME: ClassVar[str] = "QuotaConsumed"
     amount: int
     idempotency_key: str
+    meter: Meter = Meter.SUM
     used: int
     limit: int | None
     remaining: int | None
@@ -187,6 +207,10 @@ class QuotaConsumed(QuotaEvent):
         state.used = self.used
         state.overage = self.overage
         state.seen_keys.add(self.idempotency_key)
+        if remembers_values(self.meter):
+            state.distinct_values.add(self.amount)
+        if is_newest(self.timestamp, state.latest_at):
+            state.latest_at = self.timestamp
 
 
 class QuotaExceeded(QuotaEvent):
@@ -266,6 +290,8 @@ class QuotaReset(QuotaEvent):
         state.used = 0
         state.overage = 0
         state.seen_keys = set()
+        state.distinct_values = set()
+        state.latest_at = None
         state.soft_warned = False
         for grant_id in self.expired_grants:
             state.grants.pop(grant_id, None)
@@ -382,19 +408,23 @@ class Quota(Aggregate[QuotaState]):
     def consume(
         self, amount: int, idempotency_key: str, cause: Cause, *, granted: bool = False
     ) -> ConsumeOutcome:
-        """Count `amount` units once per idempotency key in this window, or refuse.
+        """Count a usage event of value `amount` once per idempotency key in this window
+        (`used` follows the meter), or refuse.
 
         - A key already counted in this window is a duplicate: allowed, nothing recorded.
         - A disabled quota (feature not in the plan, subscription stopped) refuses with that
           reason and records NO event: there is no limit to exceed — unless `granted` (a
           live manual feature grant, a support override), which counts as if enabled.
-        - Hard: a consume that would take `used` past the effective limit records
+        - Hard: a consume whose resulting `used` would be past the effective limit records
           QuotaExceeded, counts nothing and leaves the key unseen (a retry may succeed
           after a grant or reset); reason "hard_limit_exceeded".
-        - Soft: always counted; the part beyond the effective limit adds to `overage`, and
-          SoftLimitReached is recorded the first time in a window `used` reaches
-          soft_threshold_percent of the effective limit (soft quotas only).
+        - Soft: always counted; the part of `used` beyond the effective limit adds to
+          `overage` (and leaves it when a latest meter falls back), and SoftLimitReached is
+          recorded the first time in a window `used` reaches soft_threshold_percent of the
+          effective limit (soft quotas only).
         - Unlimited (limit None): always counted.
+        - unique_count: a new distinct amount once the window holds MAX_DISTINCT_VALUES is
+          refused with reason "distinct_values_exceeded", recording nothing.
         """
         _check_amount(amount, "amount")
         if not isinstance(idempotency_key, str) or not idempotency_key.strip():
@@ -407,7 +437,7 @@ class Quota(Aggregate[QuotaState]):
             reason = state.disabled_reason or FEATURE_NOT_IN_PLAN
             return self._outcome(now, allowed=False, reason=reason)
         effective = self.effective_limit(now)
-        after = state.used + amount
+        after = self._used_after(amount, now)
         if effective is not None and state.enforcement is Enforcement.HARD and after > effective:
             self._trigger(
                 QuotaExceeded,
@@ -421,18 +451,21 @@ class Quota(Aggregate[QuotaState]):
                 window=state.window,
             )
             return self._outcome(now, allowed=False, reason=HARD_LIMIT_EXCEEDED)
-        added = 0 if effective is None else min(amount, max(0, after - effective))
+        if self._too_many_distinct(amount):
+            return self._outcome(now, allowed=False, reason=DISTINCT_VALUES_EXCEEDED)
+        added = _over(after, effective) - _over(state.used, effective)
         self._trigger(
             QuotaConsumed,
             cause,
             feature_key=state.feature_key,
             amount=amount,
             idempotency_key=idempotency_key,
+            meter=state.meter,
             used=after,
             limit=effective,
             remaining=_remaining(effective, after),
-            overage=state.overage + added,
-            overage_added=added,
+            overage=max(0, state.overage + added),
+            overage_added=max(0, added),
             window=state.window,
         )
         threshold = self.soft_limit(now)
@@ -538,6 +571,24 @@ class Quota(Aggregate[QuotaState]):
             effective_limit=self.effective_limit(now),
         )
 
+    def _used_after(self, amount: int, now: datetime) -> int:
+        state = self.state
+        return step(
+            state.meter,
+            state.used,
+            amount,
+            known=amount in state.distinct_values,
+            newest=is_newest(now, state.latest_at),
+        )
+
+    def _too_many_distinct(self, amount: int) -> bool:
+        state = self.state
+        return (
+            remembers_values(state.meter)
+            and amount not in state.distinct_values
+            and len(state.distinct_values) >= MAX_DISTINCT_VALUES
+        )
+
     # --- queries ---
 
     def window_ended(self, now: datetime) -> bool:
@@ -611,6 +662,11 @@ def _effective(limit: int | None, grants: dict[str, Grant], now: datetime) -> in
     if limit is None:
         return None
     return limit + sum(g.amount for g in grants.values() if g.active_at(now))
+
+
+def _over(used: int, effective: int | None) -> int:
+    """The part of `used` beyond the effective limit (0 when unlimited)."""
+    return 0 if effective is None else max(0, used - effective)
 
 
 def _remaining(effective: int | None, used: int) -> int | None:

@@ -1,9 +1,19 @@
-"""Usage totals: per app, tenant and feature, in hour, day and month buckets.
+"""Usage totals: per app, tenant and feature, in hour, day and month buckets, and the facts.
 
-Fed by QuotaConsumed only for the buckets: every counted consume adds its `amount` to the
-hour, day and month bucket (UTC, calendar) containing the event's clock time, and one to the
-bucket's event count. Refused consumes (QuotaExceeded) and duplicates record nothing counted,
-so they never reach the buckets.
+Fed by QuotaConsumed only for the buckets and facts. Every counted consume is one fact in
+`usage_facts` (its event id, log position, clock time, value = `amount`, and meter), and
+folds into the hour, day and month bucket (UTC, calendar) containing its clock time by the
+meter the event names (domain/metering.py; events without one summed):
+- sum and count add to the bucket (`increment`, no read);
+- unique_count adds one when the value is new in the bucket: the distinct values of each
+  bucket are rows of `usage_bucket_values` (kept for unique_count events only);
+- max keeps the larger of the bucket's quantity and the value;
+- latest takes the value when the event is at least as late, by (clock time, position),
+  as the one that set the bucket, which `usage_bucket_latest` remembers.
+A meter change carries each bucket's quantity over; later events fold in by the new meter.
+Every bucket also counts its events. Refused consumes (QuotaExceeded) and duplicates record
+nothing counted, so they never reach the buckets or the facts. The facts are what billing
+reads (`billable_usage`): any period, any meter, with a log-position cut-off.
 
 The current window of each quota is kept as its own row (`usage_windows`) from the quota
 events themselves (QuotaConfigured, QuotaReconfigured, QuotaConsumed, QuotaReset,
@@ -11,8 +21,10 @@ QuotaDisabled): quota windows are anchored at the subscription's period start, n
 calendar months, so they cannot be derived from the calendar buckets. The row holds the
 window and the quota's `used` counter as the events report it.
 
-Bucket starts are ISO-8601 UTC text in one fixed width ("2026-01-05T13:00:00Z"), so text
-order is time order on PostgreSQL and SQLite alike.
+Bucket starts are ISO-8601 UTC text in one fixed width ("2026-01-05T13:00:00Z"), and so
+are fact times, to the microsecond ("2026-01-05T13:04:05.000000Z"), so text order is time
+order on PostgreSQL and SQLite alike. A fact's primary key starts with (app_id, tenant_id,
+feature_key, occurred_at): the index a per-tenant period query needs.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from domain.catalog import Meter
 from domain.errors import InvalidValue
+from domain.metering import is_newest, remembers_values, step
 from domain.quota import (
     QuotaConfigured,
     QuotaConsumed,
@@ -36,8 +50,13 @@ GRANULARITIES = (HOUR, DAY, MONTH)
 
 BUCKETS = "usage_buckets"
 WINDOWS = "usage_windows"
+FACTS = "usage_facts"
+BUCKET_VALUES = "usage_bucket_values"
+BUCKET_LATEST = "usage_bucket_latest"
 
 _BUCKET_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_ORDER_FREE = (Meter.SUM, Meter.COUNT)  # the bucket's new quantity never needs its old one
 
 
 def parse_instant(text: str, field: str = "time") -> datetime:
@@ -91,6 +110,11 @@ def bucket_text(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime(_BUCKET_FORMAT)
 
 
+def instant_text(instant: datetime) -> str:
+    """Fixed-width UTC text of a fact's time, to the microsecond."""
+    return instant.astimezone(UTC).strftime(_INSTANT_FORMAT)
+
+
 def _window(data: dict[str, Any]) -> tuple[str | None, str | None]:
     window = data.get("window")
     if not window:
@@ -99,7 +123,7 @@ def _window(data: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 class UsageProjector(Projector):
-    """Builds `usage_buckets` and `usage_windows` from quota events."""
+    """Builds the usage buckets, facts and quota windows from quota events."""
 
     NAME: ClassVar[str] = "usage"
     TABLES: ClassVar[dict[str, tuple[list[str], list[str]]]] = {  # type: ignore[assignment]
@@ -130,6 +154,42 @@ class UsageProjector(Projector):
                 "updated_at TEXT NOT NULL",
             ],
             ["app_id", "tenant_id", "feature_key"],
+        ),
+        FACTS: (
+            [
+                "app_id TEXT NOT NULL",
+                "tenant_id TEXT NOT NULL",
+                "feature_key TEXT NOT NULL",
+                "occurred_at TEXT NOT NULL",
+                "event_id TEXT NOT NULL",
+                "position BIGINT NOT NULL",
+                "value BIGINT NOT NULL",
+                "meter TEXT NOT NULL",
+            ],
+            ["app_id", "tenant_id", "feature_key", "occurred_at", "event_id"],
+        ),
+        BUCKET_VALUES: (
+            [
+                "app_id TEXT NOT NULL",
+                "tenant_id TEXT NOT NULL",
+                "feature_key TEXT NOT NULL",
+                "granularity TEXT NOT NULL",
+                "bucket_start TEXT NOT NULL",
+                "value BIGINT NOT NULL",
+            ],
+            ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start", "value"],
+        ),
+        BUCKET_LATEST: (
+            [
+                "app_id TEXT NOT NULL",
+                "tenant_id TEXT NOT NULL",
+                "feature_key TEXT NOT NULL",
+                "granularity TEXT NOT NULL",
+                "bucket_start TEXT NOT NULL",
+                "occurred_at TEXT NOT NULL",
+                "position BIGINT NOT NULL",
+            ],
+            ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
         ),
     }
     HANDLES: ClassVar[frozenset[str]] = frozenset(
@@ -169,15 +229,7 @@ class UsageProjector(Projector):
         row = tx.get(WINDOWS, key)
         values: dict[str, Any]
         if event.type == QuotaConsumed.NAME:
-            amount = int(data["amount"])
-            occurred = parse_instant(event.occurred_at, "occurred_at")
-            for granularity in GRANULARITIES:
-                bucket = bucket_text(floor_to(occurred, granularity))
-                tx.increment(
-                    BUCKETS,
-                    {**key, "granularity": granularity, "bucket_start": bucket},
-                    {"quantity": amount, "events": 1},
-                )
+            _count(event, key, tx)
             same_window = row is not None and row["window_start"] == start
             events = int(row["events"]) + 1 if row is not None and same_window else 1
             values = {"quantity": int(data["used"]), "events": events}
@@ -208,3 +260,55 @@ def _period_of(start: str | None, end: str | None) -> str:
         return "absolute"
     length = parse_instant(end) - parse_instant(start)
     return DAY if length <= timedelta(days=1) else MONTH
+
+
+def _count(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> None:
+    """One counted consume: its fact, and its value folded into each bucket by its meter."""
+    value = int(event.data["amount"])
+    meter = Meter(event.data.get("meter", Meter.SUM))
+    occurred = parse_instant(event.occurred_at, "occurred_at")
+    at = instant_text(occurred)
+    tx.upsert(
+        FACTS,
+        {**key, "occurred_at": at, "event_id": str(event.id)},
+        {"position": event.position, "value": value, "meter": meter.value},
+    )
+    for granularity in GRANULARITIES:
+        bucket = {
+            **key,
+            "granularity": granularity,
+            "bucket_start": bucket_text(floor_to(occurred, granularity)),
+        }
+        _fold(tx, bucket, meter, value, (at, event.position))
+
+
+def _fold(
+    tx: ViewTx, bucket: dict[str, Any], meter: Meter, value: int, order: tuple[str, int]
+) -> None:
+    if meter in _ORDER_FREE:
+        delta = step(meter, 0, value, known=False, newest=True)
+        tx.increment(BUCKETS, bucket, {"quantity": delta, "events": 1})
+    elif remembers_values(meter):
+        known = tx.get(BUCKET_VALUES, {**bucket, "value": value}) is not None
+        if not known:
+            tx.upsert(BUCKET_VALUES, {**bucket, "value": value}, {})
+        delta = step(meter, 0, value, known=known, newest=True)
+        tx.increment(BUCKETS, bucket, {"quantity": delta, "events": 1})
+    else:
+        row = tx.get(BUCKETS, bucket)
+        quantity = int(row["quantity"]) if row is not None else 0
+        events = int(row["events"]) if row is not None else 0
+        newest = meter is Meter.LATEST and _takes_latest(tx, bucket, order)
+        quantity = step(meter, quantity, value, known=False, newest=newest)
+        tx.upsert(BUCKETS, bucket, {"quantity": quantity, "events": events + 1})
+
+
+def _takes_latest(tx: ViewTx, bucket: dict[str, Any], order: tuple[str, int]) -> bool:
+    """Whether the event at `order` (time text, position) decides the bucket's latest;
+    remembers it when it does."""
+    mark = tx.get(BUCKET_LATEST, bucket)
+    current = (str(mark["occurred_at"]), int(mark["position"])) if mark is not None else None
+    if not is_newest(order, current):
+        return False
+    tx.upsert(BUCKET_LATEST, bucket, {"occurred_at": order[0], "position": order[1]})
+    return True

@@ -15,6 +15,11 @@
 
 Rows: {feature, granularity, bucket_start, quantity, events}. `usage_csv(rows)` renders
 them as CSV (header first) and `usage_json(rows)` as a JSON array of the same rows.
+
+- `billable_usage` (and `billable_usage_many`, for a billing run): the quantity of one
+  feature under a given meter over any period [start, end) of event (clock) time, read from
+  the usage facts, optionally only facts at or before a log position (the billing cut-off).
+  See `billable_usage` for the answer's shape.
 """
 
 from __future__ import annotations
@@ -22,21 +27,26 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.catalog import Meter
 from domain.errors import InvalidValue
+from domain.metering import Summary
 from domain.period import Interval, window_containing
 from projections.queries import QueryContext, query
 from projections.usage.projector import (
     BUCKETS,
     DAY,
+    FACTS,
     GRANULARITIES,
     WINDOWS,
     bucket_text,
     ceil_to,
     floor_to,
+    instant_text,
     next_bucket,
     parse_instant,
 )
@@ -249,3 +259,229 @@ def usage_csv(rows: Iterable[Mapping[str, Any]]) -> str:
 def usage_json(rows: Iterable[Mapping[str, Any]]) -> str:
     """JSON export: the list of rows itself."""
     return json.dumps([dict(row) for row in rows])
+
+
+# --- billable usage: any period, any meter, from the facts ---------------------------------
+
+MAX_EVENT_IDS = 100_000
+REQUEST_FIELDS = ("tenant_id", "feature_key", "meter", "start", "end")
+_CHUNK = 500  # requests per statement: 4 parameters each, far below SQLite's 32,766
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    """One (tenant, feature, meter, [start, end)) asked of the facts; times as fact text."""
+
+    tenant_id: str
+    feature_key: str
+    meter: Meter
+    start: str
+    end: str
+
+
+@query("billable_usage")
+def billable_usage(
+    ctx: QueryContext,
+    app_id: str,
+    tenant_id: str,
+    feature_key: str,
+    meter: Meter | str,
+    start: datetime | str,
+    end: datetime | str,
+    max_position: int | None = None,
+    max_ids: int = 1000,
+) -> dict[str, Any]:
+    """One feature's usage under `meter` over event time [start, end), counting only facts
+    at or before `max_position` when given (the billing cut-off):
+    {quantity, events, first_position, last_position, first_at, last_at, event_ids}.
+
+    `events` counts the facts in range; first/last_position are their lowest and highest log
+    positions, first/last_at their earliest and latest times (fixed-width UTC text, None
+    without facts). `event_ids` are the facts' event ids, oldest first (by time, then
+    position), at most `max_ids`; for max and latest the deciding event comes first (max:
+    the earliest event with the largest value; latest: the latest event)."""
+    app_id = required_text(app_id, "app_id")
+    raw = {"tenant_id": tenant_id, "feature_key": feature_key, "meter": meter}
+    request = _request({**raw, "start": start, "end": end}, "")
+    [answer] = _billable(ctx, app_id, [request], *_limits(max_position, max_ids))
+    return answer
+
+
+@query("billable_usage_many")
+def billable_usage_many(
+    ctx: QueryContext,
+    app_id: str,
+    requests: Sequence[Mapping[str, Any]],
+    max_position: int | None = None,
+    max_ids: int = 1000,
+) -> list[dict[str, Any]]:
+    """`billable_usage` for many {tenant_id, feature_key, meter, start, end} at once, answers
+    in the order asked; two SQL statements per 500 requests."""
+    app_id = required_text(app_id, "app_id")
+    if isinstance(requests, str | bytes | Mapping) or not isinstance(requests, Sequence):
+        raise InvalidValue("requests must be a list of requests", field="requests")
+    parsed = [_request(raw, f"requests.{i}.") for i, raw in enumerate(requests)]
+    limits = _limits(max_position, max_ids)
+    answers: list[dict[str, Any]] = []
+    for offset in range(0, len(parsed), _CHUNK):
+        answers.extend(_billable(ctx, app_id, parsed[offset : offset + _CHUNK], *limits))
+    return answers
+
+
+def _request(raw: Any, prefix: str) -> UsageRequest:
+    if not isinstance(raw, Mapping):
+        raise InvalidValue("a request must be an object", field=prefix.rstrip(".") or "requests")
+    unknown = sorted(set(raw) - set(REQUEST_FIELDS))
+    if unknown:
+        raise InvalidValue(f"unknown field {unknown[0]!r}", field=prefix + unknown[0])
+    start = _fact_time(raw.get("start"), prefix + "start")
+    end = _fact_time(raw.get("end"), prefix + "end")
+    if start > end:
+        raise InvalidValue("start must not be after end", field=prefix + "start")
+    return UsageRequest(
+        tenant_id=required_text(raw.get("tenant_id"), prefix + "tenant_id"),
+        feature_key=required_text(raw.get("feature_key"), prefix + "feature_key"),
+        meter=_meter(raw.get("meter"), prefix + "meter"),
+        start=start,
+        end=end,
+    )
+
+
+def _meter(value: Any, field: str) -> Meter:
+    try:
+        return Meter(value)
+    except ValueError:
+        names = ", ".join(m.value for m in Meter)
+        raise InvalidValue(f"meter must be one of {names}, got {value!r}", field=field) from None
+
+
+def _fact_time(value: Any, field: str) -> str:
+    """An aware datetime or an ISO-8601 text (UTC when it has no offset) as fact time text."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidValue(f"{field} must carry a timezone", field=field)
+        return instant_text(value)
+    return instant_text(parse_instant(value, field))
+
+
+def _limits(max_position: Any, max_ids: Any) -> tuple[int | None, int]:
+    if max_position is not None and not _whole(max_position, 0, 2**63 - 1):
+        raise InvalidValue("max_position must be a whole number from 0", field="max_position")
+    if not _whole(max_ids, 0, MAX_EVENT_IDS):
+        raise InvalidValue(
+            f"max_ids must be a whole number from 0 to {MAX_EVENT_IDS}", field="max_ids"
+        )
+    return max_position, max_ids
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _billable(
+    ctx: QueryContext,
+    app_id: str,
+    requests: Sequence[UsageRequest],
+    max_position: int | None,
+    max_ids: int,
+) -> list[dict[str, Any]]:
+    """Answers for up to one chunk of requests: one aggregate and one event-id statement."""
+    values, params = _request_values(requests)
+    params.update(app_id=app_id, max_ids=max_ids)
+    cut_off = ""
+    if max_position is not None:
+        cut_off = " AND f.position <= :max_position"
+        params["max_position"] = max_position
+    cte = f"req (i, tenant_id, feature_key, start_at, end_at) AS (VALUES {values})"
+    source = (
+        f"FROM req JOIN {{{FACTS}}} f ON f.app_id = :app_id "
+        "AND f.tenant_id = req.tenant_id AND f.feature_key = req.feature_key "
+        f"AND f.occurred_at >= req.start_at AND f.occurred_at < req.end_at{cut_off}"
+    )
+    totals = {int(r["i"]): r for r in ctx.views.query(_totals_sql(cte, source), params)}
+    hits: dict[int, list[dict[str, Any]]] = {}
+    for row in ctx.views.query(_hits_sql(cte, source), params):
+        hits.setdefault(int(row["i"]), []).append(row)
+    return [
+        _answer(request, totals.get(i), hits.get(i, []), max_ids)
+        for i, request in enumerate(requests)
+    ]
+
+
+def _request_values(requests: Sequence[UsageRequest]) -> tuple[str, dict[str, Any]]:
+    """The VALUES rows of the request table (the index inlined, the rest as parameters)."""
+    rows: list[str] = []
+    params: dict[str, Any] = {}
+    for i, request in enumerate(requests):
+        rows.append(f"({i}, :t{i}, :f{i}, :s{i}, :e{i})")
+        params.update(
+            {
+                f"t{i}": request.tenant_id,
+                f"f{i}": request.feature_key,
+                f"s{i}": request.start,
+                f"e{i}": request.end,
+            }
+        )
+    return ", ".join(rows), params
+
+
+def _totals_sql(cte: str, source: str) -> str:
+    """Per request, the figures of domain.metering.Summary (latest comes from the hits)."""
+    return (
+        f"WITH {cte} SELECT req.i AS i, COUNT(*) AS events, SUM(f.value) AS total, "
+        "MAX(f.value) AS largest, COUNT(DISTINCT f.value) AS distinct_values, "
+        "MIN(f.position) AS first_position, MAX(f.position) AS last_position, "
+        f"MIN(f.occurred_at) AS first_at, MAX(f.occurred_at) AS last_at {source} "
+        "GROUP BY req.i"
+    )
+
+
+def _hits_sql(cte: str, source: str) -> str:
+    """Per request: the oldest `max_ids` facts, the latest one and the deciding max one."""
+    return (
+        f"WITH {cte}, ranked AS (SELECT req.i AS i, f.event_id AS event_id, f.value AS value, "
+        "ROW_NUMBER() OVER (PARTITION BY req.i ORDER BY f.occurred_at, f.position) AS oldest, "
+        "ROW_NUMBER() OVER (PARTITION BY req.i ORDER BY f.occurred_at DESC, f.position DESC) "
+        "AS newest, "
+        "ROW_NUMBER() OVER (PARTITION BY req.i ORDER BY f.value DESC, f.occurred_at, f.position) "
+        f"AS largest {source}) "
+        "SELECT i, event_id, value, oldest, newest, largest FROM ranked "
+        "WHERE oldest <= :max_ids OR newest = 1 OR largest = 1 ORDER BY i, oldest"
+    )
+
+
+def _answer(
+    request: UsageRequest,
+    totals: Mapping[str, Any] | None,
+    hits: list[dict[str, Any]],
+    max_ids: int,
+) -> dict[str, Any]:
+    latest = next((h for h in hits if int(h["newest"]) == 1), None)
+    summary = Summary(
+        total=int(totals["total"] or 0) if totals else 0,
+        events=int(totals["events"]) if totals else 0,
+        largest=int(totals["largest"]) if totals and totals["largest"] is not None else None,
+        distinct=int(totals["distinct_values"]) if totals else 0,
+        latest=int(latest["value"]) if latest is not None else None,
+    )
+    return {
+        "quantity": summary.quantity(request.meter),
+        "events": summary.events,
+        "first_position": _optional_int(totals, "first_position"),
+        "last_position": _optional_int(totals, "last_position"),
+        "first_at": totals["first_at"] if totals else None,
+        "last_at": totals["last_at"] if totals else None,
+        "event_ids": _event_ids(request.meter, hits, max_ids),
+    }
+
+
+def _optional_int(row: Mapping[str, Any] | None, column: str) -> int | None:
+    return int(row[column]) if row is not None and row[column] is not None else None
+
+
+def _event_ids(meter: Meter, hits: list[dict[str, Any]], max_ids: int) -> list[str]:
+    """Oldest first; for max and latest the deciding event first."""
+    deciding = {Meter.MAX: "largest", Meter.LATEST: "newest"}.get(meter)
+    first = [h for h in hits if deciding is not None and int(h[deciding]) == 1]
+    rest = [h for h in hits if int(h["oldest"]) <= max_ids and h not in first]
+    return [str(h["event_id"]) for h in [*first, *rest]][:max_ids]
