@@ -31,6 +31,9 @@ from commands.plans.archive_plan import ArchivePlan, archive_plan
 from commands.plans.define_plan import DefinePlan, define_plan
 from commands.plans.revise_plan import RevisePlan, revise_plan
 
+# billing profiles and tax
+from commands.profiles.set_billing_profile import SetBillingProfile, set_billing_profile
+
 # quotas
 from commands.quotas.configure_quota import ConfigureQuota, configure_quota
 from commands.quotas.consume_quota import ConsumeQuota, consume_quota
@@ -57,6 +60,7 @@ from commands.subscriptions.undo_scheduled_cancel import (
     UndoScheduledCancel,
     undo_scheduled_cancel,
 )
+from commands.tax.set_tax_rate import SetTaxRate, set_tax_rate
 
 HANDLERS: dict[type[Command], Handler] = {
     # catalog
@@ -95,6 +99,9 @@ HANDLERS: dict[type[Command], Handler] = {
     CreateCoupon: create_coupon,
     RedeemCoupon: redeem_coupon,
     DeactivateCoupon: deactivate_coupon,
+    # billing profiles and tax
+    SetBillingProfile: set_billing_profile,
+    SetTaxRate: set_tax_rate,
     # api keys
     CreateApiKey: create_api_key,
     RevokeApiKey: revoke_api_key,

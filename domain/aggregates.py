@@ -7,6 +7,7 @@ from typing import Any
 from domain.api_key import ApiKey
 from domain.base import Aggregate
 from domain.coupon import Coupon
+from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
 from domain.plan import Plan
@@ -21,6 +22,7 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     Invoice,
     InvoiceNumbering,
     Coupon,
+    SubscriptionDiscounts,
     TenantGrants,
     ApiKey,
 )

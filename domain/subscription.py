@@ -7,11 +7,20 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
+from pydantic import Field
+
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
-from domain.catalog import PlanTerms
+from domain.catalog import FeatureKind, PlanTerms
 from domain.errors import InvalidTransition, InvalidValue, SubscriptionAlreadyActive
 from domain.money import Money
-from domain.period import Period
+from domain.period import Period, local_day
+from domain.proration import (
+    ProrationItem,
+    ProrationMode,
+    ProrationUnit,
+    credit_unused,
+    prorate,
+)
 
 
 class Status(StrEnum):
@@ -21,9 +30,11 @@ class Status(StrEnum):
     PAUSED = "paused"
     CANCELED = "canceled"
     EXPIRED = "expired"
+    UNPAID = "unpaid"  # dunning gave up and the app keeps the subscription: nothing renews
 
 
 TERMINAL = frozenset({Status.CANCELED, Status.EXPIRED})
+
 LIVE = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE})
 
 ChangeTiming = Literal["now", "period_end"]
@@ -43,6 +54,19 @@ class SubscriptionState(AggregateState):
     ended_at: datetime | None = None
     paused_at: datetime | None = None
     anchor_day: int
+    timezone: str = "UTC"
+    seats: int = 1
+    paid_period: bool = True  # False while the current period is a trial
+    previous_period: Period | None = None  # the paid period before the current one
+    previous_terms: PlanTerms | None = None  # the terms in force at its end
+    invoiced_through: datetime | None = None  # the last billing point invoiced
+    pending_prorations: list[ProrationItem] = Field(default_factory=list)
+    period_event_ids: list[str] = Field(default_factory=list)  # what shaped this period
+
+
+def _pending(items: list[ProrationItem], event_id: object) -> list[ProrationItem]:
+    """Proration items as recorded, citing the event that caused them."""
+    return [i.model_copy(update={"source_event_ids": [str(event_id)]}) for i in items]
 
 
 class SubscriptionEvent(DomainEvent):
@@ -57,6 +81,8 @@ class SubscriptionStarted(SubscriptionEvent, CreatedEvent):
     price: Money
     pricing_zone: str | None = None
     trial_end: datetime | None = None
+    timezone: str = "UTC"
+    seats: int = 1
 
     def apply(self, aggregate: Any) -> None:
         aggregate.state = SubscriptionState(
@@ -68,7 +94,11 @@ class SubscriptionStarted(SubscriptionEvent, CreatedEvent):
             price=self.price,
             pricing_zone=self.pricing_zone,
             trial_end=self.trial_end,
-            anchor_day=self.period.start.day,
+            anchor_day=local_day(self.period.start, self.timezone),
+            timezone=self.timezone,
+            seats=self.seats,
+            paid_period=self.status is not Status.TRIALING,
+            period_event_ids=[str(self.event_id)],
         )
 
 
@@ -77,9 +107,12 @@ class TrialEnded(SubscriptionEvent):
     period: Period
 
     def apply(self, aggregate: Any) -> None:
-        aggregate.state.status = Status.ACTIVE
-        aggregate.state.current_period = self.period
-        aggregate.state.anchor_day = self.period.start.day
+        state = aggregate.state
+        state.status = Status.ACTIVE
+        state.current_period = self.period
+        state.anchor_day = local_day(self.period.start, state.timezone)
+        state.paid_period = True
+        state.period_event_ids = [str(self.event_id)]
 
 
 class CancellationScheduled(SubscriptionEvent):
@@ -102,8 +135,10 @@ class SubscriptionCanceled(SubscriptionEvent):
     reason: str | None = None
     previous_status: Status
     price: Money
+    prorations: list[ProrationItem] = Field(default_factory=list)
 
     def apply(self, aggregate: Any) -> None:
+        aggregate.state.pending_prorations += _pending(self.prorations, self.event_id)
         aggregate.state.status = Status.CANCELED
         aggregate.state.canceled_at = self.timestamp
         aggregate.state.ended_at = self.timestamp
@@ -117,11 +152,46 @@ class PlanChanged(SubscriptionEvent):
     old_price: Money
     new_price: Money
     period: Period  # the period in progress, for proration
+    proration: ProrationMode = "create_prorations"
+    prorations: list[ProrationItem] = Field(default_factory=list)
 
     def apply(self, aggregate: Any) -> None:
-        aggregate.state.terms = self.to_terms
-        aggregate.state.price = self.new_price
-        aggregate.state.scheduled_terms = None
+        state = aggregate.state
+        state.terms = self.to_terms
+        state.price = self.new_price
+        state.scheduled_terms = None
+        state.pending_prorations += _pending(self.prorations, self.event_id)
+        state.period_event_ids.append(str(self.event_id))
+
+
+class SeatsChanged(SubscriptionEvent):
+    NAME: ClassVar[str] = "SubscriptionSeatsChanged"
+    from_seats: int
+    to_seats: int
+    seat_price: Money | None = None
+    proration: ProrationMode = "create_prorations"
+    prorations: list[ProrationItem] = Field(default_factory=list)
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.seats = self.to_seats
+        state.pending_prorations += _pending(self.prorations, self.event_id)
+        state.period_event_ids.append(str(self.event_id))
+
+
+class SubscriptionInvoiced(SubscriptionEvent):
+    """The invoice of a billing point was drafted; its pending prorations are on it."""
+
+    NAME: ClassVar[str] = "SubscriptionInvoiced"
+    point: datetime | None = None  # None for an immediate proration invoice
+    invoice_id: UUID
+    prorations_billed: int = 0
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        if self.point is not None:
+            state.invoiced_through = self.point
+        state.pending_prorations = state.pending_prorations[self.prorations_billed :]
 
 
 class PlanChangeScheduled(SubscriptionEvent):
@@ -143,12 +213,21 @@ class SubscriptionPaused(SubscriptionEvent):
 
 
 class SubscriptionResumed(SubscriptionEvent):
+    """`period`: the current period moved on by the paused time (paused time is not billed);
+    None in events from before that rule."""
+
     NAME: ClassVar[str] = "SubscriptionResumed"
     price: Money
+    period: Period | None = None
 
     def apply(self, aggregate: Any) -> None:
-        aggregate.state.status = Status.ACTIVE
-        aggregate.state.paused_at = None
+        state = aggregate.state
+        state.status = Status.ACTIVE
+        state.paused_at = None
+        if self.period is not None:
+            state.current_period = self.period
+            state.anchor_day = local_day(self.period.end, state.timezone)
+            state.period_event_ids.append(str(self.event_id))
 
 
 class SubscriptionRenewed(SubscriptionEvent):
@@ -158,10 +237,16 @@ class SubscriptionRenewed(SubscriptionEvent):
     price: Money
 
     def apply(self, aggregate: Any) -> None:
-        aggregate.state.current_period = self.period
-        aggregate.state.terms = self.terms
-        aggregate.state.price = self.price
-        aggregate.state.scheduled_terms = None
+        state = aggregate.state
+        if state.paid_period:
+            state.previous_period = state.current_period
+            state.previous_terms = state.terms
+        state.current_period = self.period
+        state.terms = self.terms
+        state.price = self.price
+        state.scheduled_terms = None
+        state.paid_period = True
+        state.period_event_ids = [str(self.event_id)]
 
 
 class MarkedPastDue(SubscriptionEvent):
@@ -177,6 +262,14 @@ class PaymentRecovered(SubscriptionEvent):
 
     def apply(self, aggregate: Any) -> None:
         aggregate.state.status = Status.ACTIVE
+
+
+class MarkedUnpaid(SubscriptionEvent):
+    NAME: ClassVar[str] = "SubscriptionMarkedUnpaid"
+    reason: str | None = None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.state.status = Status.UNPAID
 
 
 class SubscriptionExpired(SubscriptionEvent):
@@ -206,7 +299,10 @@ class Subscription(Aggregate[SubscriptionState]):
         *,
         trial: bool = True,
         pricing_zone: str | None = None,
+        timezone: str = "UTC",
+        seats: int = 1,
     ) -> Subscription:
+        """Start now; periods follow the tenant's `timezone` (its billing profile)."""
         now = cause.occurred_at
         in_trial = trial and terms.trial_days > 0
         if in_trial:
@@ -214,7 +310,8 @@ class Subscription(Aggregate[SubscriptionState]):
             period = Period(start=now, end=trial_end)
         else:
             trial_end = None
-            period = Period.starting(now, terms.interval)
+            period = Period.starting(now, terms.interval, timezone=timezone)
+        _check_seats(seats)
         return cls._create(
             SubscriptionStarted,
             subscription_id,
@@ -227,6 +324,8 @@ class Subscription(Aggregate[SubscriptionState]):
             price=terms.price_for(pricing_zone),
             pricing_zone=pricing_zone,
             trial_end=trial_end,
+            timezone=timezone,
+            seats=seats,
         )
 
     @property
@@ -237,25 +336,67 @@ class Subscription(Aggregate[SubscriptionState]):
         """Trial over (by the clock or early): the first paid period starts now."""
         self._require(Status.TRIALING, action="end the trial")
         start = min(cause.occurred_at, self.state.trial_end or cause.occurred_at)
-        self._trigger(TrialEnded, cause, period=Period.starting(start, self.state.terms.interval))
+        period = Period.starting(start, self.state.terms.interval, timezone=self.state.timezone)
+        self._trigger(TrialEnded, cause, period=period)
 
     def cancel(
-        self, cause: Cause, *, at_period_end: bool = False, reason: str | None = None
+        self,
+        cause: Cause,
+        *,
+        at_period_end: bool = False,
+        reason: str | None = None,
+        proration: ProrationMode = "none",
+        unit: ProrationUnit = "second",
     ) -> None:
+        """Cancel now (optionally crediting the unused time of a fee paid in advance) or
+        schedule the cancel for the period end."""
         if at_period_end:
             self._require(*LIVE, action="schedule a cancel")
             if self.state.cancel_at_period_end:
                 raise InvalidTransition("a cancel is already scheduled", field="at_period_end")
             self._trigger(CancellationScheduled, cause, cancel_at=self.state.current_period.end)
             return
-        self._require(*LIVE, Status.PAUSED, action="cancel")
+        self._require(*LIVE, Status.PAUSED, Status.UNPAID, action="cancel")
         self._trigger(
             SubscriptionCanceled,
             cause,
             reason=reason,
             previous_status=self.status,
             price=self.state.price,
+            prorations=self._cancel_credits(cause.occurred_at, proration, unit),
         )
+
+    def _cancel_credits(
+        self, at: datetime, proration: ProrationMode, unit: ProrationUnit
+    ) -> list[ProrationItem]:
+        state = self.state
+        if proration == "none" or not state.paid_period:
+            return []
+        if state.terms.base_fee_timing != "in_advance" or not self._fee_billed():
+            return []  # in arrears the final invoice charges only the time used
+        items: list[ProrationItem] = []
+        for label, price in self._fees():
+            items += credit_unused(
+                state.current_period, at, (label, price), unit=unit, timezone=state.timezone
+            )
+        return items
+
+    def _fee_billed(self) -> bool:
+        """Whether the current period's fee was already invoiced (in advance)."""
+        through = self.state.invoiced_through
+        return through is not None and through >= self.state.current_period.start
+
+    def _fees(self, terms: PlanTerms | None = None, seats: int | None = None) -> list[Fee]:
+        """The recurring fees of the subscription: the base price and the seats."""
+        state = self.state
+        terms = terms or state.terms
+        price = terms.price_for(state.pricing_zone)
+        fees: list[Fee] = [(f"{terms.name} (v{terms.version})", price)]
+        seat_price = _seat_price(terms)
+        if seat_price is not None:
+            count = state.seats if seats is None else seats
+            fees.append((f"{count} x {terms.name} seat", seat_price * count))
+        return fees
 
     def undo_cancel(self, cause: Cause) -> None:
         self._require(*LIVE, action="undo a scheduled cancel")
@@ -263,8 +404,17 @@ class Subscription(Aggregate[SubscriptionState]):
             raise InvalidTransition("no cancel is scheduled", field="subscription_id")
         self._trigger(CancellationUndone, cause)
 
-    def change_plan(self, to_terms: PlanTerms, cause: Cause, timing: ChangeTiming = "now") -> None:
-        """Upgrade now (billing prorates from the event) or switch at period end."""
+    def change_plan(
+        self,
+        to_terms: PlanTerms,
+        cause: Cause,
+        timing: ChangeTiming = "now",
+        *,
+        proration: ProrationMode = "create_prorations",
+        unit: ProrationUnit = "second",
+    ) -> None:
+        """Upgrade now (prorated: credit the unused old price, charge the new one for the
+        rest of the period) or switch at period end."""
         self._require(*LIVE, action="change plan")
         current = self.state.terms
         if (to_terms.plan_key, to_terms.version) == (current.plan_key, current.version):
@@ -280,6 +430,9 @@ class Subscription(Aggregate[SubscriptionState]):
                 effective_at=self.state.current_period.end,
             )
             return
+        items = self._reprice(
+            cause.occurred_at, self._fees(), self._fees(to_terms), proration, unit
+        )
         self._trigger(
             PlanChanged,
             cause,
@@ -288,15 +441,79 @@ class Subscription(Aggregate[SubscriptionState]):
             old_price=self.state.price,
             new_price=new_price,
             period=self.state.current_period,
+            proration=proration,
+            prorations=items,
         )
+
+    def change_seats(
+        self,
+        quantity: int,
+        cause: Cause,
+        *,
+        proration: ProrationMode = "create_prorations",
+        unit: ProrationUnit = "second",
+    ) -> None:
+        """Change the number of seats now, prorating the seat fee for the rest of the period."""
+        self._require(*LIVE, action="change seats")
+        _check_seats(quantity)
+        if quantity == self.state.seats:
+            raise InvalidTransition(
+                f"the subscription already has {quantity} seats", field="quantity"
+            )
+        limit = _seat_limit(self.state.terms)
+        if limit is not None and quantity > limit:
+            raise InvalidValue(f"the plan allows at most {limit} seats", field="quantity")
+        old, new = self._fees()[1:], self._fees(seats=quantity)[1:]
+        self._trigger(
+            SeatsChanged,
+            cause,
+            from_seats=self.state.seats,
+            to_seats=quantity,
+            seat_price=_seat_price(self.state.terms),
+            proration=proration,
+            prorations=self._reprice(cause.occurred_at, old, new, proration, unit),
+        )
+
+    def _reprice(
+        self,
+        at: datetime,
+        old: list[Fee],
+        new: list[Fee],
+        proration: ProrationMode,
+        unit: ProrationUnit,
+    ) -> list[ProrationItem]:
+        """Proration items for moving from the `old` fees to the `new` ones at `at`."""
+        state = self.state
+        if proration == "none" or not state.paid_period:
+            return []
+        timing = state.terms.base_fee_timing
+        items: list[ProrationItem] = []
+        for before, after in _pairs(old, new):
+            charged, due = (before, after) if timing == "in_advance" else (after, before)
+            items += prorate(
+                state.current_period,
+                at,
+                charged,
+                due,
+                timing=timing,
+                unit=unit,
+                timezone=state.timezone,
+            )
+        return items
 
     def pause(self, cause: Cause) -> None:
         self._require(Status.ACTIVE, action="pause")
         self._trigger(SubscriptionPaused, cause, price=self.state.price)
 
     def resume(self, cause: Cause) -> None:
+        """Resume; the current period ends later by the time paused (not billed)."""
         self._require(Status.PAUSED, action="resume")
-        self._trigger(SubscriptionResumed, cause, price=self.state.price)
+        state = self.state
+        period = state.current_period
+        if state.paused_at is not None and state.paused_at < period.end:
+            paused = cause.occurred_at - max(state.paused_at, period.start)
+            period = Period(start=period.start, end=period.end + paused)
+        self._trigger(SubscriptionResumed, cause, price=state.price, period=period)
 
     def renew(self, cause: Cause) -> None:
         """At period end: cancel if scheduled, else start the next period (applying a
@@ -314,24 +531,47 @@ class Subscription(Aggregate[SubscriptionState]):
             )
             return
         terms = self.state.scheduled_terms or self.state.terms
+        period = self.state.current_period.following(
+            terms.interval, self.state.anchor_day, self.state.timezone
+        )
         self._trigger(
             SubscriptionRenewed,
             cause,
-            period=self.state.current_period.following(terms.interval, self.state.anchor_day),
+            period=period,
             terms=terms,
             price=terms.price_for(self.state.pricing_zone),
+        )
+
+    def record_invoice(
+        self, invoice_id: UUID, cause: Cause, point: datetime | None, prorations_billed: int
+    ) -> None:
+        """An invoice now holds this billing point (or, with no point, the first
+        `prorations_billed` pending prorations)."""
+        if not 0 <= prorations_billed <= len(self.state.pending_prorations):
+            raise InvalidValue("more prorations billed than pending", field="prorations")
+        self._trigger(
+            SubscriptionInvoiced,
+            cause,
+            point=point,
+            invoice_id=invoice_id,
+            prorations_billed=prorations_billed,
         )
 
     def mark_past_due(self, cause: Cause, reason: str | None = None) -> None:
         self._require(Status.ACTIVE, action="mark past due")
         self._trigger(MarkedPastDue, cause, reason=reason)
 
+    def mark_unpaid(self, cause: Cause, reason: str | None = None) -> None:
+        """Dunning gave up and the app keeps the subscription: nothing renews until paid."""
+        self._require(Status.ACTIVE, Status.PAST_DUE, action="mark unpaid")
+        self._trigger(MarkedUnpaid, cause, reason=reason)
+
     def recover_payment(self, cause: Cause) -> None:
-        self._require(Status.PAST_DUE, action="recover payment")
+        self._require(Status.PAST_DUE, Status.UNPAID, action="recover payment")
         self._trigger(PaymentRecovered, cause)
 
     def expire(self, cause: Cause) -> None:
-        self._require(*LIVE, Status.PAUSED, action="expire")
+        self._require(*LIVE, Status.PAUSED, Status.UNPAID, action="expire")
         self._trigger(
             SubscriptionExpired, cause, previous_status=self.status, price=self.state.price
         )
@@ -347,6 +587,39 @@ class Subscription(Aggregate[SubscriptionState]):
                 field="status",
                 status=self.status.value,
             )
+
+
+Fee = tuple[str, Money]
+MAX_SEATS = 1_000_000
+
+
+def _check_seats(quantity: int) -> None:
+    if isinstance(quantity, bool) or not 1 <= quantity <= MAX_SEATS:
+        raise InvalidValue(f"seats run from 1 to {MAX_SEATS}", field="quantity")
+
+
+def _seat_price(terms: PlanTerms) -> Money | None:
+    for feature in terms.features:
+        if feature.kind is FeatureKind.SEATS and feature.seat_price is not None:
+            return feature.seat_price
+    return None
+
+
+def _seat_limit(terms: PlanTerms) -> int | None:
+    for feature in terms.features:
+        if feature.kind is FeatureKind.SEATS:
+            return feature.limit
+    return None
+
+
+def _pairs(old: list[Fee], new: list[Fee]) -> list[tuple[Fee, Fee]]:
+    """Fees matched by position (base with base, seats with seats); a fee that appears or
+    disappears is paired with a zero one."""
+    currency = (old or new)[0][1].currency
+    size = max(len(old), len(new))
+    padded_old = old + [(label, Money.zero(currency)) for label, _ in new[len(old) :]]
+    padded_new = new + [(label, Money.zero(currency)) for label, _ in old[len(new) :]]
+    return list(zip(padded_old[:size], padded_new[:size], strict=True))
 
 
 def tenant_slot_id(app_id: str, tenant_id: str) -> UUID:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from adapters.http import (
     billing_runs,
     commands,
+    coupons,
     entitlements,
     errors,
     events,
@@ -66,6 +67,7 @@ def create_app(
         usage,
         entitlements,
         invoices,
+        coupons,
         billing_runs,
         revenue,
         events,

@@ -22,6 +22,7 @@ CREATION_TOPICS: dict[str, str] = {
     "SubscriptionStarted": "subscription",
     "InvoiceDrafted": "invoice",
     "QuotaConfigured": "quota",
+    "CouponCreated": "coupon",
 }
 
 
