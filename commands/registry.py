@@ -6,6 +6,7 @@ from commands.base import Command
 from commands.bus import Handler
 
 # invoices and coupons
+from commands.coupons.attach_coupon import AttachCoupon, attach_coupon
 from commands.coupons.create_coupon import CreateCoupon, create_coupon
 from commands.coupons.deactivate_coupon import DeactivateCoupon, deactivate_coupon
 from commands.coupons.redeem_coupon import RedeemCoupon, redeem_coupon
@@ -98,6 +99,7 @@ HANDLERS: dict[type[Command], Handler] = {
     MarkInvoiceUncollectible: mark_invoice_uncollectible,
     CreateCoupon: create_coupon,
     RedeemCoupon: redeem_coupon,
+    AttachCoupon: attach_coupon,
     DeactivateCoupon: deactivate_coupon,
     # billing profiles and tax
     SetBillingProfile: set_billing_profile,

@@ -1,4 +1,5 @@
-"""Start a tenant's subscription to a plan (with the plan's trial unless told otherwise)."""
+"""Start a tenant's subscription to a plan (with the plan's trial unless told otherwise),
+optionally with a coupon attached in the same unit of work (a bad coupon refuses the start)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from uuid import UUID, uuid4
 from pydantic import Field
 
 from commands.base import ID_PATTERN, TENANT_FIELD, Command
+from commands.coupons.attach_coupon import attach_to_subscription
+from commands.coupons.view import subscription_discounts_view
 from commands.quotas.sync_from_plan import sync_quotas_from_plan
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
@@ -24,6 +27,9 @@ class StartSubscription(Command):
     trial: bool = Field(default=True, description="start with the plan's trial days, if any")
     pricing_zone: str | None = Field(default=None, pattern=ID_PATTERN)
     subscription_id: UUID | None = None
+    coupon: str | None = Field(
+        default=None, pattern=KEY_PATTERN, description="a coupon code to redeem and attach"
+    )
 
 
 def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str, Any]:
@@ -57,7 +63,11 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
         anchor=subscription.state.current_period.start,
         previous=previous.state.terms if previous is not None else None,
     )
-    return subscription_view(subscription)
+    if command.coupon is None:
+        return subscription_view(subscription)
+    discounts = attach_to_subscription(uow, subscription, command.coupon, field="coupon")
+    coupons = subscription_discounts_view(discounts)["coupons"]
+    return {**subscription_view(subscription), "coupons": coupons}
 
 
 def _claim_tenant_slot(

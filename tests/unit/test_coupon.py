@@ -1,6 +1,7 @@
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -10,8 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.bootstrap import System, bootstrap
+from adapters.eventstore.mapper import decode_event, encode_event_state
 from adapters.settings import Settings
 from commands.coupons.redeem_coupon import RedeemCoupon
+from commands.coupons.view import coupon_view
 from domain.base import Snapshot
 from domain.clock import SettableClock
 from domain.coupon import (
@@ -21,7 +24,11 @@ from domain.coupon import (
     CouponDeactivated,
     CouponDuration,
     CouponRedeemed,
+    CouponTerms,
     coupon_id,
+    discount_amount,
+    parse_percent_off,
+    percent_json,
 )
 from domain.errors import (
     AlreadyExists,
@@ -75,8 +82,22 @@ def test_create_records_the_terms() -> None:
     [
         ({}, "exactly one of percent_off and amount_off"),
         ({"percent_off": 10, "amount_off": usd(100)}, "exactly one"),
-        ({"percent_off": 0}, "between 1 and 100"),
-        ({"percent_off": 101}, "between 1 and 100"),
+        ({"percent_off": 0}, "above 0 and at most 100"),
+        ({"percent_off": 101}, "above 0 and at most 100"),
+        ({"percent_off": "100.01"}, "above 0 and at most 100"),
+        ({"percent_off": "0.0"}, "above 0 and at most 100"),
+        ({"percent_off": "12.1234567"}, "at most 6 decimal places"),
+        ({"percent_off": 12.5}, "integer or a decimal string"),  # a float is not exact
+        ({"percent_off": True}, "integer or a decimal string"),
+        ({"percent_off": "12,5"}, "integer or a decimal string"),
+        ({"percent_off": "NaN"}, "integer or a decimal string"),
+        ({"percent_off": "1e1"}, "integer or a decimal string"),
+        ({"percent_off": Decimal("NaN")}, "above 0 and at most 100"),
+        ({"percent_off": 10, "carry_forward": True}, "only an amount_off coupon"),
+        (
+            {"amount_off": usd(500), "duration": "forever", "carry_forward": True},
+            "only a once coupon",
+        ),
         ({"amount_off": usd(0)}, "above zero"),
         ({"amount_off": usd(-5)}, "above zero"),
         ({"percent_off": 10, "duration": "repeating"}, "duration_in_periods >= 1"),
@@ -99,6 +120,93 @@ def test_create_refuses_inconsistent_terms(options: dict[str, Any], message: str
         Coupon.create("acme", "bad", cause(), **options)
 
 
+@pytest.mark.parametrize(
+    ("given", "exact"),
+    [
+        (20, Decimal(20)),
+        ("12.5", Decimal("12.5")),
+        (" 33.333333 ", Decimal("33.333333")),
+        ("0.5", Decimal("0.5")),
+        ("100", Decimal(100)),
+        (Decimal("7.25"), Decimal("7.25")),
+    ],
+)
+def test_percent_off_is_an_exact_decimal(given: object, exact: Decimal) -> None:
+    assert parse_percent_off(given) == exact
+    coupon = Coupon.create("acme", "exact", cause(), percent_off=given)  # type: ignore[arg-type]
+    assert coupon.state.percent_off == exact
+    assert isinstance(coupon.state.percent_off, Decimal)
+
+
+def test_whole_percents_stay_integers_on_the_wire_and_fractions_are_strings() -> None:
+    assert percent_json(Decimal(20)) == 20 and percent_json(Decimal("20.000")) == 20
+    assert percent_json(Decimal("12.50")) == "12.5"
+    assert coupon_view(percent(20))["percent_off"] == 20
+    assert coupon_view(Coupon.create("acme", "half", cause(), percent_off="12.5"))[
+        "percent_off"
+    ] == "12.5"
+
+
+def test_an_old_stored_coupon_with_an_integer_percent_loads_unchanged() -> None:
+    """Stored before percents became decimals: percent_off an integer, no carry_forward."""
+    old = {
+        "timestamp": T0.isoformat(),
+        "event_id": str(uuid4()),
+        "app_id": "acme",
+        "tenant_id": None,
+        "actor": "tester",
+        "command_id": None,
+        "correlation_id": None,
+        "code": "spring",
+        "percent_off": 15,
+        "amount_off": None,
+        "duration": "forever",
+        "duration_in_periods": None,
+        "max_redemptions": None,
+        "valid_from": None,
+        "valid_until": None,
+        "schema_version": 1,
+        "recorded_at": T0.isoformat(),
+    }
+    event = decode_event("CouponCreated", coupon_id("acme", "spring"), 1, old)
+    coupon = event.mutate(None)
+    assert isinstance(coupon, Coupon)
+    assert coupon.state.percent_off == Decimal(15) and coupon.state.carry_forward is False
+    assert coupon.discount_for(usd(333)) == usd(50)  # 49.95 -> 50, as before
+    assert coupon_view(coupon)["percent_off"] == 15
+    assert encode_event_state(event)["percent_off"] == 15  # re-encoded as it was stored
+
+
+def test_a_fractional_percent_round_trips_through_the_store_encoding() -> None:
+    coupon = Coupon.create("acme", "half", cause(), percent_off="12.5")
+    [event] = coupon.collect_events()
+    stored = encode_event_state(event)
+    assert stored["percent_off"] == "12.5" and stored["carry_forward"] is False
+    loaded = decode_event("CouponCreated", event.originator_id, 1, stored)
+    assert loaded == event
+    restored = Snapshot.take(coupon).mutate(None)
+    assert restored.state == coupon.state
+
+
+def test_terms_are_what_a_subscription_keeps() -> None:
+    coupon = amount(2000, carry_forward=True)
+    assert coupon.terms() == CouponTerms(
+        code="fixed",
+        amount_off=usd(2000),
+        duration=CouponDuration.ONCE,
+        carry_forward=True,
+    )
+    assert coupon.terms().describe() == "fixed (20.00 USD off)"
+    assert percent(15).terms().describe() == "spring (15% off)"
+    half = Coupon.create("acme", "half", cause(), percent_off="12.5").terms()
+    assert half.describe() == "half (12.5% off)"
+    with pytest.raises(CurrencyMismatch) as refused:
+        coupon.terms().require_currency("EUR")
+    assert refused.value.field == "code"
+    assert refused.value.details["coupon_currency"] == "USD"
+    percent(15).terms().require_currency("EUR")  # a percent fits every currency
+
+
 def test_create_refuses_a_code_that_is_not_a_slug() -> None:
     with pytest.raises(InvalidValue, match="code must match"):
         Coupon.create("acme", "Spring Sale", cause(), percent_off=10)
@@ -118,6 +226,25 @@ def test_percent_discount_rounds_half_up_once() -> None:
     )  # 149.85 yen -> 150
     assert coupon.discount_for(usd(0)) == usd(0)
     assert coupon.discount_for(usd(-100)) == usd(0)
+
+
+def test_a_decimal_percent_rounds_once_half_up() -> None:
+    half = Coupon.create("acme", "half", cause(), percent_off="12.5").terms()
+    assert discount_amount(half, usd(1000)) == usd(125)
+    assert discount_amount(half, usd(999)) == usd(125)  # 124.875 -> 125
+    assert discount_amount(half, usd(4)) == usd(1)  # 0.5 -> 1 (half-up)
+    assert discount_amount(half, usd(3)) == usd(0)  # 0.375 -> 0
+    third = Coupon.create("acme", "third", cause(), percent_off="33.333333").terms()
+    assert discount_amount(third, Money(amount=3, currency="KWD")) == Money(
+        amount=1, currency="KWD"
+    )  # 0.99999999 -> 1
+
+
+def test_a_balance_carried_forward_replaces_the_amount_off() -> None:
+    terms = amount(2000, carry_forward=True).terms()
+    assert discount_amount(terms, usd(5000), balance=usd(700)) == usd(700)
+    assert discount_amount(terms, usd(500), balance=usd(700)) == usd(500)
+    assert discount_amount(terms, usd(500), balance=usd(0)) == usd(0)
 
 
 def test_amount_discount_is_capped_at_the_subtotal_and_keeps_its_currency() -> None:
@@ -302,6 +429,7 @@ def test_bus_create_redeem_deactivate(tally: System) -> None:
         "redemption_count": 0,
         "valid_from": None,
         "valid_until": "2026-02-01T00:00:00+00:00",
+        "carry_forward": False,
         "active": True,
         "version": 1,
     }
