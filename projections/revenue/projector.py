@@ -17,20 +17,41 @@ Built from event data and this projector's own rows only (never from aggregates)
   paying (previous status ACTIVE or PAST_DUE; a trial that is canceled, or a paused
   subscription, was not contributing to MRR and is not churn), with the ARR they took away.
   The month is the UTC calendar month of the cancel or expiry.
-- `revenue_recognized` per (app, currency, day): revenue is RECOGNIZED ON THE DAY THE
-  INVOICE IS PAID (InvoicePaid.paid_at, UTC), for its whole paid amount; it is not spread
-  over the invoice's service period.
+- `revenue_recognition` per (app, currency, UTC day), the revenue recognition ledger (rules
+  in docs/revenue.md and `recognition_segments` below): an invoice is recognized from
+  InvoiceFinalized (paid or not), each line over its service period, evenly per UTC day;
+  tax is never revenue; discounts reduce the lines. Columns: `amount` recognized on that
+  service day, `invoices` invoices with a non-zero share that day, `first_in_month`
+  invoices whose first non-zero share in that calendar month is that day (so a month counts
+  each invoice once), `billed` the recognizable amount of invoices finalized that day, and
+  `earned` what became earned that day among billed invoices (a share of service day d of an
+  invoice finalized on day F is earned on max(d, F)); deferred revenue at the end of day T
+  is the sum of billed - earned over days <= T.
+- `revenue_recognition_invoices` per (app, invoice): the invoice's recognition segments, so
+  that InvoiceVoided can take the invoice out of every day again (a void is reversed
+  ENTIRELY, as if the invoice had never been issued).
 - `revenue_invoices` per (app, currency): paid invoices (and their amount), invoices with at
   least one failed payment attempt (`failed`, counted at attempt 1) and all failed attempts.
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import structlog
 
-from domain.invoice import InvoicePaid, InvoicePaymentFailed
+from domain.invoice import (
+    InvoiceFinalized,
+    InvoicePaid,
+    InvoicePaymentFailed,
+    InvoiceVoided,
+    LineKind,
+)
 from domain.subscription import (
     MarkedPastDue,
     PaymentRecovered,
@@ -54,8 +75,10 @@ SUBSCRIPTIONS = "revenue_subscriptions"
 ARR = "revenue_arr"
 PLAN_STATUS = "revenue_plan_status"
 CHURN = "revenue_churn"
-RECOGNIZED = "revenue_recognized"
+RECOGNITION = "revenue_recognition"
+RECOGNITION_INVOICES = "revenue_recognition_invoices"
 INVOICES = "revenue_invoices"
+RECOGNITION_COLUMNS = ("amount", "invoices", "first_in_month", "billed", "earned")
 
 PAYING = frozenset({Status.ACTIVE.value, Status.PAST_DUE.value})
 """Statuses whose subscriptions count in MRR/ARR and whose end is churn."""
@@ -70,6 +93,176 @@ ANNUAL_FACTOR = {"day": 365, "month": 12, "year": 1}
 def annualized(price: int, interval: str) -> int:
     """A price per billing interval as a yearly amount, exactly, in minor units."""
     return price * ANNUAL_FACTOR[interval]
+
+
+# --- recognition rules (pure; see docs/revenue.md) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`amount` minor units recognized evenly over `days` UTC days starting on `first_day`."""
+
+    first_day: date
+    days: int
+    amount: int
+
+
+def _rounded_ratio(amount: int, numerator: int, denominator: int) -> int:
+    """amount x numerator / denominator rounded half-up (halves away from zero), exactly."""
+    magnitude = (2 * abs(amount) * numerator + denominator) // (2 * denominator)
+    return magnitude if amount >= 0 else -magnitude
+
+
+def allocate(amount: int, weights: Sequence[int]) -> list[int]:
+    """Split `amount` over positive `weights` proportionally into integer shares that sum
+    exactly to it: cumulative half-up rounding (share k = round(amount x W_k / W) -
+    round(amount x W_k-1 / W), W_k the sum of the first k weights), so every prefix of the
+    shares is the exact pro-rata amount rounded once."""
+    total = sum(weights)
+    if total <= 0 or any(weight <= 0 for weight in weights):
+        raise ValueError("weights must be positive")
+    shares, before, running = [], 0, 0
+    for weight in weights:
+        running += weight
+        upto = _rounded_ratio(amount, running, total)
+        shares.append(upto - before)
+        before = upto
+    return shares
+
+
+def split_evenly(amount: int, days: int) -> list[int]:
+    """`amount` over `days` equal days, exactly (allocate with equal weights)."""
+    return allocate(amount, [1] * days)
+
+
+def service_days(start: datetime, end: datetime) -> tuple[date, int]:
+    """(first day, number of days) of a service period [start, end) of aware datetimes in
+    UTC days: from the start's day up to, not including, the end's day (Stripe's
+    "amortization by day"); a period within one day is that day."""
+    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
+    return first, max((last - first).days, 1)
+
+
+@dataclass(frozen=True)
+class RecognitionLine:
+    """What recognition needs of an invoice line (InvoiceLine in the event's JSON form)."""
+
+    line_id: str
+    kind: str
+    amount: int
+    period: tuple[datetime, datetime] | None = None
+    applies_to: str | None = None
+    tax_inclusive: bool = False
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> RecognitionLine:
+        period = data.get("period")
+        return cls(
+            line_id=str(data.get("line_id", "")),
+            kind=str(data["kind"]),
+            amount=int(data["amount"]["amount"]),
+            period=(
+                (
+                    parse_instant(str(period["start"]), "period.start"),
+                    parse_instant(str(period["end"]), "period.end"),
+                )
+                if period
+                else None
+            ),
+            applies_to=data.get("applies_to"),
+            tax_inclusive=bool(data.get("tax_inclusive", False)),
+        )
+
+
+_NOT_REVENUE = frozenset({LineKind.DISCOUNT.value, LineKind.TAX.value})
+
+
+def recognition_segments(
+    lines: Sequence[RecognitionLine], discount_total: int, finalized_day: date
+) -> list[Segment]:
+    """What an invoice recognizes: every line except discount and tax lines, net of its
+    share of `discount_total` and of the inclusive tax inside it, over its service period
+    (a line without one: on the finalize day). Exclusive tax is never revenue."""
+    revenue = [line for line in lines if line.kind not in _NOT_REVENUE]
+    inclusive = [line for line in lines if line.kind == LineKind.TAX.value and line.tax_inclusive]
+    nets, rest = _net_amounts(revenue, discount_total, inclusive)
+    segments = [
+        _segment(line, net, finalized_day) for line, net in zip(revenue, nets, strict=True) if net
+    ]
+    if rest:
+        segments.append(Segment(finalized_day, 1, rest))
+    return segments
+
+
+def _net_amounts(
+    revenue: Sequence[RecognitionLine], discount_total: int, inclusive: Sequence[RecognitionLine]
+) -> tuple[list[int], int]:
+    """Each revenue line's amount less its discount share and its inclusive tax, and what no
+    line could take (only when the invoice has no positive line)."""
+    nets = [line.amount for line in revenue]
+    index = {line.line_id: i for i, line in enumerate(revenue)}
+    spread = -discount_total  # taken from the positive lines in proportion to their amounts
+    for tax in inclusive:
+        if tax.applies_to is not None and tax.applies_to in index:
+            nets[index[tax.applies_to]] -= tax.amount
+        else:
+            spread -= tax.amount
+    positive = [i for i, line in enumerate(revenue) if line.amount > 0]
+    if not spread:
+        return nets, 0
+    if not positive:
+        return nets, spread
+    shares = allocate(spread, [revenue[i].amount for i in positive])
+    for i, share in zip(positive, shares, strict=True):
+        nets[i] += share
+    return nets, 0
+
+
+def _segment(line: RecognitionLine, net: int, finalized_day: date) -> Segment:
+    if line.period is None:
+        return Segment(finalized_day, 1, net)
+    first, days = service_days(*line.period)
+    return Segment(first, days, net)
+
+
+def daily_schedule(segments: Sequence[Segment]) -> dict[date, int]:
+    """Service day -> amount recognized that day (days whose shares sum to 0 left out)."""
+    schedule: dict[date, int] = defaultdict(int)
+    for segment in segments:
+        for offset, share in enumerate(split_evenly(segment.amount, segment.days)):
+            if share:
+                schedule[segment.first_day + timedelta(days=offset)] += share
+    return {day: amount for day, amount in sorted(schedule.items()) if amount}
+
+
+def recognition_rows(
+    segments: Sequence[Segment], finalized_day: date
+) -> dict[date, dict[str, int]]:
+    """One invoice's contribution to the `revenue_recognition` rows, per day."""
+    rows: dict[date, dict[str, int]] = defaultdict(lambda: dict.fromkeys(RECOGNITION_COLUMNS, 0))
+    months: set[tuple[int, int]] = set()
+    for day, share in daily_schedule(segments).items():
+        row = rows[day]
+        row["amount"] += share
+        row["invoices"] += 1
+        if (day.year, day.month) not in months:
+            months.add((day.year, day.month))
+            row["first_in_month"] += 1
+        rows[max(day, finalized_day)]["earned"] += share
+    rows[finalized_day]["billed"] += sum(segment.amount for segment in segments)
+    return {day: row for day, row in sorted(rows.items()) if any(row.values())}
+
+
+def segments_text(segments: Sequence[Segment]) -> str:
+    """The JSON text a segment list is stored as (segments_from reads it back)."""
+    return json.dumps([[s.first_day.isoformat(), s.days, s.amount] for s in segments])
+
+
+def segments_from(text: str) -> list[Segment]:
+    return [
+        Segment(date.fromisoformat(day), int(days), int(amount))
+        for day, days, amount in json.loads(text)
+    ]
 
 
 _SUBSCRIPTION_EVENTS = frozenset(
@@ -160,15 +353,27 @@ class RevenueProjector(Projector):
             ],
             ["app_id", "month", "currency"],
         ),
-        RECOGNIZED: (
+        RECOGNITION: (
             [
                 "app_id TEXT NOT NULL",
                 "currency TEXT NOT NULL",
                 "day TEXT NOT NULL",
-                "amount BIGINT NOT NULL DEFAULT 0",
-                "invoices BIGINT NOT NULL DEFAULT 0",
+                *(f"{column} BIGINT NOT NULL DEFAULT 0" for column in RECOGNITION_COLUMNS),
             ],
             ["app_id", "currency", "day"],
+        ),
+        RECOGNITION_INVOICES: (
+            [
+                "app_id TEXT NOT NULL",
+                "invoice_id TEXT NOT NULL",
+                "tenant_id TEXT NOT NULL",
+                "currency TEXT NOT NULL",
+                "finalized_day TEXT NOT NULL",
+                "amount BIGINT NOT NULL",
+                "segments TEXT NOT NULL",
+                "voided_day TEXT",
+            ],
+            ["app_id", "invoice_id"],
         ),
         INVOICES: (
             [
@@ -183,12 +388,18 @@ class RevenueProjector(Projector):
         ),
     }
     HANDLES: ClassVar[frozenset[str]] = _SUBSCRIPTION_EVENTS | {
+        InvoiceFinalized.NAME,
+        InvoiceVoided.NAME,
         InvoicePaid.NAME,
         InvoicePaymentFailed.NAME,
     }
 
     def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
-        if event.type == InvoicePaid.NAME:
+        if event.type == InvoiceFinalized.NAME:
+            self._invoice_finalized(event, tx)
+        elif event.type == InvoiceVoided.NAME:
+            self._invoice_voided(event, tx)
+        elif event.type == InvoicePaid.NAME:
             self._invoice_paid(event, tx)
         elif event.type == InvoicePaymentFailed.NAME:
             self._invoice_failed(event, tx)
@@ -198,15 +409,47 @@ class RevenueProjector(Projector):
     # --- invoices ---------------------------------------------------------------------
 
     @staticmethod
+    def _invoice_finalized(event: EventEnvelope, tx: ViewTx) -> None:
+        data = event.data
+        day = parse_instant(event.occurred_at, "occurred_at").date()
+        lines = [RecognitionLine.of(line) for line in data["lines"]]
+        segments = recognition_segments(lines, int(data["discount_total"]["amount"]), day)
+        currency = str(data["currency"])
+        tx.upsert(
+            RECOGNITION_INVOICES,
+            {"app_id": event.app_id, "invoice_id": str(event.aggregate_id)},
+            {
+                "tenant_id": event.tenant_id or "",
+                "currency": currency,
+                "finalized_day": day.isoformat(),
+                "amount": sum(segment.amount for segment in segments),
+                "segments": segments_text(segments),
+                "voided_day": None,
+            },
+        )
+        _post(tx, event.app_id, currency, recognition_rows(segments, day), +1)
+
+    @staticmethod
+    def _invoice_voided(event: EventEnvelope, tx: ViewTx) -> None:
+        """A void takes the invoice out of every day, as if it had never been issued."""
+        key = {"app_id": event.app_id, "invoice_id": str(event.aggregate_id)}
+        row = tx.get(RECOGNITION_INVOICES, key)
+        if row is None or row["voided_day"] is not None:
+            # Only a log that starts after the invoice was finalized gets here.
+            log.warning("revenue_unknown_invoice", invoice_id=key["invoice_id"])
+            return
+        finalized_day = date.fromisoformat(str(row["finalized_day"]))
+        rows = recognition_rows(segments_from(str(row["segments"])), finalized_day)
+        _post(tx, event.app_id, str(row["currency"]), rows, -1)
+        voided_day = parse_instant(event.occurred_at, "occurred_at").date()
+        # the whole row: an upsert inserts first, and the NOT NULL columns are checked then
+        state = {column: value for column, value in row.items() if column not in key}
+        tx.upsert(RECOGNITION_INVOICES, key, {**state, "voided_day": voided_day.isoformat()})
+
+    @staticmethod
     def _invoice_paid(event: EventEnvelope, tx: ViewTx) -> None:
         amount = event.data["amount"]
         currency, minor = str(amount["currency"]), int(amount["amount"])
-        day = parse_instant(str(event.data["paid_at"]), "paid_at").strftime("%Y-%m-%d")
-        tx.increment(
-            RECOGNIZED,
-            {"app_id": event.app_id, "currency": currency, "day": day},
-            {"amount": minor, "invoices": 1},
-        )
         tx.increment(
             INVOICES,
             {"app_id": event.app_id, "currency": currency},
@@ -306,6 +549,17 @@ class RevenueProjector(Projector):
         else:
             _count(tx, app_id, after, +1)
             _arr(tx, app_id, after, +1)
+
+
+def _post(
+    tx: ViewTx, app_id: str, currency: str, rows: Mapping[date, Mapping[str, int]], sign: int
+) -> None:
+    for day, deltas in rows.items():
+        tx.increment(
+            RECOGNITION,
+            {"app_id": app_id, "currency": currency, "day": day.isoformat()},
+            {column: sign * deltas[column] for column in RECOGNITION_COLUMNS},
+        )
 
 
 def _contribution(row: Row) -> tuple[bool, str, int]:

@@ -1,16 +1,25 @@
-"""Queries over the revenue read model (see projections/revenue/projector.py for the rules).
+"""Queries over the revenue read model (see projections/revenue/projector.py and
+docs/revenue.md for the rules).
 
 - `revenue`: MRR and ARR now per currency (MRR = ARR / 12 rounded half-up, from the exact
-  annualized sum), recognized revenue per day or month (recognized on the day an invoice is
-  paid, UTC) optionally limited to a currency and a time range (`from` rounded down to its
-  day or month, `to` exclusive), and paid/failed invoice counts.
+  annualized sum), recognized revenue per day or month, deferred revenue, and paid/failed
+  invoice counts; optionally one currency, a time range (`from` rounded down to its day or
+  month, `to` exclusive) and `as_of` (default: now by the clock) for recognized and deferred.
+- `recognized_revenue`: the recognized rows alone, `deferred_revenue`: deferred revenue at
+  an instant alone.
 - `subscription_metrics`: subscriptions that have not ended per plan and status, totals,
   and churned subscriptions per month with the MRR they took away.
+
+Recognized revenue is the schedule of finalized, not voided invoices by service day, as
+known now, counted up to and including the UTC day of `as_of` (a day is recognized once it
+has begun). Deferred revenue at an instant is what invoices finalized by the end of that
+UTC day billed and had not yet earned by then.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
@@ -23,9 +32,9 @@ from projections.revenue.projector import (
     LIVE,
     PAYING,
     PLAN_STATUS,
-    RECOGNIZED,
+    RECOGNITION,
 )
-from projections.usage.projector import DAY, MONTH
+from projections.usage.projector import DAY, MONTH, parse_instant
 from projections.usage.queries import (
     check_granularity,
     reject_unknown,
@@ -47,6 +56,108 @@ def _currency(currency: Any) -> str | None:
     return validate_currency(currency)
 
 
+def _instant(ctx: QueryContext, value: Any, field: str) -> datetime:
+    """The instant a parameter names, or now by the query's clock."""
+    if value is None:
+        return ctx.now().astimezone(UTC)
+    return parse_instant(value, field)
+
+
+def _filters(app_id: str, currency: str | None) -> tuple[str, dict[str, Any]]:
+    values: dict[str, Any] = {"app_id": app_id}
+    if currency is None:
+        return "app_id = :app_id", values
+    values["currency"] = currency
+    return "app_id = :app_id AND currency = :currency", values
+
+
+@query("recognized_revenue")
+def recognized_revenue(
+    ctx: QueryContext,
+    app_id: str,
+    granularity: str = MONTH,
+    currency: str | None = None,
+    to: str | None = None,
+    as_of: str | None = None,
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """[{period, currency, amount, invoices}]: revenue recognized per UTC day ("YYYY-MM-DD")
+    or calendar month ("YYYY-MM") up to and including the day of `as_of` (default now);
+    `invoices` counts the invoices with a non-zero share in the period. Pass the start as
+    `from` or `from_`; periods with nothing recognized are left out."""
+    reject_unknown(params)
+    app_id = required_text(app_id, "app_id")
+    granularity = check_granularity(granularity, (DAY, MONTH))
+    code = _currency(currency)
+    start, end = time_range(params, to, granularity)
+    return _recognized(ctx, app_id, granularity, code, (start, end), _instant(ctx, as_of, "as_of"))
+
+
+def _recognized(
+    ctx: QueryContext,
+    app_id: str,
+    granularity: str,
+    currency: str | None,
+    window: tuple[datetime | None, datetime | None],
+    instant: datetime,
+) -> list[dict[str, Any]]:
+    start, end = window
+    where, values = _filters(app_id, currency)
+    where += " AND day <= :last_day"
+    values["last_day"] = instant.strftime("%Y-%m-%d")
+    if start is not None:
+        where += " AND day >= :range_start"
+        values["range_start"] = start.strftime("%Y-%m-%d")
+    if end is not None:
+        where += " AND day < :range_end"
+        values["range_end"] = end.strftime("%Y-%m-%d")
+    rows = ctx.views.query(
+        f"SELECT currency, day, amount, invoices, first_in_month FROM {{{RECOGNITION}}} "
+        f"WHERE {where}",
+        values,
+    )
+    return _per_period(rows, granularity)
+
+
+def _per_period(rows: list[dict[str, Any]], granularity: str) -> list[dict[str, Any]]:
+    width, counted = (10, "invoices") if granularity == DAY else (7, "first_in_month")
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        total = totals[(str(row["day"])[:width], str(row["currency"]))]
+        total[0] += int(row["amount"])
+        total[1] += int(row[counted])
+    return [
+        {"period": period, "currency": code, "amount": amount, "invoices": invoices}
+        for (period, code), (amount, invoices) in sorted(totals.items())
+        if amount or invoices
+    ]
+
+
+@query("deferred_revenue")
+def deferred_revenue(
+    ctx: QueryContext, app_id: str, currency: str | None = None, at: str | None = None
+) -> dict[str, Any]:
+    """{at, deferred: {currency: minor units}}: what invoices finalized by the end of the UTC
+    day of `at` (default now) billed and had not earned by then (voided invoices left out)."""
+    app_id = required_text(app_id, "app_id")
+    code = _currency(currency)
+    instant = _instant(ctx, at, "at")
+    return {"at": instant.isoformat(), "deferred": _deferred(ctx, app_id, code, instant)}
+
+
+def _deferred(
+    ctx: QueryContext, app_id: str, currency: str | None, instant: datetime
+) -> dict[str, int]:
+    where, values = _filters(app_id, currency)
+    values["last_day"] = instant.strftime("%Y-%m-%d")
+    rows = ctx.views.query(
+        f"SELECT currency, SUM(billed) - SUM(earned) AS deferred FROM {{{RECOGNITION}}} "
+        f"WHERE {where} AND day <= :last_day GROUP BY currency ORDER BY currency",
+        values,
+    )
+    return {str(row["currency"]): int(row["deferred"]) for row in rows}
+
+
 @query("revenue")
 def revenue(
     ctx: QueryContext,
@@ -54,56 +165,35 @@ def revenue(
     granularity: str = MONTH,
     currency: str | None = None,
     to: str | None = None,
+    as_of: str | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """{mrr: {currency: minor units}, arr: {...}, recognized: [{period, currency, amount,
-    invoices}], invoices: {paid, failed, failed_attempts}}. `period` is "YYYY-MM-DD" (day)
-    or "YYYY-MM" (month); pass the start as `from` or `from_`."""
+    invoices}] (as recognized_revenue), deferred: {currency: minor units} at `as_of`,
+    as_of, invoices: {paid, failed, failed_attempts}}. MRR and ARR are always now; `as_of`
+    (default now) moves only recognized and deferred."""
     reject_unknown(params)
     app_id = required_text(app_id, "app_id")
     granularity = check_granularity(granularity, (DAY, MONTH))
     code = _currency(currency)
-    start, end = time_range(params, to, granularity)
-
-    filters = "app_id = :app_id" + (" AND currency = :currency" if code else "")
-    values: dict[str, Any] = {"app_id": app_id}
-    if code:
-        values["currency"] = code
+    window = time_range(params, to, granularity)
+    instant = _instant(ctx, as_of, "as_of")
+    where, values = _filters(app_id, code)
     arr_rows = ctx.views.query(
-        f"SELECT currency, arr FROM {{{ARR}}} WHERE {filters} ORDER BY currency", values
+        f"SELECT currency, arr FROM {{{ARR}}} WHERE {where} ORDER BY currency", values
     )
     arr = {row["currency"]: int(row["arr"]) for row in arr_rows}
-
-    where = filters
-    if start is not None:
-        where += " AND day >= :range_start"
-        values["range_start"] = start.strftime("%Y-%m-%d")
-    if end is not None:
-        where += " AND day < :range_end"
-        values["range_end"] = end.strftime("%Y-%m-%d")
-    days = ctx.views.query(
-        f"SELECT currency, day, amount, invoices FROM {{{RECOGNIZED}}} WHERE {where}",
-        values,
-    )
-    width = 10 if granularity == DAY else 7
-    recognized: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for row in days:
-        totals = recognized[(str(row["day"])[:width], str(row["currency"]))]
-        totals[0] += int(row["amount"])
-        totals[1] += int(row["invoices"])
-
     counts = ctx.views.query(
         "SELECT SUM(paid) AS paid, SUM(failed) AS failed, SUM(failed_attempts) AS attempts "
-        f"FROM {{{INVOICES}}} WHERE {filters}",
+        f"FROM {{{INVOICES}}} WHERE {where}",
         values,
     )[0]
     return {
         "mrr": {code_: mrr_of(amount) for code_, amount in arr.items()},
         "arr": arr,
-        "recognized": [
-            {"period": period, "currency": code_, "amount": amount, "invoices": invoices}
-            for (period, code_), (amount, invoices) in sorted(recognized.items())
-        ],
+        "recognized": _recognized(ctx, app_id, granularity, code, window, instant),
+        "deferred": _deferred(ctx, app_id, code, instant),
+        "as_of": instant.isoformat(),
         "invoices": {
             "paid": int(counts["paid"] or 0),
             "failed": int(counts["failed"] or 0),

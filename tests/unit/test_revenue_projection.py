@@ -241,9 +241,13 @@ def test_subscriptions_per_plan_and_status(system: System) -> None:
     assert revenue(system)["mrr"] == {"USD": 3000}  # only the past_due one pays
 
 
-def test_recognized_revenue_per_day_and_month_on_the_paid_day(
+def test_recognized_revenue_per_day_and_month_from_the_finalize_day(
     system: System, clock: SettableClock
 ) -> None:
+    """Lines without a service period are recognized whole on the day the invoice is
+    finalized, paid or not (https://docs.stripe.com/revenue-recognition/methodology: "If a
+    period isn't set on an invoice line item, the amount on that invoice line item is
+    recognized entirely when the invoice is finalized")."""
     paid_invoice(system, "t1", 1000)  # 2026-01-01
     clock.set(datetime(2026, 1, 1, 23, 59, tzinfo=UTC))
     paid_invoice(system, "t2", 250, fail=2)
@@ -252,7 +256,7 @@ def test_recognized_revenue_per_day_and_month_on_the_paid_day(
     clock.set(datetime(2026, 2, 1, 0, 0, tzinfo=UTC))
     paid_invoice(system, "t3", 5000, "EUR", fail=1)
 
-    # paid later than finalized: recognized on the paid day
+    # paid later than finalized: recognized on the finalize day, not the paid day
     draft = run(
         system,
         "draft_invoice",
@@ -276,7 +280,7 @@ def test_recognized_revenue_per_day_and_month_on_the_paid_day(
         {"period": "2026-01-01", "currency": "USD", "amount": 1250, "invoices": 2},
         {"period": "2026-01-15", "currency": "USD", "amount": 700, "invoices": 1},
         {"period": "2026-02-01", "currency": "EUR", "amount": 5000, "invoices": 1},
-        {"period": "2026-02-03", "currency": "USD", "amount": 99, "invoices": 1},
+        {"period": "2026-02-01", "currency": "USD", "amount": 99, "invoices": 1},
     ]
     months = revenue(system)
     assert months["recognized"] == [
@@ -301,7 +305,7 @@ def test_recognized_revenue_per_day_and_month_on_the_paid_day(
     ]
 
 
-def test_voided_and_unpaid_invoices_recognize_nothing(system: System) -> None:
+def test_unpaid_invoices_are_recognized_and_voided_ones_are_not(system: System) -> None:
     draft = run(
         system,
         "draft_invoice",
@@ -311,14 +315,18 @@ def test_voided_and_unpaid_invoices_recognize_nothing(system: System) -> None:
             {
                 "kind": "base_fee",
                 "description": "x",
-                "unit_amount": {"amount": 5, "currency": "USD"},
+                "unit_amount": {"amount": 7, "currency": "USD"},
             }
         ],
     )
     run(system, "finalize_invoice", invoice_id=draft["invoice_id"])
+    assert revenue(system)["recognized"] == [
+        {"period": "2026-01", "currency": "USD", "amount": 7, "invoices": 1}
+    ]
     run(system, "void_invoice", invoice_id=draft["invoice_id"], reason="mistake")
     result = revenue(system)
     assert result["recognized"] == []
+    assert result["deferred"] == {"USD": 0}
     assert result["invoices"] == {"paid": 0, "failed": 0, "failed_attempts": 0}
 
 
@@ -333,6 +341,7 @@ def test_voided_and_unpaid_invoices_recognize_nothing(system: System) -> None:
         ({"to": "not a time"}, "to"),
         ({"app_id": ""}, "app_id"),
         ({"since": "2026-01-01"}, "since"),
+        ({"as_of": "yesterday"}, "as_of"),
     ],
 )
 def test_bad_parameters_name_the_field(system: System, params: dict[str, Any], field: str) -> None:
@@ -352,6 +361,8 @@ def test_other_apps_are_not_counted(system: System) -> None:
         "mrr": {},
         "arr": {},
         "recognized": [],
+        "deferred": {},
+        "as_of": T0.isoformat(),
         "invoices": {"paid": 0, "failed": 0, "failed_attempts": 0},
     }
     assert system.query("subscription_metrics", app_id="other")["active_total"] == 0
@@ -386,7 +397,7 @@ def test_applying_the_same_events_twice_changes_nothing(
     try:
         head = store.apply(projector, events)
         once = dump(store)
-        assert once["revenue_subscriptions"]
+        assert once["revenue_subscriptions"] and once["revenue_recognition_invoices"]
         assert store.apply(projector, events) == head
         assert store.apply(projector, events[3:]) == head
         assert dump(store) == once
