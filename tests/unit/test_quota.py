@@ -16,9 +16,10 @@ from adapters.bootstrap import System, bootstrap
 from adapters.settings import Settings
 from commands.quotas.consume_quota import ConsumeQuota
 from domain.base import DomainEvent
-from domain.catalog import FeatureSpec
+from domain.catalog import FeatureSpec, Meter
 from domain.clock import SettableClock
 from domain.errors import AlreadyExists, InvalidTransition, InvalidValue, NotFound
+from domain.metering import aggregate
 from domain.quota import (
     MAX_AMOUNT,
     AllowanceGranted,
@@ -949,3 +950,161 @@ def test_thirty_two_threads_race_on_one_hard_quota(tmp_path: Path) -> None:
         assert len(accepted) == state.used == 40
     finally:
         system.close()
+
+
+# --- meters (domain/metering.py): `used` follows the quota's meter ---
+
+
+def metered(meter: str, limit: int | None = None, enforcement: str = "soft", **terms: Any) -> Quota:
+    quota = Quota.configure(
+        "acme",
+        "t1",
+        FeatureSpec.model_validate(
+            {
+                "key": "api-calls",
+                "kind": "metered",
+                "limit": limit,
+                "enforcement": enforcement,
+                "meter": meter,
+                **terms,
+            }
+        ),
+        SUB,
+        T0,
+        cause(),
+    )
+    return quota
+
+
+@pytest.mark.parametrize(
+    ("meter", "used"),
+    [("sum", 13), ("count", 3), ("max", 5), ("unique_count", 2), ("latest", 5)],
+)
+def test_five_three_five_uses_what_each_meter_names(meter: str, used: int) -> None:
+    # issue 8: posting 5, 3, 5 reported 13 for every meter; expected 3, 5, 2, 5 (and sum 13)
+    quota = metered(meter)
+    outcomes = [quota.consume(v, f"k{i}", cause()) for i, v in enumerate([5, 3, 5])]
+    assert all(out.allowed for out in outcomes)
+    assert quota.state.used == outcomes[-1].used == used
+    consumed = [e for e in events_of(quota) if isinstance(e, QuotaConsumed)]
+    assert [e.meter.value for e in consumed] == [meter] * 3
+    assert consumed[-1].used == used
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    meter=st.sampled_from(list(Meter)),
+    values=st.lists(st.integers(1, 8), max_size=30),
+    snapshot_at=st.integers(0, 30),
+)
+def test_used_is_the_meter_of_the_counted_values(
+    meter: Meter, values: list[int], snapshot_at: int
+) -> None:
+    quota = metered(meter.value)
+    recorded: list[DomainEvent] = []
+    for i, value in enumerate(values):
+        if i == snapshot_at:  # a snapshot mid-window keeps the distinct values and latest
+            recorded += quota.collect_events()
+            restored = Quota.Snapshot.take(quota).mutate(None)
+            assert isinstance(restored, Quota) and restored.state == quota.state
+            quota = restored
+        quota.consume(value, f"k{i}", cause(T0 + timedelta(minutes=i)))
+        assert quota.state.used == aggregate(meter, values[: i + 1])
+    assert replay([*recorded, *quota.collect_events()]).state == quota.state
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    meter=st.sampled_from(list(Meter)),
+    limit=st.integers(0, 12),
+    values=st.lists(st.integers(1, 8), max_size=30),
+)
+def test_a_hard_limit_holds_under_every_meter(meter: Meter, limit: int, values: list[int]) -> None:
+    quota = metered(meter.value, limit=limit, enforcement="hard")
+    counted: list[int] = []
+    for i, value in enumerate(values):
+        would_be = aggregate(meter, [*counted, value])
+        out = quota.consume(value, f"k{i}", cause())
+        assert out.allowed == (would_be <= limit)
+        if out.allowed:
+            counted.append(value)
+        assert quota.state.used == aggregate(meter, counted) <= limit
+        assert quota.state.overage == 0
+
+
+def test_latest_follows_the_clock_not_the_order_of_arrival() -> None:
+    quota = metered("latest")
+    quota.consume(4, "a", cause(T0 + timedelta(hours=2)))
+    quota.consume(9, "b", cause(T0 + timedelta(hours=1)))  # earlier by the clock: not latest
+    assert quota.state.used == 4
+    quota.consume(7, "c", cause(T0 + timedelta(hours=2)))  # same time, later event: latest
+    assert quota.state.used == 7
+
+
+def test_overage_follows_used_and_falls_back_under_latest() -> None:
+    quota = metered("latest", limit=10)
+    assert quota.consume(15, "a", cause()).overage == 5
+    assert quota.consume(3, "b", cause()).overage == 0
+    quota = metered("max", limit=10)
+    assert [quota.consume(v, f"k{v}", cause()).overage for v in (12, 11, 14)] == [2, 2, 4]
+
+
+def test_distinct_values_reset_with_the_window() -> None:
+    quota = metered("unique_count", period="day")
+    for i, value in enumerate([5, 3, 5]):
+        quota.consume(value, f"k{i}", cause())
+    assert quota.state.distinct_values == {3, 5} and quota.state.latest_at == T0
+    quota.reset(cause(T0 + timedelta(days=1)))
+    assert quota.state.distinct_values == set() and quota.state.latest_at is None
+    assert quota.consume(5, "k9", cause(T0 + timedelta(days=1))).used == 1
+
+
+def test_other_meters_remember_no_values() -> None:
+    for meter in ("sum", "count", "max", "latest"):
+        quota = metered(meter)
+        for i in range(20):
+            quota.consume(i + 1, f"k{i}", cause())
+        assert quota.state.distinct_values == set()
+
+
+def test_distinct_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("domain.quota.MAX_DISTINCT_VALUES", 3)
+    quota = metered("unique_count")
+    for value in (1, 2, 3):
+        quota.consume(value, f"k{value}", cause())
+    version = quota.version
+    refused = quota.consume(4, "k4", cause())
+    assert not refused.allowed and refused.reason == "distinct_values_exceeded"
+    assert quota.version == version and refused.used == 3  # nothing recorded
+    again = quota.consume(2, "k5", cause())  # a value already counted still counts
+    assert again.allowed and again.used == 3 and quota.version == version + 1
+
+
+def test_a_meter_change_carries_used_over_and_applies_from_the_next_consume() -> None:
+    quota = metered("unique_count")
+    for i, value in enumerate([5, 3, 5]):
+        quota.consume(value, f"k{i}", cause())
+    assert quota.reconfigure(
+        FeatureSpec.model_validate({"key": "api-calls", "kind": "metered", "meter": "max"}),
+        SUB,
+        cause(),
+    )
+    assert (quota.state.used, quota.state.distinct_values) == (2, set())
+    assert quota.consume(4, "k3", cause()).used == 4
+
+
+def test_consumes_recorded_before_meters_load_as_sums() -> None:
+    quota = metered("max")
+    quota.consume(5, "a", cause())
+    created, consumed = events_of(quota)
+    stored = consumed.model_dump(mode="json")
+    del stored["meter"]  # as recorded before QuotaConsumed named its meter
+    old = QuotaConsumed.model_validate(stored)
+    assert old.meter is Meter.SUM
+    loaded = replay([created, old])
+    assert loaded.state.used == 5 and loaded.state.distinct_values == set()
+    assert loaded.consume(3, "b", cause()).used == 5  # the quota's own meter from now on
+    snapshot = Quota.Snapshot.take(loaded).model_dump(mode="json")
+    for field in ("distinct_values", "latest_at"):  # a snapshot taken before these fields
+        del snapshot["state"]["state"][field]
+    assert Quota.Snapshot.model_validate(snapshot).mutate(None).state.used == 5

@@ -5,18 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.bootstrap import System
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.readmodels.sql_store import ViewStore
+from domain.catalog import Meter
 from domain.clock import SettableClock
 from domain.errors import InvalidValue
-from projections.usage.projector import UsageProjector
+from domain.metering import aggregate_timed
+from projections.envelope import EventEnvelope
+from projections.queries import QueryContext, run_query
+from projections.usage.projector import UsageProjector, floor_to
 from projections.usage.queries import CSV_COLUMNS, usage_csv, usage_json
 from tests.factories import embedded_system
 
@@ -357,3 +364,370 @@ def test_applying_the_same_events_twice_changes_nothing(
         assert dump(system.views) == once
     finally:
         store.close()
+
+
+# --- meters: buckets, windows and billable usage follow the feature's meter ---
+
+METERS = ("sum", "count", "max", "unique_count", "latest")
+
+
+def billable(system: System, feature: str, meter: str, start: Any, end: Any, **more: Any) -> Any:
+    system.sync()
+    return system.query(
+        "billable_usage",
+        app_id=APP,
+        tenant_id=TENANT,
+        feature_key=feature,
+        meter=meter,
+        start=start,
+        end=end,
+        **more,
+    )
+
+
+def test_five_three_five_under_each_meter_everywhere(system: System, clock: SettableClock) -> None:
+    # issue 8: posting 5, 3, 5 reported 13 for every meter; expected 3, 5, 2, 5 (and sum 13)
+    expected = {"sum": 13, "count": 3, "max": 5, "unique_count": 2, "latest": 5}
+    for meter in METERS:
+        configure(system, meter.replace("_", "-"), meter=meter, period="day")
+    for i, value in enumerate([5, 3, 5]):
+        for meter in METERS:
+            consume(system, meter.replace("_", "-"), value, f"{meter}-{i}")
+        clock.advance(timedelta(minutes=5))  # all three in one hour, day and month
+    system.sync()
+    current = {
+        row["feature"]: row["quantity"]
+        for row in system.query("usage_current_period", app_id=APP, tenant_id=TENANT)
+    }
+    history = {
+        (row["feature"], row["bucket_start"]): row["quantity"]
+        for row in system.query("usage_history", app_id=APP, tenant_id=TENANT, days=1)
+    }
+    for meter, quantity in expected.items():
+        feature = meter.replace("_", "-")
+        for granularity in ("hour", "day", "month"):
+            [bucket] = usage(system, feature=feature, granularity=granularity)
+            assert (bucket["quantity"], bucket["events"]) == (quantity, 3), (meter, granularity)
+        assert current[feature] == quantity
+        assert history[feature, "2025-12-31T00:00:00Z"] == quantity
+        answer = billable(system, feature, meter, START, START + timedelta(days=1))
+        assert (answer["quantity"], answer["events"]) == (quantity, 3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    meter=st.sampled_from(METERS),
+    posted=st.lists(st.tuples(st.integers(1, 6), st.integers(0, 400)), min_size=1, max_size=12),
+)
+def test_buckets_and_billable_usage_equal_the_domain_meter(
+    meter: str, posted: list[tuple[int, int]]
+) -> None:
+    """Random values at random clock steps (across hours, days and a month end): every
+    bucket, billable_usage over ranges and the quota's window equal `aggregate` of the
+    values they cover."""
+    clock = SettableClock(datetime(2026, 3, 31, 20, tzinfo=UTC))
+    system = embedded_system(clock)
+    try:
+        configure(system, "f", meter=meter, period="absolute")
+        readings: list[tuple[datetime, int, int]] = []
+        for i, (value, minutes) in enumerate(posted):
+            clock.advance(timedelta(minutes=minutes))
+            consume(system, "f", value, f"k{i}")
+            readings.append((clock.now(), i, value))
+        check_buckets(usage, system, Meter(meter), readings)
+        check_billable(lambda **p: billable(system, "f", meter, **p), Meter(meter), readings)
+        [window] = system.query("usage_current_period", app_id=APP, tenant_id=TENANT)
+        assert window["quantity"] == aggregate_timed(Meter(meter), readings)
+    finally:
+        system.close()
+
+
+def check_buckets(
+    read: Any, source: Any, meter: Meter, readings: list[tuple[datetime, int, int]]
+) -> None:
+    for granularity in ("hour", "day", "month"):
+        rows = read(source, feature="f", granularity=granularity)
+        starts = {floor_to(r[0], granularity) for r in readings}
+        assert [datetime.fromisoformat(row["bucket_start"]) for row in rows] == sorted(starts)
+        for row in rows:
+            start = datetime.fromisoformat(row["bucket_start"])
+            inside = [r for r in readings if floor_to(r[0], granularity) == start]
+            assert row["quantity"] == aggregate_timed(meter, inside), granularity
+            assert row["events"] == len(inside)
+
+
+def check_billable(ask: Any, meter: Meter, readings: list[tuple[datetime, int, int]]) -> None:
+    times = sorted({r[0] for r in readings})
+    ranges = [(times[0], times[-1] + timedelta(microseconds=1)), (times[0], times[-1])]
+    ranges += [(times[len(times) // 2], times[-1] + timedelta(days=1))]
+    for start, end in ranges:
+        inside = [r for r in readings if start <= r[0] < end]
+        answer = ask(start=start, end=end)
+        assert answer["quantity"] == aggregate_timed(meter, inside)
+        assert answer["events"] == len(inside)
+
+
+def fact_events(readings: list[tuple[datetime, int, int]], meter: str) -> list[EventEnvelope]:
+    """QuotaConsumed envelopes at the given (time, position, value), in position order."""
+    return [
+        EventEnvelope(
+            id=uuid.uuid5(uuid.NAMESPACE_OID, str(position)),
+            type="QuotaConsumed",
+            position=position,
+            aggregate_id=uuid.uuid5(uuid.NAMESPACE_OID, "quota"),
+            aggregate_type="quota",
+            version=position,
+            app_id=APP,
+            tenant_id=TENANT,
+            occurred_at=at.isoformat(),
+            recorded_at=None,
+            schema_version=1,
+            data={
+                "feature_key": "f",
+                "amount": value,
+                "meter": meter,
+                "idempotency_key": f"k{position}",
+                "used": 0,
+                "limit": None,
+                "remaining": None,
+                "overage": 0,
+                "window": None,
+            },
+        )
+        for at, position, value in sorted(readings, key=lambda r: r[1])
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    meter=st.sampled_from(METERS),
+    posted=st.lists(st.tuples(st.integers(1, 6), st.integers(-200, 200)), min_size=1, max_size=15),
+    batch=st.integers(1, 5),
+)
+def test_events_out_of_time_order_fold_by_time_then_position(
+    meter: str, posted: list[tuple[int, int]], batch: int
+) -> None:
+    """The projector alone, fed events whose clock times go back and forth (as concurrent
+    writers may commit them): buckets and billable_usage are still the domain meter."""
+    base = datetime(2026, 5, 31, 22, tzinfo=UTC)
+    readings = [
+        (base + timedelta(minutes=minutes), position, value)
+        for position, (value, minutes) in enumerate(posted, start=1)
+    ]
+    events = fact_events(readings, meter)
+    store = ViewStore("sqlite", ":memory:")
+    projector = UsageProjector()
+    store.ensure(projector)
+    try:
+        for offset in range(0, len(events), batch):
+            store.apply(projector, events[offset : offset + batch])
+        ctx = QueryContext(views=store, now=lambda: base)
+
+        def read(views: ViewStore, **params: Any) -> Any:
+            return run_query(ctx, "usage", app_id=APP, tenant_id=TENANT, **params)
+
+        check_buckets(read, store, Meter(meter), readings)
+        check_billable(
+            lambda **p: run_query(
+                ctx,
+                "billable_usage",
+                app_id=APP,
+                tenant_id=TENANT,
+                feature_key="f",
+                meter=meter,
+                **p,
+            ),
+            Meter(meter),
+            readings,
+        )
+    finally:
+        store.close()
+
+
+def test_billable_usage_answers_the_period_half_open(system: System, clock: SettableClock) -> None:
+    configure(system, "api_calls")
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    times = [
+        day - timedelta(microseconds=1),
+        day,
+        day + timedelta(hours=5),
+        day + timedelta(days=1),
+    ]
+    for i, at in enumerate(times):
+        clock.set(at)
+        consume(system, "api_calls", i + 1, f"k{i}")
+    answer = billable(system, "api_calls", "sum", day, day + timedelta(days=1))
+    assert (answer["quantity"], answer["events"]) == (2 + 3, 2)  # start in, end out
+    assert (answer["first_at"], answer["last_at"]) == (
+        "2026-01-01T00:00:00.000000Z",
+        "2026-01-01T05:00:00.000000Z",
+    )
+    # ISO text works too, a naive one read as UTC
+    text = billable(system, "api_calls", "sum", "2026-01-01T00:00:00", "2026-01-02T00:00:00Z")
+    assert text == answer
+    empty = billable(system, "api_calls", "max", day, day)
+    assert empty == {
+        "quantity": 0,
+        "events": 0,
+        "first_position": None,
+        "last_position": None,
+        "first_at": None,
+        "last_at": None,
+        "event_ids": [],
+    }
+
+
+def test_the_cut_off_counts_only_facts_up_to_a_position(
+    system: System, clock: SettableClock
+) -> None:
+    configure(system, "api_calls", meter="latest")
+    for i, value in enumerate([4, 9, 2]):
+        consume(system, "api_calls", value, f"k{i}")
+        clock.advance(timedelta(minutes=1))
+    system.sync()
+    facts = system.views.query("SELECT * FROM {usage_facts} ORDER BY position")
+    assert [f["value"] for f in facts] == [4, 9, 2]
+    period = (START, START + timedelta(days=1))
+    second = int(facts[1]["position"])
+    cut = billable(system, "api_calls", "latest", *period, max_position=second)
+    assert (cut["quantity"], cut["events"], cut["last_position"]) == (9, 2, second)
+    assert cut["first_position"] == int(facts[0]["position"])
+    assert cut["event_ids"] == [str(facts[1]["event_id"]), str(facts[0]["event_id"])]
+    assert billable(system, "api_calls", "latest", *period)["quantity"] == 2
+    assert billable(system, "api_calls", "sum", *period, max_position=0)["events"] == 0
+
+
+def test_event_ids_are_oldest_first_with_the_deciding_event_first(
+    system: System, clock: SettableClock
+) -> None:
+    configure(system, "api_calls")
+    for i, value in enumerate([3, 8, 8, 1]):
+        consume(system, "api_calls", value, f"k{i}")
+        clock.advance(timedelta(minutes=1))
+    system.sync()
+    ids = [
+        str(f["event_id"])
+        for f in system.views.query("SELECT * FROM {usage_facts} ORDER BY position")
+    ]
+    period = (START, START + timedelta(days=1))
+    assert billable(system, "api_calls", "sum", *period)["event_ids"] == ids
+    assert billable(system, "api_calls", "unique_count", *period, max_ids=2)["event_ids"] == ids[:2]
+    # max: the earliest event with the largest value decides; latest: the last one
+    assert billable(system, "api_calls", "max", *period)["event_ids"] == [ids[1], ids[0], *ids[2:]]
+    assert billable(system, "api_calls", "latest", *period, max_ids=2)["event_ids"] == [
+        ids[3],
+        ids[0],
+    ]
+    assert billable(system, "api_calls", "max", *period, max_ids=0)["event_ids"] == []
+
+
+def test_many_requests_answer_as_each_one_alone(system: System, clock: SettableClock) -> None:
+    for feature, meter in (("api_calls", "max"), ("storage", "unique_count")):
+        configure(system, feature, meter=meter)
+        run(system, "configure_quota", tenant_id="t2", feature_key=feature, meter=meter)
+    for i in range(6):
+        for tenant in (TENANT, "t2"):
+            run(
+                system,
+                "consume_quota",
+                tenant_id=tenant,
+                feature_key="api_calls" if i % 2 else "storage",
+                amount=i % 3 + 1 + (tenant == "t2"),
+                idempotency_key=f"{tenant}-{i}",
+            )
+        clock.advance(timedelta(hours=3))
+    system.sync()
+    requests = [
+        {
+            "tenant_id": tenant,
+            "feature_key": feature,
+            "meter": meter,
+            "start": START + timedelta(hours=offset),
+            "end": START + timedelta(hours=offset + 9),
+        }
+        for tenant in (TENANT, "t2", "nobody")
+        for feature in ("api_calls", "storage")
+        for meter in METERS
+        for offset in (0, 4)
+    ] * 30  # more than one statement's worth (500 requests)
+    answers = system.query("billable_usage_many", app_id=APP, requests=requests)
+    assert len(answers) == len(requests) > 500
+    for request, answer in list(zip(requests, answers, strict=True))[:120]:
+        alone = system.query("billable_usage", app_id=APP, **request)
+        assert answer == alone
+    assert answers[0]["events"] > 0 and answers[-1]["events"] == 0
+    assert system.query("billable_usage_many", app_id=APP, requests=[]) == []
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"meter": "median"}, "meter"),
+        ({"tenant_id": ""}, "tenant_id"),
+        ({"feature_key": None}, "feature_key"),
+        ({"start": "soon"}, "start"),
+        ({"end": datetime(2026, 1, 1)}, "end"),  # naive
+        ({"start": "2026-02-01", "end": "2026-01-01"}, "start"),
+        ({"max_position": -1}, "max_position"),
+        ({"max_position": "7"}, "max_position"),
+        ({"max_ids": True}, "max_ids"),
+        ({"max_ids": 10**6}, "max_ids"),
+    ],
+)
+def test_bad_billable_parameters_name_the_field(
+    system: System, params: dict[str, Any], field: str
+) -> None:
+    arguments: dict[str, Any] = {
+        "app_id": APP,
+        "tenant_id": TENANT,
+        "feature_key": "api_calls",
+        "meter": "sum",
+        "start": "2026-01-01",
+        "end": "2026-02-01",
+        **params,
+    }
+    with pytest.raises(InvalidValue) as error:
+        system.query("billable_usage", **arguments)
+    assert error.value.field == field
+
+
+def test_bad_requests_in_many_name_their_index(system: System) -> None:
+    good = {"tenant_id": TENANT, "feature_key": "f", "meter": "sum", "start": "2026-01-01"}
+    good["end"] = "2026-02-01"
+    for requests, field in [
+        ([good, {**good, "meter": "mean"}], "requests.1.meter"),
+        ([{**good, "colour": "blue"}], "requests.0.colour"),
+        ([good, "x"], "requests.1"),
+        ("x", "requests"),
+    ]:
+        with pytest.raises(InvalidValue) as error:
+            system.query("billable_usage_many", app_id=APP, requests=requests)
+        assert error.value.field == field
+
+
+def test_replayed_meters_equal_live(system: System, clock: SettableClock) -> None:
+    """Every usage table rebuilt from the log, in batches of any size, equals the live one
+    for every meter, across buckets and a meter change mid-bucket."""
+    for meter in METERS:
+        configure(system, meter.replace("_", "-"), meter=meter, period="day")
+    for i, (value, minutes) in enumerate([(5, 0), (3, 20), (5, 0), (7, 200), (2, 1500)]):
+        clock.advance(timedelta(minutes=minutes))
+        for meter in METERS:
+            consume(system, meter.replace("_", "-"), value, f"{meter}-{i}")
+        system.sync()  # live, one command at a time
+    configure(system, "max", meter="latest", period="day")
+    consume(system, "max", 1, "after-change")
+    system.sync()
+    live = dump(system.views)
+    assert all(live[table] for table in UsageProjector.TABLES)
+    events = read_envelopes(system.ledger.recorder, 0, 10_000)
+    for batch in (1, 3, 1000):
+        store = ViewStore("sqlite", ":memory:")
+        projector = UsageProjector()
+        store.ensure(projector)
+        try:
+            for offset in range(0, len(events), batch):
+                store.apply(projector, events[offset : offset + batch])
+            assert dump(store) == live, batch
+        finally:
+            store.close()
