@@ -72,7 +72,7 @@ def test_create_records_the_terms() -> None:
     assert isinstance(event, CouponCreated)
     assert coupon.id == coupon_id("acme", "spring") != coupon_id("other", "spring")
     state = coupon.state
-    assert (state.code, state.percent_off, state.amount_off) == ("spring", 20, None)
+    assert (state.code, state.percent_off, state.amount_off) == ("spring", Decimal(20), None)
     assert (state.duration, state.duration_in_periods) == (CouponDuration.REPEATING, 3)
     assert (state.max_redemptions, state.redemption_count, state.active) == (10, 0, True)
 
@@ -142,9 +142,10 @@ def test_whole_percents_stay_integers_on_the_wire_and_fractions_are_strings() ->
     assert percent_json(Decimal(20)) == 20 and percent_json(Decimal("20.000")) == 20
     assert percent_json(Decimal("12.50")) == "12.5"
     assert coupon_view(percent(20))["percent_off"] == 20
-    assert coupon_view(Coupon.create("acme", "half", cause(), percent_off="12.5"))[
-        "percent_off"
-    ] == "12.5"
+    assert (
+        coupon_view(Coupon.create("acme", "half", cause(), percent_off="12.5"))["percent_off"]
+        == "12.5"
+    )
 
 
 def test_an_old_stored_coupon_with_an_integer_percent_loads_unchanged() -> None:
