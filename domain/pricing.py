@@ -38,7 +38,7 @@ from domain.catalog import (
     plain_decimal,
     pricing_model,
 )
-from domain.errors import InvalidValue
+from domain.errors import InvalidValue, MoneyOverflow
 from domain.money import MAX_MINOR, Money, round_half_up
 
 Quantity = int | Decimal
@@ -182,12 +182,14 @@ def _line(
     description: str, quantity: Quantity, unit_price: Decimal, currency: str, flat_fee: int = 0
 ) -> RatedLine:
     """quantity x unit_price + flat_fee, rounded once, half-up, to a whole minor unit."""
-    exact = quantity * unit_price + flat_fee
+    amount = round_half_up(Fraction(quantity * unit_price + flat_fee))
+    if amount > MAX_MINOR:
+        raise MoneyOverflow(f"{description}: the amount exceeds 64 bits", field="amount")
     return RatedLine(
         description=description,
         quantity=_whole_if_integral(quantity),
         unit_price=plain_decimal(unit_price),
-        amount=Money(amount=round_half_up(Fraction(exact)), currency=currency),
+        amount=Money(amount=amount, currency=currency),
     )
 
 
