@@ -11,8 +11,10 @@ from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
 from domain.plan import Plan
+from domain.profile import BillingProfile
 from domain.quota import Quota
 from domain.subscription import Subscription, TenantSlot
+from domain.tax import TaxRate
 
 ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     Plan,
@@ -25,4 +27,6 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     SubscriptionDiscounts,
     TenantGrants,
     ApiKey,
+    BillingProfile,
+    TaxRate,
 )

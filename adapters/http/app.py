@@ -22,8 +22,10 @@ from adapters.http import (
     invoices,
     plans,
     pricing,
+    profiles,
     revenue,
     subscriptions,
+    tax,
     usage,
 )
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
@@ -68,6 +70,8 @@ def create_app(
         usage,
         entitlements,
         invoices,
+        profiles,
+        tax,
         coupons,
         billing_runs,
         pricing,

@@ -22,6 +22,8 @@ CREATION_TOPICS: dict[str, str] = {
     "SubscriptionStarted": "subscription",
     "InvoiceDrafted": "invoice",
     "QuotaConfigured": "quota",
+    "BillingProfileCreated": "billing_profile",
+    "TaxRateSet": "tax_rate",  # also each later change of the rate: ids are kept once
     "CouponCreated": "coupon",
 }
 
