@@ -7,14 +7,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.history import state_as_of
 from adapters.eventstore.ledger import Ledger, open_ledger
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
 from commands.base import Command
+from commands.billing.compose import BillingPorts
 from commands.bus import CommandBus, CommandResult
-from commands.registry import HANDLERS
+from commands.registry import build_handlers
 from domain.clock import Clock, SettableClock, SystemClock
 from projections.ports import EntitlementCache
 from projections.queries import QueryContext, run_query
@@ -31,6 +33,7 @@ class System:
     bus: CommandBus
     views: ViewStore
     runner: ProjectionRunner
+    usage_reader: ViewUsageReader
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
 
@@ -81,11 +84,15 @@ def bootstrap(
     settings = settings or Settings()
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
     ledger = open_ledger(settings, schema)
-    bus = CommandBus(
-        store=ledger, clock=clock, handlers=HANDLERS, max_attempts=settings.command_retries
-    )
     dialect, target = settings.views_target
     views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
+    usage_reader = ViewUsageReader(views, clock.now)
+    bus = CommandBus(
+        store=ledger,
+        clock=clock,
+        handlers=build_handlers(BillingPorts(usage=usage_reader)),
+        max_attempts=settings.command_retries,
+    )
     cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
     if settings.redis_url:
         from adapters.redis.entitlement_cache import RedisEntitlementCache
@@ -103,6 +110,7 @@ def bootstrap(
         bus=bus,
         views=views,
         runner=runner,
+        usage_reader=usage_reader,
         cache=cache,
     )
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:

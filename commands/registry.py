@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from commands.base import Command
+from commands.billing.compose import BillingPorts
+from commands.billing.configure_billing import ConfigureBilling, configure_billing
+from commands.billing.invoice_subscription import (
+    InvoiceSubscription,
+    invoice_subscription_handler,
+)
 from commands.bus import Handler
 
 # invoices and coupons
@@ -108,3 +114,12 @@ HANDLERS: dict[type[Command], Handler] = {
     CreateApiKey: create_api_key,
     RevokeApiKey: revoke_api_key,
 }
+
+
+def build_handlers(ports: BillingPorts) -> dict[type[Command], Handler]:
+    """Every handler, with the billing engine wired to its ports (bootstrap calls this)."""
+    return {
+        **HANDLERS,
+        ConfigureBilling: configure_billing,
+        InvoiceSubscription: invoice_subscription_handler(ports),
+    }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from domain.api_key import ApiKey
+from domain.balance import CreditBalance
 from domain.base import Aggregate
+from domain.billing_settings import BillingSettings
 from domain.coupon import Coupon
 from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
@@ -29,4 +31,6 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     ApiKey,
     BillingProfile,
     TaxRate,
+    BillingSettings,
+    CreditBalance,
 )

@@ -1,9 +1,9 @@
 """`tally clock advance --to <iso time>`: a test clock for the whole ledger, from the shell.
 
 Starts a settable clock at the later of now and the newest event's time, then runs the
-billing run (adapters/billing/run.py) for every app (or one) up to the instant given, so
-trials end, periods renew, scheduled cancels happen and quota windows reset, each stamped
-with the time it fell due.
+billing run (commands/billing/run.py) for every app (or one) up to the instant given, so
+invoices are issued for the billing points that fell due, trials end, periods renew,
+scheduled cancels happen and quota windows reset, each stamped with the time it fell due.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from adapters.billing.run import run_billing
+from adapters.billing.runs import run_billing
 from adapters.bootstrap import bootstrap
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.http.index import OwnershipIndex
@@ -37,7 +37,7 @@ def advance(until: datetime, app_id: str | None = None) -> list[dict[str, Any]]:
         apps = [app_id] if app_id else index.apps()
         reports = []
         for app in apps:
-            report = run_billing(system.aggregate, index.ids, system.handle, app, clock, until)
+            report = run_billing(system, index.ids, app, clock, until)
             reports.append({"app_id": app, **report})
         system.sync()
         return reports
@@ -56,10 +56,13 @@ def _newest_event_time(system: Any) -> datetime:
 def run(until: datetime, app_id: str | None) -> None:
     console = Console()
     reports = advance(until, app_id)
-    table = Table("app", "trials ended", "renewed", "canceled", "quotas reset", "errors")
+    table = Table(
+        "app", "invoiced", "trials ended", "renewed", "canceled", "quotas reset", "errors"
+    )
     for r in reports:
         table.add_row(
             r["app_id"],
+            str(r["invoiced"]),
             str(r["trials_ended"]),
             str(r["renewed"]),
             str(r["canceled"]),

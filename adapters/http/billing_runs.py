@@ -5,17 +5,14 @@ Only when the system runs on a SettableClock (`TALLY_CLOCK=settable`, tests and 
 system clock time moves by itself and the run answers 409 clock_not_settable. `until` may not
 be before the clock (422, field until). Admin scope.
 
-What it does, in time order across the app's subscriptions and quotas (the clock is set to
-each due instant before acting, so every event carries the time it fell due):
-- a trialing subscription whose trial ended: `end_trial` (the first paid period starts);
-- an active or past-due subscription whose period ended: `renew_subscription`, which carries
-  out a cancel scheduled for the period end (the subscription is canceled) or applies a plan
-  change scheduled for it; repeated period by period up to `until`;
-- a quota whose window ended: `reset_quota` (usage starts over in the next window).
-Paused, canceled and expired subscriptions are left alone. The clock ends at `until`; a run
-stops after MAX_ACTIONS commands with `complete: false` and the clock at the last instant
-handled: call it again with the same `until` to go on. `until` is at most 100 years ahead.
-Invoicing of the periods that ended is not done yet (the billing engine will add it here).
+What it does is commands/billing/run.py: in time order across the app's subscriptions,
+quotas and invoices, the invoices of billing points that fell due (drafted, and finalized
+unless the app has a grace period), trial ends, renewals (carrying out scheduled cancels and
+plan changes), quota resets and the finalizing of drafts whose grace period ended. The clock
+ends at `until`; a run stops after MAX_ACTIONS commands with `complete: false` and the clock
+at the last instant handled: call it again with the same `until` to go on. `until` is at
+most 100 years ahead. Usage is billed up to `usage_cutoff` (the log head when the run
+started, once the usage read model applied it; 409 usage_read_model_lagging otherwise).
 
 Candidates are the app's subscriptions and quotas, from the creation events (index.py). One
 run at a time per process. The clock is the whole process's: other apps see it move too,
@@ -32,11 +29,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict
 
-from adapters.billing.run import MAX_ACTIONS, due_command, run_billing
+from adapters.billing.runs import run_billing
 from adapters.http.auth import Admin, Principal
 from adapters.http.common import Instant, build_command, execute, system_of
 from adapters.http.errors import ERROR_RESPONSES, ApiError
 from commands.base import Command
+from commands.billing.run import MAX_ACTIONS, due_command
 from domain.clock import SettableClock, ensure_aware
 from domain.errors import InvalidValue
 
@@ -52,9 +50,9 @@ class BillingRunBody(BaseModel):
     until: Instant
 
 
-def _command(principal: Principal) -> Callable[[str, str, Any], Command]:
-    def build(app_id: str, action: str, aggregate: Any) -> Command:
-        command = due_command(app_id, action, aggregate)
+def _command(principal: Principal) -> Callable[[str, str, Any, int], Command]:
+    def build(app_id: str, action: str, aggregate: Any, cutoff: int) -> Command:
+        command = due_command(app_id, action, aggregate, cutoff=cutoff)
         fields = command.model_dump(exclude={"app_id", "command_id", "correlation_id"})
         return build_command(type(command), principal, fields, None)
 
@@ -92,12 +90,12 @@ def _run(
     system = system_of(request)
     index = request.app.state.index
     return run_billing(
-        system.aggregate,
+        system,
         index.ids,
-        lambda command: execute(request, command),
         principal.app_id,
         clock,
         until,
+        execute=lambda command: execute(request, command),
         build=_command(principal),
         max_actions=MAX_ACTIONS,
     )

@@ -1,15 +1,20 @@
 """The billing run: move a settable clock to `until` and do, for one app, what fell due.
 
-In time order across the app's subscriptions and quotas (the clock is set to each due instant
-before acting, so every event carries the time it fell due):
+In time order across the app's subscriptions, quotas and invoices (the clock is set to each
+due instant before acting, so every event carries the time it fell due):
+- a billing point of a subscription not invoiced yet: `invoice_subscription` (the invoice is
+  drafted and, without a grace period, finalized; see domain/billing.py for the points);
 - a trialing subscription whose trial ended: `end_trial` (the first paid period starts);
 - an active or past-due subscription whose period ended: `renew_subscription`, which carries
   out a cancel scheduled for the period end or applies a plan change scheduled for it;
-  repeated period by period up to `until`;
-- a quota whose window ended: `reset_quota` (usage starts over in the next window).
-Paused, canceled and expired subscriptions are left alone. A run stops after `max_actions`
-commands with `complete: false` (call it again to go on). Invoicing of the periods that
-ended comes with the billing engine. Used by `POST /v1/billing-runs` and `tally clock advance`.
+- a quota whose window ended: `reset_quota`;
+- a draft whose grace period ended: `finalize_invoice`.
+An invoice due at an instant comes before a renewal at the same instant. Paused, canceled
+and expired subscriptions have nothing due but their final invoice. Usage is counted up to
+`cutoff`, the log position the usage read model had applied when the run started (the
+caller waits for it), so a lagging projector never under-bills. A run stops after
+`max_actions` commands with `complete: false` (call it again to go on). Used by
+`POST /v1/billing-runs` and `tally clock advance`.
 """
 
 from __future__ import annotations
@@ -17,46 +22,85 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from commands.base import Command
+from commands.billing.invoice_subscription import InvoiceSubscription
 from commands.bus import CommandResult
+from commands.invoices.finalize_invoice import FinalizeInvoice
 from commands.quotas.reset_quota import ResetQuota
 from commands.subscriptions.end_trial import EndTrial
 from commands.subscriptions.renew_subscription import RenewSubscription
+from domain.billing import next_billing_point
 from domain.clock import SettableClock
 from domain.errors import DomainError
+from domain.invoice import Invoice, InvoiceStatus
 from domain.quota import Quota
 from domain.subscription import Status, Subscription
 
 MAX_ACTIONS = 10_000
 ACTOR = "billing-run"
+KINDS = ("subscription", "quota", "invoice")
 
-Due = tuple[datetime, str, UUID]
+Due = tuple[datetime, int, str, UUID]  # (instant, order at that instant, action, id)
 Owned = Callable[[str, str], list[UUID]]  # (app_id, kind) -> aggregate ids
 Execute = Callable[[Command], CommandResult]
+Build = Callable[[str, str, Any], Command]
+
+COUNTED = {
+    "invoice": "invoiced",
+    "end_trial": "trials_ended",
+    "renew": "renewed",
+    "reset_quota": "quotas_reset",
+    "finalize": "finalized",
+}
 
 
 def subscription_due(subscription: Any) -> Due | None:
+    """What a subscription needs next: an invoice first, then its trial end or renewal."""
     if not isinstance(subscription, Subscription):
         return None
     state = subscription.state
+    point = next_billing_point(state)
+    if point is not None:
+        return point.at, 0, "invoice", subscription.id
     if state.status is Status.TRIALING and state.trial_end is not None:
-        return state.trial_end, "end_trial", subscription.id
+        return state.trial_end, 1, "end_trial", subscription.id
     if state.status in (Status.ACTIVE, Status.PAST_DUE):
-        return state.current_period.end, "renew", subscription.id
+        return state.current_period.end, 1, "renew", subscription.id
     return None
 
 
 def quota_due(quota: Any) -> Due | None:
     if not isinstance(quota, Quota) or not quota.state.enabled or quota.state.window is None:
         return None
-    return quota.state.window.end, "reset_quota", quota.id
+    return quota.state.window.end, 2, "reset_quota", quota.id
 
 
-def due_command(app_id: str, action: str, aggregate: Any, actor: str = ACTOR) -> Command:
+def invoice_due(invoice: Any) -> Due | None:
+    """A draft whose grace period has an end finalizes by itself then."""
+    if not isinstance(invoice, Invoice) or invoice.status is not InvoiceStatus.DRAFT:
+        return None
+    state = invoice.state
+    if state.finalize_at is None or state.origin == "manual" or not state.lines:
+        return None
+    return state.finalize_at, 3, "finalize", invoice.id
+
+
+def due_of(aggregate: Any) -> Due | None:
+    for rule in (subscription_due, quota_due, invoice_due):
+        found = rule(aggregate)
+        if found is not None:
+            return found
+    return None
+
+
+def due_command(
+    app_id: str, action: str, aggregate: Any, actor: str = ACTOR, cutoff: int | None = None
+) -> Command:
     if action == "reset_quota":
         return ResetQuota(
             app_id=app_id,
@@ -64,65 +108,106 @@ def due_command(app_id: str, action: str, aggregate: Any, actor: str = ACTOR) ->
             tenant_id=aggregate.state.tenant_id,
             feature_key=aggregate.state.feature_key,
         )
+    if action == "finalize":
+        return FinalizeInvoice(app_id=app_id, actor=actor, invoice_id=aggregate.id)
+    if action == "invoice":
+        return InvoiceSubscription(
+            app_id=app_id, actor=actor, subscription_id=aggregate.id, usage_cutoff=cutoff
+        )
     kind = EndTrial if action == "end_trial" else RenewSubscription
     return kind(app_id=app_id, actor=actor, subscription_id=aggregate.id)
 
 
-def run_billing(
-    load: Callable[[UUID], Any],
-    owned: Owned,
-    execute: Execute,
-    app_id: str,
-    clock: SettableClock,
-    until: datetime,
-    *,
-    build: Callable[[str, str, Any], Command] = due_command,
-    max_actions: int = MAX_ACTIONS,
-) -> dict[str, Any]:
-    """Do what fell due for `app_id` up to `until`; returns counts and per-item errors."""
-    due: list[Due] = []
-    for kind, when in (("subscription", subscription_due), ("quota", quota_due)):
-        for aggregate_id in owned(app_id, kind):
-            item = when(load(aggregate_id))
-            if item is not None and item[0] <= until:
-                due.append(item)
-    heapq.heapify(due)
-    counts: Counter[str] = Counter()
-    errors: list[dict[str, Any]] = []
-    actions = 0
-    while due and actions < max_actions:
-        at, action, aggregate_id = heapq.heappop(due)
-        if at > clock.now():
-            clock.set(at)
-        aggregate = load(aggregate_id)
-        if aggregate is None or aggregate.state.app_id != app_id:
-            continue
-        actions += 1
+@dataclass
+class BillingRun:
+    """One app's run up to `until` (see the module docstring)."""
+
+    load: Callable[[UUID], Any]
+    owned: Owned
+    execute: Execute
+    clock: SettableClock
+    build: Build
+    max_actions: int = MAX_ACTIONS
+
+    def run(self, app_id: str, until: datetime) -> dict[str, Any]:
+        due = self._initial(app_id, until)
+        counts: Counter[str] = Counter()
+        errors: list[dict[str, Any]] = []
+        actions = 0
+        while due and actions < self.max_actions:
+            item = heapq.heappop(due)
+            at, _, action, aggregate_id = item
+            if at > self.clock.now():
+                self.clock.set(at)
+            aggregate = self.load(aggregate_id)
+            if aggregate is None or aggregate.state.app_id != app_id:
+                continue
+            actions += 1
+            self._act(app_id, action, aggregate, counts, errors)
+            following = due_of(self.load(aggregate_id))
+            if _later(following, item, until):
+                heapq.heappush(due, following)  # type: ignore[arg-type]
+        if not due:
+            self.clock.set(max(until, self.clock.now()))
+        return _report(until, self.clock.now(), counts, errors, complete=not due)
+
+    def _initial(self, app_id: str, until: datetime) -> list[Due]:
+        due: list[Due] = []
+        for kind in KINDS:
+            for aggregate_id in self.owned(app_id, kind):
+                item = due_of(self.load(aggregate_id))
+                if item is not None and item[0] <= until:
+                    due.append(item)
+        heapq.heapify(due)
+        return due
+
+    def _act(
+        self,
+        app_id: str,
+        action: str,
+        aggregate: Any,
+        counts: Counter[str],
+        errors: list[dict[str, Any]],
+    ) -> None:
         try:
-            result = execute(build(app_id, action, aggregate)).result
+            result = self.execute(self.build(app_id, action, aggregate)).result
         except DomainError as error:
-            errors.append({"aggregate_id": str(aggregate_id), "action": action, **error.as_dict()})
-            continue
+            errors.append({"aggregate_id": str(aggregate.id), "action": action, **error.as_dict()})
+            return
         if action == "renew" and result.get("status") == Status.CANCELED.value:
             counts["canceled"] += 1
-        else:
-            counts[
-                {"end_trial": "trials_ended", "renew": "renewed"}.get(action, "quotas_reset")
-            ] += 1
-        following = load(aggregate_id)
-        after = quota_due(following) if action == "reset_quota" else subscription_due(following)
-        if after is not None and at < after[0] <= until:
-            heapq.heappush(due, after)
-    if not due:
-        clock.set(until)
+        elif action != "invoice" or result.get("invoiced"):
+            counts[COUNTED[action]] += 1
+        invoice = result.get("invoice") if action == "invoice" else None
+        if invoice is not None and invoice.get("status") != InvoiceStatus.DRAFT.value:
+            counts["finalized"] += 1
+
+
+def _later(following: Due | None, done: Due, until: datetime) -> bool:
+    """Whether an aggregate's next due item is new and in the run (a refused item is not
+    retried in the same run)."""
+    if following is None or following == done:
+        return False
+    return done[0] <= following[0] <= until
+
+
+def _report(
+    until: datetime,
+    clock: datetime,
+    counts: Counter[str],
+    errors: list[dict[str, Any]],
+    *,
+    complete: bool,
+) -> dict[str, Any]:
     return {
         "until": until.isoformat(),
-        "clock": clock.now().isoformat(),
+        "clock": clock.isoformat(),
         "trials_ended": counts["trials_ended"],
         "renewed": counts["renewed"],
         "canceled": counts["canceled"],
         "quotas_reset": counts["quotas_reset"],
-        "invoiced": 0,
+        "invoiced": counts["invoiced"],
+        "finalized": counts["finalized"],
         "errors": errors,
-        "complete": not due,
+        "complete": complete,
     }

@@ -7,22 +7,52 @@ from typing import Any
 from commands.invoices.target import InvoiceCommand
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
-from domain.invoice import InvoiceNumbering, invoice_numbering_id
+from domain.balance import CreditBalance, balance_id
+from domain.invoice import Invoice, InvoiceNumbering, invoice_numbering_id
 
 
 class FinalizeInvoice(InvoiceCommand):
     def concurrency_key(self) -> str:
         return f"{self.app_id}/invoice-numbering"  # every finalize of an app takes a number
 
-    pass
-
 
 def finalize_invoice(command: FinalizeInvoice, uow: UnitOfWork) -> dict[str, Any]:
-    """The invoice and the app's numbering are saved together: a concurrent finalize
-    conflicts on the numbering's version and the bus retries it with the next number."""
     invoice = command.load(uow)
-    numbering = uow.find(InvoiceNumbering, invoice_numbering_id(command.app_id))
-    if numbering is None:
-        numbering = uow.add(InvoiceNumbering.start(command.app_id, uow.cause))
-    invoice.finalize(numbering, uow.cause)
+    finalize_now(uow, invoice)
     return invoice_view(invoice)
+
+
+def finalize_now(uow: UnitOfWork, invoice: Invoice) -> None:
+    """Finalize with the app's numbering and the tenant's credit balance in the same unit
+    of work: a concurrent finalize conflicts on the numbering's version and the bus retries
+    it with the next number; the balance drawn or created moves in the same transaction."""
+    app_id, state = invoice.state.app_id, invoice.state
+    numbering = uow.find(InvoiceNumbering, invoice_numbering_id(app_id))
+    if numbering is None:
+        numbering = uow.add(InvoiceNumbering.start(app_id, uow.cause))
+    balance = uow.find(CreditBalance, balance_id(app_id, state.tenant_id, state.currency))
+    invoice.finalize(numbering, uow.cause, balance.balance if balance is not None else None)
+    _move_balance(uow, invoice, balance)
+
+
+def _move_balance(uow: UnitOfWork, invoice: Invoice, balance: CreditBalance | None) -> None:
+    state = invoice.state
+    applied, created = state.balance_applied, state.balance_created
+    if balance is not None and applied is not None and not applied.is_zero():
+        balance.move(-applied, uow.cause, invoice_id=invoice.id, reason="drawn by an invoice")
+    if created is None or created.is_zero():
+        return
+    reason = "an invoice total below zero"
+    if balance is None:
+        uow.add(
+            CreditBalance.open(
+                state.app_id,
+                state.tenant_id,
+                created,
+                uow.cause,
+                invoice_id=invoice.id,
+                reason=reason,
+            )
+        )
+    else:
+        balance.move(created, uow.cause, invoice_id=invoice.id, reason=reason)

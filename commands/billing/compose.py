@@ -1,0 +1,154 @@
+"""Compose a subscription's invoice for a billing point: the one code path behind billing
+runs, immediate proration invoices and the upcoming-invoice preview.
+
+Order (docs/pricing.md "Invoices"): fees, usage and prorations; then the subscription's
+coupons on that subtotal; then tax per line on its discounted net (each line's share of
+the discount by largest remainder), rounded once per line; the credit balance is drawn last,
+at finalize.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from commands.billing.ports import NoUsage, UsageReader
+from commands.profiles.lookup import profile_terms
+from commands.tax.rates import tax_calculator
+from commands.unit_of_work import UnitOfWork
+from domain.billing import (
+    BillingPoint,
+    UsageTotal,
+    discount_line,
+    fee_lines,
+    priced_features,
+    proration_lines,
+    usage_lines,
+)
+from domain.billing_settings import BillingSettings, BillingSettingsTerms, billing_settings_id
+from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_discounts_id
+from domain.invoice import InvoiceLine, LineKind, compute_totals
+from domain.subscription import Subscription
+from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_discount
+
+
+@dataclass(frozen=True)
+class BillingPorts:
+    """What the billing engine reads outside the event store."""
+
+    usage: UsageReader = field(default_factory=NoUsage)
+
+
+@dataclass(frozen=True)
+class ComposedInvoice:
+    lines: list[InvoiceLine]
+    prorations_billed: int
+
+
+def settings_of(uow: UnitOfWork, app_id: str) -> BillingSettingsTerms:
+    """The app's billing settings (the defaults until it sets some)."""
+    found = uow.find(BillingSettings, billing_settings_id(app_id))
+    return found.state.terms if found is not None else BillingSettingsTerms()
+
+
+def compose(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    point: BillingPoint,
+    ports: BillingPorts,
+    *,
+    cutoff: int | None,
+    invoice_id: UUID | None,
+) -> ComposedInvoice:
+    """The lines of the point's invoice; with `invoice_id` None nothing is recorded (a
+    preview), else the coupons record what they take off this invoice."""
+    state = subscription.state
+    usage = read_usage(ports.usage, subscription, point, cutoff)
+    lines = fee_lines(state, point) + usage_lines(point, usage) + proration_lines(state)
+    return ComposedInvoice(
+        lines=finish(uow, subscription, lines, invoice_id),
+        prorations_billed=len(state.pending_prorations),
+    )
+
+
+def finish(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    lines: list[InvoiceLine],
+    invoice_id: UUID | None,
+) -> list[InvoiceLine]:
+    """Charges + the subscription's discounts + tax on the discounted nets."""
+    discounts = discount_lines(uow, subscription, lines, invoice_id)
+    return lines + discounts + tax_lines(uow, subscription, lines, discounts)
+
+
+def read_usage(
+    reader: UsageReader, subscription: Subscription, point: BillingPoint, cutoff: int | None
+) -> dict[str, UsageTotal]:
+    features = [(f.key, f.meter.value) for f in priced_features(point.usage_terms)]
+    if point.usage_period is None or not features:
+        return {}
+    state = subscription.state
+    return reader.totals(state.app_id, state.tenant_id, features, point.usage_period, cutoff)
+
+
+def discount_lines(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    lines: Sequence[InvoiceLine],
+    invoice_id: UUID | None,
+) -> list[InvoiceLine]:
+    """The coupons' lines for this subtotal (recorded on the discounts when invoicing)."""
+    state = subscription.state
+    discounts = uow.find(
+        SubscriptionDiscounts, subscription_discounts_id(state.app_id, subscription.id)
+    )
+    if discounts is None or not lines:
+        return []
+    subtotal = compute_totals(state.price.currency, lines).subtotal
+    taken: list[DiscountLine] = (
+        discounts.preview(subtotal)
+        if invoice_id is None
+        else discounts.apply(invoice_id, subtotal, uow.cause)
+    )
+    return [
+        discount_line(i, d.description, d.amount, d.source_event_ids) for i, d in enumerate(taken)
+    ]
+
+
+def tax_lines(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    charges: Sequence[InvoiceLine],
+    discounts: Sequence[InvoiceLine],
+) -> list[InvoiceLine]:
+    """Tax per charge line on its net after its share of the discount, for the tenant's
+    country and tax status (no profile: no tax)."""
+    state = subscription.state
+    profile = profile_terms(uow, state.app_id, state.tenant_id)
+    if profile is None or not charges:
+        return []
+    currency = state.price.currency
+    totals = compute_totals(currency, [*charges, *discounts])
+    shares = allocate_discount([line.amount for line in charges], totals.discount_total)
+    taxable = [
+        TaxableLine(line_id=line.line_id, description=line.description, net=line.amount - share)
+        for line, share in zip(charges, shares, strict=True)
+    ]
+    request = TaxRequest(country=profile.country, tax_status=profile.tax_status, lines=taxable)
+    calculator = tax_calculator(uow, state.app_id, profile.country)
+    return [_tax_line(tax) for tax in calculator.tax(request)]
+
+
+def _tax_line(tax: TaxLine) -> InvoiceLine:
+    return InvoiceLine(
+        line_id=f"tax:{tax.line_id}",
+        kind=LineKind.TAX,
+        description=tax.description,
+        quantity=1,
+        unit_amount=tax.amount,
+        amount=tax.amount,
+        applies_to=tax.line_id,
+        tax_inclusive=tax.behavior is TaxBehavior.INCLUSIVE,
+    )

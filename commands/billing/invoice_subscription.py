@@ -1,0 +1,90 @@
+"""Invoice a subscription's billing point that fell due (at most one per command).
+
+The invoice id derives from the subscription and the point, and the subscription records
+the point in the same transaction: a second run finds nothing due, and two concurrent runs
+collide on the subscription's version, so the loser retries and finds nothing to do. With
+no grace period (the default) the invoice is finalized at once, numbered gap-free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from commands.billing.compose import BillingPorts, compose, settings_of
+from commands.bus import Handler
+from commands.invoices.finalize_invoice import finalize_now
+from commands.invoices.view import invoice_view
+from commands.subscriptions.target import SubscriptionCommand
+from commands.unit_of_work import UnitOfWork
+from domain.billing import BillingPoint, next_billing_point, subscription_invoice_id
+from domain.invoice import Invoice
+from domain.subscription import Subscription
+
+
+class InvoiceSubscription(SubscriptionCommand):
+    usage_cutoff: int | None = Field(
+        default=None,
+        ge=0,
+        description="count usage up to this log position (default: all "
+        "the usage read model has applied)",
+    )
+
+
+def invoice_subscription_handler(ports: BillingPorts) -> Handler:
+    """The handler, wired with the usage reader (bootstrap)."""
+
+    def invoice_subscription(command: InvoiceSubscription, uow: UnitOfWork) -> dict[str, Any]:
+        subscription = command.load(uow)
+        point = next_billing_point(subscription.state)
+        if point is None:
+            return {"subscription_id": str(subscription.id), "invoiced": False}
+        cutoff = ports.usage.safe_cutoff() if command.usage_cutoff is None else command.usage_cutoff
+        invoice = draft_point_invoice(uow, subscription, point, ports, cutoff)
+        if invoice is None:
+            return {"subscription_id": str(subscription.id), "invoiced": False}
+        return {
+            "subscription_id": str(subscription.id),
+            "invoiced": True,
+            "point": point.at.isoformat(),
+            "invoice": invoice_view(invoice),
+        }
+
+    return invoice_subscription
+
+
+def draft_point_invoice(
+    uow: UnitOfWork,
+    subscription: Subscription,
+    point: BillingPoint,
+    ports: BillingPorts,
+    cutoff: int | None,
+) -> Invoice | None:
+    """Draft (and, without a grace period, finalize) the point's invoice; a point with
+    nothing to bill is recorded as done without an invoice."""
+    state = subscription.state
+    invoice_id = subscription_invoice_id(state.app_id, subscription.id, point.at)
+    composed = compose(uow, subscription, point, ports, cutoff=cutoff, invoice_id=invoice_id)
+    subscription.record_invoice(invoice_id, uow.cause, point.at, composed.prorations_billed)
+    if not composed.lines:
+        return None
+    settings = settings_of(uow, state.app_id)
+    invoice = uow.add(
+        Invoice.draft(
+            invoice_id,
+            state.app_id,
+            state.tenant_id,
+            state.price.currency,
+            uow.cause,
+            subscription_id=subscription.id,
+            period=point.period,
+            lines=composed.lines,
+            origin="final" if point.kind == "final" else "subscription",
+            usage_cutoff=cutoff,
+            finalize_at=settings.finalize_at(uow.now),
+        )
+    )
+    if settings.grace_period_hours == 0:
+        finalize_now(uow, invoice)
+    return invoice
