@@ -145,8 +145,8 @@ class BillingRun:
             actions += 1
             self._act(app_id, action, aggregate, counts, errors)
             following = due_of(self.load(aggregate_id))
-            if _later(following, item, until):
-                heapq.heappush(due, following)  # type: ignore[arg-type]
+            if following is not None and _later(following, item, until):
+                heapq.heappush(due, following)
         if not due:
             self.clock.set(max(until, self.clock.now()))
         return _report(until, self.clock.now(), counts, errors, complete=not due)
@@ -183,12 +183,10 @@ class BillingRun:
             counts["finalized"] += 1
 
 
-def _later(following: Due | None, done: Due, until: datetime) -> bool:
+def _later(following: Due, done: Due, until: datetime) -> bool:
     """Whether an aggregate's next due item is new and in the run (a refused item is not
     retried in the same run)."""
-    if following is None or following == done:
-        return False
-    return done[0] <= following[0] <= until
+    return following != done and done[0] <= following[0] <= until
 
 
 def _report(
