@@ -117,10 +117,11 @@ def test_putting_the_same_profile_records_nothing_and_a_change_a_new_version(acm
     changed = put_profile(acme, tax_status="taxable", tax_id=None)
     assert changed.status_code == 200 and changed.json()["version"] == 2
     assert changed.json()["tax_id"] is None
-    events = acme.call("GET", "/v1/events?tenant_id=t-1", "read").json()
-    rows = events.get("events", events) if isinstance(events, dict) else events
-    updated = [row for row in rows if row["type"] == "BillingProfileUpdated"]
-    assert [row["data"]["changed"] for row in updated] == [["tax_id", "tax_status"]]
+    rows = acme.call("GET", "/v1/events?tenant_id=t-1", "read").json()["events"]
+    kinds = [row["type"] for row in rows if row["type"].startswith("BillingProfile")]
+    assert kinds == ["BillingProfileCreated", "BillingProfileUpdated"]
+    assert rows[-1]["data"]["changed"] == ["tax_id", "tax_status"]
+    assert rows[-1]["data"]["profile"]["tax_status"] == "taxable"
 
 
 @pytest.mark.parametrize(
