@@ -52,6 +52,7 @@ from domain.invoice import (
     InvoiceVoided,
     LineKind,
 )
+from domain.money import Money
 from domain.subscription import (
     MarkedPastDue,
     PaymentRecovered,
@@ -65,6 +66,7 @@ from domain.subscription import (
     SubscriptionStarted,
     TrialEnded,
 )
+from domain.tax import allocate_discount
 from projections.base import Projector, Row, ViewTx
 from projections.envelope import EventEnvelope
 from projections.usage.projector import parse_instant
@@ -178,11 +180,12 @@ _NOT_REVENUE = frozenset({LineKind.DISCOUNT.value, LineKind.TAX.value})
 
 
 def recognition_segments(
-    lines: Sequence[RecognitionLine], discount_total: int, finalized_day: date
+    lines: Sequence[RecognitionLine], discount_total: Money, finalized_day: date
 ) -> list[Segment]:
     """What an invoice recognizes: every line except discount and tax lines, net of its
-    share of `discount_total` and of the inclusive tax inside it, over its service period
-    (a line without one: on the finalize day). Exclusive tax is never revenue."""
+    share of `discount_total` (domain.tax.allocate_discount, the shares tax is computed on)
+    and of the inclusive tax inside it, over its service period (a line without one: on the
+    finalize day). Exclusive tax is never revenue."""
     revenue = [line for line in lines if line.kind not in _NOT_REVENUE]
     inclusive = [line for line in lines if line.kind == LineKind.TAX.value and line.tax_inclusive]
     nets, rest = _net_amounts(revenue, discount_total, inclusive)
@@ -195,25 +198,26 @@ def recognition_segments(
 
 
 def _net_amounts(
-    revenue: Sequence[RecognitionLine], discount_total: int, inclusive: Sequence[RecognitionLine]
+    revenue: Sequence[RecognitionLine], discount_total: Money, inclusive: Sequence[RecognitionLine]
 ) -> tuple[list[int], int]:
     """Each revenue line's amount less its discount share and its inclusive tax, and what no
     line could take (only when the invoice has no positive line)."""
-    nets = [line.amount for line in revenue]
+    amounts = [discount_total.with_amount(line.amount) for line in revenue]
+    shares = [share.amount for share in allocate_discount(amounts, discount_total)]
+    nets = [line.amount - share for line, share in zip(revenue, shares, strict=True)]
+    rest = sum(shares) - discount_total.amount  # 0 unless no line is positive
     index = {line.line_id: i for i, line in enumerate(revenue)}
-    spread = -discount_total  # taken from the positive lines in proportion to their amounts
     for tax in inclusive:
         if tax.applies_to is not None and tax.applies_to in index:
             nets[index[tax.applies_to]] -= tax.amount
         else:
-            spread -= tax.amount
+            rest -= tax.amount
     positive = [i for i, line in enumerate(revenue) if line.amount > 0]
-    if not spread:
-        return nets, 0
-    if not positive:
-        return nets, spread
-    shares = allocate(spread, [revenue[i].amount for i in positive])
-    for i, share in zip(positive, shares, strict=True):
+    if not rest or not positive:
+        return nets, rest
+    # inclusive tax naming no line comes out of the positive lines in proportion
+    spread = allocate(rest, [revenue[i].amount for i in positive])
+    for i, share in zip(positive, spread, strict=True):
         nets[i] += share
     return nets, 0
 
@@ -413,7 +417,8 @@ class RevenueProjector(Projector):
         data = event.data
         day = parse_instant(event.occurred_at, "occurred_at").date()
         lines = [RecognitionLine.of(line) for line in data["lines"]]
-        segments = recognition_segments(lines, int(data["discount_total"]["amount"]), day)
+        discount = Money.model_validate(data["discount_total"])
+        segments = recognition_segments(lines, discount, day)
         currency = str(data["currency"])
         tx.upsert(
             RECOGNITION_INVOICES,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from adapters.bootstrap import System
 from domain.clock import SettableClock
-from domain.money import round_half_up
+from domain.money import Money, round_half_up
 from projections.revenue.projector import (
     RecognitionLine,
     Segment,
@@ -54,6 +54,10 @@ def system(clock: SettableClock) -> Iterator[System]:
         yield built
     finally:
         built.close()
+
+
+def usd(amount: int) -> Money:
+    return Money(amount=amount, currency="USD")
 
 
 def at(text: str) -> datetime:
@@ -386,7 +390,7 @@ def test_an_invoice_recognizes_exactly_its_revenue_lines_net_of_discount_and_tax
     discount = int(max(subtotal, 0) * discount_share)  # applied discounts never pass the subtotal
     inclusive = sum(item.amount for item in lines if item.kind == "tax" and item.tax_inclusive)
     day = finalized.date()
-    segments = recognition_segments(lines, discount, day)
+    segments = recognition_segments(lines, usd(discount), day)
     expected = subtotal - discount - inclusive
     assert sum(segment.amount for segment in segments) == expected
     schedule = daily_schedule(segments)
@@ -402,7 +406,21 @@ def test_an_invoice_recognizes_exactly_its_revenue_lines_net_of_discount_and_tax
 
 def test_a_line_without_a_period_is_recognized_on_the_finalize_day() -> None:
     lines = [RecognitionLine("l0", "base_fee", 1_000), RecognitionLine("t0", "tax", 200)]
-    assert recognition_segments(lines, 0, date(2026, 3, 4)) == [Segment(date(2026, 3, 4), 1, 1_000)]
+    assert recognition_segments(lines, usd(0), date(2026, 3, 4)) == [
+        Segment(date(2026, 3, 4), 1, 1_000)
+    ]
+
+
+def test_discount_shares_are_the_ones_tax_is_computed_on() -> None:
+    """Largest remainder over the positive lines (domain.tax.allocate_discount): 10.00 off
+    10.00 + 20.00 is 3.33 / 6.67, so a line's revenue is the net its tax was computed on."""
+    lines = [
+        RecognitionLine("a", "base_fee", 1_000),
+        RecognitionLine("credit", "proration_credit", -500),
+        RecognitionLine("b", "usage", 2_000),
+    ]
+    segments = recognition_segments(lines, usd(1_000), date(2026, 1, 20))
+    assert [segment.amount for segment in segments] == [1_000 - 333, -500, 2_000 - 667]
 
 
 def test_inclusive_tax_comes_out_of_the_line_it_taxes() -> None:
@@ -413,7 +431,7 @@ def test_inclusive_tax_comes_out_of_the_line_it_taxes() -> None:
         RecognitionLine("vat-a", "tax", 200, None, "a", True),
         RecognitionLine("vat-b", "tax", 100, None, "b", False),
     ]
-    segments = recognition_segments(lines, 0, date(2026, 1, 20))
+    segments = recognition_segments(lines, usd(0), date(2026, 1, 20))
     assert segments == [Segment(date(2026, 1, 1), 10, 1_000), Segment(date(2026, 1, 20), 1, 500)]
 
 
