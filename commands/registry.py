@@ -49,6 +49,7 @@ from commands.quotas.reset_quota import ResetQuota, reset_quota
 from commands.quotas.revoke_grant import RevokeGrant, revoke_grant
 from commands.subscriptions.cancel_subscription import CancelSubscription, cancel_subscription
 from commands.subscriptions.change_plan import ChangePlan, change_plan
+from commands.subscriptions.change_seats import ChangeSeats, change_seats
 from commands.subscriptions.end_trial import EndTrial, end_trial
 from commands.subscriptions.expire_subscription import ExpireSubscription, expire_subscription
 from commands.subscriptions.mark_subscription_past_due import (
@@ -80,6 +81,7 @@ HANDLERS: dict[type[Command], Handler] = {
     CancelSubscription: cancel_subscription,
     UndoScheduledCancel: undo_scheduled_cancel,
     ChangePlan: change_plan,
+    ChangeSeats: change_seats,
     PauseSubscription: pause_subscription,
     ResumeSubscription: resume_subscription,
     RenewSubscription: renew_subscription,

@@ -312,6 +312,12 @@ class Subscription(Aggregate[SubscriptionState]):
             trial_end = None
             period = Period.starting(now, terms.interval, timezone=timezone)
         _check_seats(seats)
+        if pricing_zone is not None and pricing_zone not in terms.price_overrides:
+            zones = ", ".join(sorted(terms.price_overrides)) or "none"
+            raise InvalidValue(
+                f"plan {terms.plan_key} has no price for zone {pricing_zone!r} (zones: {zones})",
+                field="pricing_zone",
+            )
         return cls._create(
             SubscriptionStarted,
             subscription_id,
@@ -489,6 +495,8 @@ class Subscription(Aggregate[SubscriptionState]):
         timing = state.terms.base_fee_timing
         items: list[ProrationItem] = []
         for before, after in _pairs(old, new):
+            if before[1] == after[1]:
+                continue  # an unchanged fee (the seats of a plan change) is not prorated
             charged, due = (before, after) if timing == "in_advance" else (after, before)
             items += prorate(
                 state.current_period,

@@ -22,9 +22,9 @@ CREATION_TOPICS: dict[str, str] = {
     "SubscriptionStarted": "subscription",
     "InvoiceDrafted": "invoice",
     "QuotaConfigured": "quota",
+    "CouponCreated": "coupon",
     "BillingProfileCreated": "billing_profile",
     "TaxRateSet": "tax_rate",  # also each later change of the rate: ids are kept once
-    "CouponCreated": "coupon",
 }
 
 

@@ -1,5 +1,6 @@
-"""Subscriptions: start, read (now, at a version, or as of a past instant), change plan,
-cancel (now or at the period end), undo a scheduled cancel, pause and resume.
+"""Subscriptions: start, list a tenant's, read (now, at a version, or as of a past instant),
+change plan or seats (prorated), cancel (now or at the period end), undo a scheduled cancel,
+pause and resume, and the upcoming invoice (what the next invoice holds now; records nothing).
 
 `POST /{id}/resume` resumes a PAUSED subscription; a cancel scheduled for the period end is
 taken back with `POST /{id}/undo-cancel` (two routes, two commands: each says what it does).
@@ -17,8 +18,12 @@ from pydantic import BaseModel
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import Instant, body_model, fields_of, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES, ApiError
+from commands.base import ID_PATTERN
+from commands.billing.compose import BillingPorts
+from commands.billing.upcoming import upcoming_invoice
 from commands.subscriptions.cancel_subscription import CancelSubscription
 from commands.subscriptions.change_plan import ChangePlan
+from commands.subscriptions.change_seats import ChangeSeats
 from commands.subscriptions.pause_subscription import PauseSubscription
 from commands.subscriptions.resume_subscription import ResumeSubscription
 from commands.subscriptions.start_subscription import StartSubscription
@@ -35,7 +40,9 @@ if TYPE_CHECKING:
     PauseBody = BaseModel
     ResumeBody = BaseModel
     UndoCancelBody = BaseModel
+    SeatsBody = BaseModel
 else:
+    SeatsBody = body_model(ChangeSeats, "ChangeSeatsBody", exclude=_ID)
     StartBody = body_model(StartSubscription, "StartSubscriptionBody")
     ChangePlanBody = body_model(ChangePlan, "ChangePlanBody", exclude=_ID)
     CancelBody = body_model(CancelSubscription, "CancelSubscriptionBody", exclude=_ID)
@@ -58,6 +65,39 @@ def _not_found(subscription_id: UUID, when: str = "") -> ApiError:
 @router.post("", status_code=201, summary="Start a tenant's subscription")
 def start_subscription(request: Request, principal: Writer, body: StartBody) -> JSONResponse:
     return run_command(request, principal, StartSubscription, fields_of(body), created=True)
+
+
+@router.get("", summary="A tenant's subscriptions, oldest first")
+def list_subscriptions(
+    request: Request,
+    principal: Reader,
+    tenant_id: Annotated[str, Query(pattern=ID_PATTERN)],
+) -> dict[str, Any]:
+    system = system_of(request)
+    ids = request.app.state.index.ids(principal.app_id, "subscription", tenant_id)
+    found = [system.aggregate(subscription_id) for subscription_id in ids]
+    return {"subscriptions": [subscription_view(s) for s in found if s is not None]}
+
+
+@router.get(
+    "/{subscription_id}/upcoming-invoice",
+    summary="What the next invoice would hold now (the billing run's own code; records nothing)",
+)
+def get_upcoming_invoice(
+    request: Request, principal: Reader, subscription_id: UUID
+) -> dict[str, Any]:
+    system = system_of(request)
+    ports = BillingPorts(usage=system.usage_reader)
+    return upcoming_invoice(
+        system.ledger, system.clock.now(), ports, principal.app_id, subscription_id
+    )
+
+
+@router.put("/{subscription_id}/seats", summary="Change the seats now (prorated)")
+def change_seats(
+    request: Request, principal: Writer, subscription_id: UUID, body: SeatsBody
+) -> JSONResponse:
+    return _act(request, principal, ChangeSeats, subscription_id, body)
 
 
 @router.get("/{subscription_id}", summary="A subscription now, at a version, or as of a time")

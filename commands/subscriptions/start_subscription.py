@@ -11,13 +11,14 @@ from pydantic import Field
 from commands.base import ID_PATTERN, TENANT_FIELD, Command
 from commands.coupons.attach_coupon import attach_to_subscription
 from commands.coupons.view import subscription_discounts_view
+from commands.profiles.lookup import profile_terms
 from commands.quotas.sync_from_plan import sync_quotas_from_plan
 from commands.subscriptions.view import subscription_view
 from commands.unit_of_work import UnitOfWork
-from domain.catalog import KEY_PATTERN
+from domain.catalog import KEY_PATTERN, PlanTerms
 from domain.errors import AlreadyExists
 from domain.plan import Plan, plan_id
-from domain.subscription import Subscription, TenantSlot, tenant_slot_id
+from domain.subscription import MAX_SEATS, Subscription, TenantSlot, tenant_slot_id
 
 
 class StartSubscription(Command):
@@ -30,6 +31,7 @@ class StartSubscription(Command):
     coupon: str | None = Field(
         default=None, pattern=KEY_PATTERN, description="a coupon code to redeem and attach"
     )
+    seats: int = Field(default=1, ge=1, le=MAX_SEATS, strict=True, description="seats billed")
 
 
 def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str, Any]:
@@ -43,6 +45,7 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
     if command.subscription_id is not None and uow.exists(subscription_id):
         raise AlreadyExists(f"{subscription_id} is already taken", field="subscription_id")
     previous = _claim_tenant_slot(command, subscription_id, uow)
+    timezone, zone = _customer(command, terms, uow)
     subscription = uow.add(
         Subscription.start(
             subscription_id,
@@ -51,7 +54,9 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
             terms,
             uow.cause,
             trial=command.trial,
-            pricing_zone=command.pricing_zone,
+            pricing_zone=zone,
+            timezone=timezone,
+            seats=command.seats,
         )
     )
     sync_quotas_from_plan(
@@ -68,6 +73,20 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
     discounts = attach_to_subscription(uow, subscription, command.coupon, field="coupon")
     coupons = subscription_discounts_view(discounts)["coupons"]
     return {**subscription_view(subscription), "coupons": coupons}
+
+
+def _customer(
+    command: StartSubscription, terms: PlanTerms, uow: UnitOfWork
+) -> tuple[str, str | None]:
+    """The tenant's timezone (its billing profile, else UTC) and pricing zone (the one
+    asked for, else the profile's country when the plan prices it)."""
+    profile = profile_terms(uow, command.app_id, command.tenant_id)
+    if profile is None:
+        return "UTC", command.pricing_zone
+    zone = command.pricing_zone
+    if zone is None and profile.country in terms.price_overrides:
+        zone = profile.country
+    return profile.timezone, zone
 
 
 def _claim_tenant_slot(

@@ -24,5 +24,11 @@ def subscription_view(subscription: Subscription) -> dict[str, Any]:
             if state.scheduled_terms
             else None
         ),
+        "seats": state.seats,
+        "timezone": state.timezone,
+        "pricing_zone": state.pricing_zone,
+        "base_fee_timing": state.terms.base_fee_timing,
+        "invoiced_through": state.invoiced_through.isoformat() if state.invoiced_through else None,
+        "pending_prorations": [item.model_dump(mode="json") for item in state.pending_prorations],
         "version": subscription.version,
     }

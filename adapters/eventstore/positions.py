@@ -1,0 +1,33 @@
+"""Global positions of one aggregate's events, straight from the event store's table.
+
+An aggregate's own stream does not carry the global position (the notification id), so
+`invoice explain` asks the table: one indexed query per aggregate, on SQLite (the rowid) and
+PostgreSQL (the notification_id column) alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg.sql import SQL, Identifier
+
+
+def positions_of(recorder: Any, aggregate_id: UUID) -> dict[int, int]:
+    """{version: position} of every stored event of the aggregate."""
+    table = recorder.events_table_name
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        statement = SQL(
+            "SELECT originator_version, notification_id FROM {}.{} WHERE originator_id = %s"
+        ).format(Identifier(recorder.datastore.schema), Identifier(table))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (aggregate_id,))
+            rows = cursor.fetchall()
+        return {int(r["originator_version"]): int(r["notification_id"]) for r in rows}
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT originator_version, rowid FROM {table} WHERE originator_id = ?",
+            (aggregate_id.hex,),
+        )
+        rows = cursor.fetchall()
+    return {int(r[0]): int(r[1]) for r in rows}

@@ -1,0 +1,44 @@
+"""`"proration": "always_invoice"`: the prorations of a change billed at once.
+
+The immediate invoice holds the pending proration lines, the subscription's coupons on them
+and their tax, and is finalized now; its id derives from the change's event, so a retried
+command never bills twice.
+"""
+
+from __future__ import annotations
+
+from commands.billing.compose import finish, settings_of
+from commands.invoices.finalize_invoice import finalize_now
+from commands.unit_of_work import UnitOfWork
+from domain.base import stable_id
+from domain.billing import proration_lines
+from domain.invoice import Invoice
+from domain.subscription import Subscription
+
+
+def invoice_prorations_now(uow: UnitOfWork, subscription: Subscription) -> Invoice | None:
+    """Bill the pending prorations on an invoice of their own (None when there are none)."""
+    state = subscription.state
+    charges = proration_lines(state)
+    if not charges:
+        return None
+    source = state.pending_prorations[-1].source_event_ids[0]
+    invoice_id = stable_id("proration-invoice", state.app_id, str(subscription.id), source)
+    lines = finish(uow, subscription, charges, invoice_id)
+    subscription.record_invoice(invoice_id, uow.cause, None, len(state.pending_prorations))
+    invoice = uow.add(
+        Invoice.draft(
+            invoice_id,
+            state.app_id,
+            state.tenant_id,
+            state.price.currency,
+            uow.cause,
+            subscription_id=subscription.id,
+            period=state.current_period,
+            lines=lines,
+            origin="proration",
+            finalize_at=settings_of(uow, state.app_id).finalize_at(uow.now),
+        )
+    )
+    finalize_now(uow, invoice)
+    return invoice
