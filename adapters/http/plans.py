@@ -1,7 +1,10 @@
-"""Catalog: define, list, read, revise and archive plans (changes need the admin scope)."""
+"""Catalog: define, list, read, revise and archive plans (changes need the admin scope), and
+compare two plans or two versions of one (`GET /v1/plans/compare?a=pro@1&b=pro@2`, read
+scope; declared before `/{plan_key}` so that "compare" is never taken for a plan key)."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,8 +17,10 @@ from adapters.http.errors import ERROR_RESPONSES
 from commands.plans.archive_plan import ArchivePlan
 from commands.plans.define_plan import DefinePlan
 from commands.plans.revise_plan import RevisePlan
-from domain.catalog import KEY_PATTERN
+from domain.catalog import KEY_PATTERN, PlanTerms
+from domain.errors import InvalidValue, NotFound
 from domain.plan import Plan, plan_id
+from domain.plan_compare import compare_terms
 
 if TYPE_CHECKING:
     DefinePlanBody = BaseModel
@@ -63,6 +68,37 @@ def list_plans(
         if isinstance(plan, Plan) and (archived is None or plan.state.archived == archived):
             plans.append(plan_view(plan))
     return {"plans": plans}
+
+
+PLAN_REF = re.compile(r"^(?P<key>[^@]+)(@(?P<version>[1-9][0-9]{0,8}))?$")
+PlanRef = Annotated[
+    str, Query(min_length=1, max_length=80, description="plan_key, or plan_key@version")
+]
+
+
+def plan_terms_of(request: Request, app_id: str, ref: str, field: str) -> PlanTerms:
+    """The terms `ref` names: `pro` (the latest version) or `pro@2`; 422 for a malformed
+    ref and 404 for an unknown plan or version, naming the query parameter."""
+    match = PLAN_REF.match(ref)
+    key = match["key"] if match else ""
+    if match is None or not re.fullmatch(KEY_PATTERN, key):
+        raise InvalidValue(f"{field} is a plan_key or plan_key@version, got {ref!r}", field=field)
+    plan: Plan = owned(system_of(request), Plan, plan_id(app_id, key), app_id, field)
+    version = int(match["version"]) if match["version"] else None
+    try:
+        return plan.terms(version)
+    except NotFound as error:
+        raise NotFound(error.message, field=field) from None
+
+
+@router.get("/compare", summary="Price and feature-by-feature differences of two plans")
+def compare_plans(request: Request, principal: Reader, a: PlanRef, b: PlanRef) -> dict[str, Any]:
+    """From a to b (each `plan_key` or `plan_key@version`): base price and zone prices,
+    interval, trial, fee timing, features added, removed and changed attribute by attribute
+    (overage tier by tier), and sample quantities priced on both sides (docs/pricing.md)."""
+    left = plan_terms_of(request, principal.app_id, a, "a")
+    right = plan_terms_of(request, principal.app_id, b, "b")
+    return compare_terms(left, right).model_dump(mode="json")
 
 
 @router.get("/{plan_key}", summary="One plan with every version it has had")
