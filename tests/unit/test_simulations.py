@@ -256,3 +256,24 @@ def test_bad_input_is_refused_naming_the_field(acme: Api, globex: Api, system: S
     assert_error(simulate(acme, draft=mixed), 422, "validation_error", "draft")
     assert_error(simulate(acme, scope="read"), 403, "forbidden")
     assert ok(simulate(acme, scope="admin"))["tenants"] != []
+
+
+def test_subscriptions_in_another_currency_than_the_draft_are_skipped(
+    acme: Api, system: System
+) -> None:
+    subscriptions = catalog(acme, system)
+    eur = {"amount": 4500, "currency": "EUR"}
+    revision = {"name": "Pro", "base_price": eur}  # version 2, in euros, without features
+    ok(acme.call("POST", "/v1/plans/pro/revisions", json=revision), 201)
+    euro_subscription = subscribe(acme, "t4")
+    answer = ok(simulate(acme, draft={"name": "Pro", "base_price": {**eur, "amount": 5000}}))
+    assert [(row["tenant_id"], row["difference"]) for row in answer["tenants"]] == [
+        ("t4", {"amount": 500, "currency": "EUR"})
+    ]
+    assert answer["tenants"][0]["subscription_id"] == euro_subscription
+    assert answer["skipped"] == [
+        {"tenant_id": t, "subscription_id": subscriptions[t], "reason": "currency"}
+        for t in ("t1", "t2")
+    ]
+    assert list(answer["totals"]) == ["EUR"]
+    assert_error(simulate(acme), 422, "invalid_value", "draft.base_price")  # USD draft now
