@@ -5,6 +5,7 @@ from __future__ import annotations
 from commands.base import Command
 from commands.billing.compose import BillingPorts
 from commands.billing.configure_billing import ConfigureBilling, configure_billing
+from commands.billing.dunning import InvoiceIndex
 from commands.billing.invoice_subscription import (
     InvoiceSubscription,
     invoice_subscription_handler,
@@ -28,7 +29,11 @@ from commands.invoices.mark_invoice_uncollectible import (
     MarkInvoiceUncollectible,
     mark_invoice_uncollectible,
 )
-from commands.invoices.pay_invoice import PayInvoice, pay_invoice
+from commands.invoices.pay_invoice import PayInvoice, pay_invoice, pay_invoice_handler
+from commands.invoices.retry_invoice_payment import (
+    RetryInvoicePayment,
+    retry_invoice_payment_handler,
+)
 from commands.invoices.void_invoice import VoidInvoice, void_invoice
 
 # api keys
@@ -118,10 +123,15 @@ HANDLERS: dict[type[Command], Handler] = {
 }
 
 
-def build_handlers(ports: BillingPorts) -> dict[type[Command], Handler]:
-    """Every handler, with the billing engine wired to its ports (bootstrap calls this)."""
+def build_handlers(
+    ports: BillingPorts, invoices: InvoiceIndex | None = None
+) -> dict[type[Command], Handler]:
+    """Every handler, with the billing engine wired to its ports (bootstrap calls this);
+    `invoices` lets a payment see the subscription's other failing invoices (dunning)."""
     return {
         **HANDLERS,
         ConfigureBilling: configure_billing,
         InvoiceSubscription: invoice_subscription_handler(ports),
+        PayInvoice: pay_invoice_handler(invoices),
+        RetryInvoicePayment: retry_invoice_payment_handler(ports.payments, invoices),
     }

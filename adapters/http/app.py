@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from adapters.http import (
     billing_runs,
+    billing_settings,
     commands,
     coupons,
     entitlements,
@@ -77,6 +78,7 @@ def create_app(
         profiles,
         tax,
         billing_runs,
+        billing_settings,
         pricing,
         simulations,
         revenue,

@@ -1,4 +1,4 @@
-"""Invoices: draft, list (per tenant), read (JSON or PDF), finalize, pay, void.
+"""Invoices: draft, list (per tenant), read (JSON or PDF), finalize, pay, void, uncollectible.
 
 `POST /v1/invoices` drafts an invoice by hand (the billing engine will draft them from
 subscriptions and usage); lists come from the app's InvoiceDrafted events (see index.py).
@@ -20,6 +20,7 @@ from adapters.pdf.invoice import render_invoice_pdf
 from commands.base import ID_PATTERN
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.finalize_invoice import FinalizeInvoice
+from commands.invoices.mark_invoice_uncollectible import MarkInvoiceUncollectible
 from commands.invoices.pay_invoice import PayInvoice
 from commands.invoices.view import invoice_view
 from commands.invoices.void_invoice import VoidInvoice
@@ -116,3 +117,8 @@ def pay(
 @router.post("/{invoice_id}/void", summary="Void an open invoice (reason required)")
 def void(request: Request, principal: Writer, invoice_id: UUID, body: VoidBody) -> JSONResponse:
     return _act(request, principal, VoidInvoice, invoice_id, body)
+
+
+@router.post("/{invoice_id}/uncollectible", summary="Give up collecting an open invoice")
+def uncollectible(request: Request, principal: Writer, invoice_id: UUID) -> JSONResponse:
+    return _act(request, principal, MarkInvoiceUncollectible, invoice_id, None)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from commands.billing.ports import NoUsage, UsageReader
+from commands.billing.ports import NoPaymentCollector, NoUsage, PaymentCollector, UsageReader
 from commands.profiles.lookup import profile_terms
 from commands.tax.rates import tax_calculator
 from commands.unit_of_work import UnitOfWork
@@ -38,6 +38,7 @@ class BillingPorts:
     """What the billing engine reads outside the event store."""
 
     usage: UsageReader = field(default_factory=NoUsage)
+    payments: PaymentCollector = field(default_factory=NoPaymentCollector)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
-"""Ports the billing engine reads through: recorded usage, and the app's billing settings."""
+"""Ports the billing engine reads through: recorded usage, the app's billing settings, and
+the payment provider that collects invoices (dunning retries)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from domain.billing import UsageTotal
+from domain.invoice import Invoice
 from domain.period import Period
 
 
@@ -43,3 +46,31 @@ class NoUsage:
 
     def safe_cutoff(self) -> int:
         return 0
+
+
+@dataclass(frozen=True)
+class CollectionOutcome:
+    """What one attempt to collect an invoice gave: paid (with the provider's reference) or
+    failed (with the reason)."""
+
+    succeeded: bool
+    reference: str | None = None
+    reason: str | None = None
+
+
+class PaymentCollector(Protocol):
+    """Port: charge an open invoice's amount due with the tenant's payment method.
+
+    Called inside a command that may run again after a write conflict: a provider must be
+    idempotent per (invoice id, attempt number = payment_attempts + 1)."""
+
+    def collect(self, invoice: Invoice) -> CollectionOutcome: ...
+
+
+class NoPaymentCollector:
+    """The PaymentCollector without a payment provider: every attempt fails."""
+
+    REASON = "no payment provider configured"
+
+    def collect(self, invoice: Invoice) -> CollectionOutcome:
+        return CollectionOutcome(succeeded=False, reason=self.REASON)

@@ -8,7 +8,8 @@ due instant before acting, so every event carries the time it fell due):
 - an active or past-due subscription whose period ended: `renew_subscription`, which carries
   out a cancel scheduled for the period end or applies a plan change scheduled for it;
 - a quota whose window ended: `reset_quota`;
-- a draft whose grace period ended: `finalize_invoice`.
+- a draft whose grace period ended: `finalize_invoice`;
+- an open invoice whose `next_retry_at` came: `retry_invoice_payment` (dunning).
 An invoice due at an instant comes before a renewal at the same instant. Paused, canceled
 and expired subscriptions have nothing due but their final invoice. Usage is counted up to
 `cutoff`, the log position the usage read model had applied when the run started (the
@@ -31,6 +32,7 @@ from commands.base import Command
 from commands.billing.invoice_subscription import InvoiceSubscription
 from commands.bus import CommandResult
 from commands.invoices.finalize_invoice import FinalizeInvoice
+from commands.invoices.retry_invoice_payment import RetryInvoicePayment
 from commands.quotas.reset_quota import ResetQuota
 from commands.subscriptions.end_trial import EndTrial
 from commands.subscriptions.renew_subscription import RenewSubscription
@@ -56,6 +58,7 @@ COUNTED = {
     "renew": "renewed",
     "reset_quota": "quotas_reset",
     "finalize": "finalized",
+    "retry_payment": "payments_retried",
 }
 
 
@@ -90,8 +93,17 @@ def invoice_due(invoice: Any) -> Due | None:
     return state.finalize_at, 3, "finalize", invoice.id
 
 
+def payment_retry_due(invoice: Any) -> Due | None:
+    """An open invoice whose payment failed is tried again at its next_retry_at."""
+    if not isinstance(invoice, Invoice) or invoice.status is not InvoiceStatus.OPEN:
+        return None
+    if invoice.state.next_retry_at is None:
+        return None
+    return invoice.state.next_retry_at, 3, "retry_payment", invoice.id
+
+
 def due_of(aggregate: Any) -> Due | None:
-    for rule in (subscription_due, quota_due, invoice_due):
+    for rule in (subscription_due, quota_due, invoice_due, payment_retry_due):
         found = rule(aggregate)
         if found is not None:
             return found
@@ -110,6 +122,11 @@ def due_command(
         )
     if action == "finalize":
         return FinalizeInvoice(app_id=app_id, actor=actor, invoice_id=aggregate.id)
+    if action == "retry_payment":
+        attempt = aggregate.state.payment_attempts + 1
+        return RetryInvoicePayment(
+            app_id=app_id, actor=actor, invoice_id=aggregate.id, attempt=attempt
+        )
     if action == "invoice":
         return InvoiceSubscription(
             app_id=app_id, actor=actor, subscription_id=aggregate.id, usage_cutoff=cutoff
@@ -206,6 +223,7 @@ def _report(
         "quotas_reset": counts["quotas_reset"],
         "invoiced": counts["invoiced"],
         "finalized": counts["finalized"],
+        "payments_retried": counts["payments_retried"],
         "errors": errors,
         "complete": complete,
     }
