@@ -6,7 +6,9 @@ A billing point is the instant an invoice falls due (docs/pricing.md "Billing po
   that just ended;
 - base fee in arrears: at the end of every paid period, for its fee and its usage;
 - the end of a subscription (canceled or expired): the usage of the last period up to the
-  end, the prorations pending and the fee for the time used unless it was billed in advance.
+  end, the prorations pending and the fee for the time used unless it was billed in advance
+  (time used ends at the pause when it ended while paused; in arrears, a period that ended
+  before it and was not invoiced yet is billed at its own point first).
 Usage is always billed in arrears; usage during a trial is not billed. A paused subscription
 has no billing point (its period is moved on by the paused time when it resumes). Pending
 proration items go on the next invoice. Everything here is pure: the application layer
@@ -79,7 +81,9 @@ def subscription_invoice_id(app_id: str, subscription_id: UUID, point: datetime)
 def next_billing_point(state: SubscriptionState) -> BillingPoint | None:
     """The earliest billing point not invoiced yet (it is never in the future), or None."""
     if state.status in TERMINAL:
-        return _final_point(state)
+        # in arrears a period renewed before the end is billed at its own point first
+        unbilled = None if _is_advance(state) else _arrears_point(state)
+        return unbilled or _final_point(state)
     if state.status not in (Status.ACTIVE, Status.PAST_DUE) or not state.paid_period:
         return None
     if _is_advance(state):
@@ -131,9 +135,10 @@ def _arrears_point(state: SubscriptionState) -> BillingPoint | None:
 def _final_point(state: SubscriptionState) -> BillingPoint | None:
     """A canceled or expired subscription's last invoice: usage up to the end, pending
     prorations, and the fee for the time used unless it was billed in advance."""
-    end = state.ended_at
-    if end is None or not state.paid_period or _invoiced(state, end):
+    at = state.ended_at
+    if at is None or not state.paid_period or _invoiced(state, at):
         return None
+    end = _end_of_use(state, at)
     current = state.current_period
     previous = _unbilled_previous(state) if _is_advance(state) else None
     start = previous.start if previous is not None else current.start
@@ -143,7 +148,7 @@ def _final_point(state: SubscriptionState) -> BillingPoint | None:
     fee_due = not _is_advance(state) or not _invoiced(state, current.start)
     fee_used = Period(start=current.start, end=end) if end > current.start else None
     return BillingPoint(
-        at=end,
+        at=at,
         kind="final",
         fee_period=current if fee_due and fee_used is not None else None,
         fee_share=current.fraction(fee_used) if fee_used is not None else (0, 1),
@@ -151,6 +156,13 @@ def _final_point(state: SubscriptionState) -> BillingPoint | None:
         fee_terms=state.terms,
         usage_terms=state.terms,
     )
+
+
+def _end_of_use(state: SubscriptionState, ended_at: datetime) -> datetime:
+    """The end of the time used: a subscription that ended while paused was last used when
+    it was paused (paused time is not billed)."""
+    paused = state.paused_at
+    return paused if paused is not None and paused < ended_at else ended_at
 
 
 def upcoming_point(state: SubscriptionState) -> BillingPoint | None:
