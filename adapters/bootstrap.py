@@ -9,6 +9,7 @@ from uuid import UUID
 
 from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.history import state_as_of
+from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
@@ -34,6 +35,7 @@ class System:
     views: ViewStore
     runner: ProjectionRunner
     usage_reader: ViewUsageReader
+    index: OwnershipIndex
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
 
@@ -87,10 +89,11 @@ def bootstrap(
     dialect, target = settings.views_target
     views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
     usage_reader = ViewUsageReader(views, clock.now)
+    index = OwnershipIndex(ledger.recorder)
     bus = CommandBus(
         store=ledger,
         clock=clock,
-        handlers=build_handlers(BillingPorts(usage=usage_reader)),
+        handlers=build_handlers(BillingPorts(usage=usage_reader), invoices=index),
         max_attempts=settings.command_retries,
     )
     cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
@@ -111,6 +114,7 @@ def bootstrap(
         views=views,
         runner=runner,
         usage_reader=usage_reader,
+        index=index,
         cache=cache,
     )
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -72,12 +73,13 @@ class CommandBus:
         except KeyError:
             raise UnknownCommand(f"no command named {name!r}", field="command_name") from None
 
-    def handle(self, command: Command) -> CommandResult:
-        """Run one command; raises DomainError subclasses for refusals."""
+    def handle(self, command: Command, at: datetime | None = None) -> CommandResult:
+        """Run one command; raises DomainError subclasses for refusals. `at` stamps its
+        events with an instant other than the clock's now (the billing run's due times)."""
         handler = self._handler(command)
         digest = self._digest(command)
         with self._stripes[self._stripe(command)]:
-            return self._attempt(command, handler, digest)
+            return self._attempt(command, handler, digest, at)
 
     def _handler(self, command: Command) -> Handler:
         handler = self.handlers.get(type(command))
@@ -91,7 +93,9 @@ class CommandBus:
     def _stripe(self, command: Command) -> int:
         return hash(command.concurrency_key()) % len(self._stripes)
 
-    def _attempt(self, command: Command, handler: Handler, digest: str) -> CommandResult:
+    def _attempt(
+        self, command: Command, handler: Handler, digest: str, at: datetime | None = None
+    ) -> CommandResult:
         # No receipt lookup before the first run: a duplicate's receipt (version 1 of an id
         # derived from the command_id) collides in the same transaction, so nothing of the
         # rerun is written, and the retry below finds the receipt and answers "duplicate".
@@ -100,7 +104,7 @@ class CommandBus:
             if earlier is not None:
                 return earlier
             try:
-                return self._run_once(command, handler, digest)
+                return self._run_once(command, handler, digest, at)
             except IntegrityError:
                 # Another writer got there first: reload and decide again, with jitter.
                 time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
@@ -129,8 +133,10 @@ class CommandBus:
         except DomainError as error:
             return {"ok": False, "error": error.as_dict()}
 
-    def _run_once(self, command: Command, handler: Handler, digest: str) -> CommandResult:
-        uow = UnitOfWork(self.store, self._cause(command))
+    def _run_once(
+        self, command: Command, handler: Handler, digest: str, at: datetime | None = None
+    ) -> CommandResult:
+        uow = UnitOfWork(self.store, self._cause(command, at))
         result = self._execute(command, handler, digest, uow)
         uow.commit()
         self._committed()
@@ -140,9 +146,9 @@ class CommandBus:
         for listener in self.on_commit:
             listener()
 
-    def _cause(self, command: Command) -> Cause:
+    def _cause(self, command: Command, at: datetime | None = None) -> Cause:
         return Cause(
-            occurred_at=self.clock.now(),
+            occurred_at=at or self.clock.now(),
             actor=command.actor,
             command_id=command.command_id,
             correlation_id=command.correlation_id or command.command_id,
@@ -163,32 +169,48 @@ class CommandBus:
 
     # --- group commit ---------------------------------------------------------------
 
-    def handle_many(self, commands: Sequence[Command]) -> list[CommandResult | DomainError]:
+    def handle_many(
+        self,
+        commands: Sequence[Command],
+        at: Sequence[datetime] | None = None,
+        touched: dict[UUID, Aggregate[Any]] | None = None,
+    ) -> list[CommandResult | DomainError]:
         """Group commit: run many commands, then save all their events in ONE transaction.
 
         Each command sees the changes of the commands before it and is isolated from them:
         a refusal discards only its own changes (its outcome is the DomainError). If the
-        batch collides with another writer, every command is retried on its own.
+        batch collides with another writer, every command is retried on its own. `at` gives
+        each command its instant (default: the clock's now); `touched`, when given, receives
+        the batch's aggregates as saved (the caller may read them instead of reloading).
         """
+        instants = list(at) if at is not None else [None] * len(commands)
         stripes = sorted({self._stripe(c) for c in commands})
         for index in stripes:
             self._stripes[index].acquire()
         try:
-            outcomes = self._run_batch(commands)
+            outcomes = self._run_batch(commands, instants, touched)
         except IntegrityError:
             outcomes = None
         finally:
             for index in reversed(stripes):
                 self._stripes[index].release()
         if outcomes is None:
-            return [self._handle_or_error(command) for command in commands]
+            if touched is not None:
+                touched.clear()
+            return [self._handle_or_error(c, i) for c, i in zip(commands, instants, strict=True)]
         return outcomes
 
-    def _run_batch(self, commands: Sequence[Command]) -> list[CommandResult | DomainError]:
+    def _run_batch(
+        self,
+        commands: Sequence[Command],
+        instants: Sequence[datetime | None],
+        touched: dict[UUID, Aggregate[Any]] | None,
+    ) -> list[CommandResult | DomainError]:
         shared: dict[UUID, Aggregate[Any]] = {}
+        absent: set[UUID] = set()
         outcomes: list[CommandResult | DomainError] = []
-        for command in commands:
-            uow = UnitOfWork(self.store, self._cause(command), shared)
+        for command, instant in zip(commands, instants, strict=True):
+            uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent)
             try:
                 handler = self._handler(command)
                 digest = self._digest(command)
@@ -203,6 +225,8 @@ class CommandBus:
         if changed:
             self.store.save(*changed)
             self._committed()
+        if touched is not None:
+            touched.update(shared)
         return outcomes
 
     def _refusal_or_duplicate(
@@ -214,9 +238,11 @@ class CommandBus:
         except DomainError as reused:
             return reused
 
-    def _handle_or_error(self, command: Command) -> CommandResult | DomainError:
+    def _handle_or_error(
+        self, command: Command, at: datetime | None = None
+    ) -> CommandResult | DomainError:
         try:
-            return self.handle(command)
+            return self.handle(command, at)
         except DomainError as error:
             return error
 

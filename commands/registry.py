@@ -66,7 +66,11 @@ from commands.subscriptions.recover_subscription_payment import (
     RecoverSubscriptionPayment,
     recover_subscription_payment,
 )
-from commands.subscriptions.renew_subscription import RenewSubscription, renew_subscription
+from commands.subscriptions.renew_subscription import (
+    RenewSubscription,
+    renew_subscription,
+    renew_subscription_handler,
+)
 from commands.subscriptions.resume_subscription import ResumeSubscription, resume_subscription
 from commands.subscriptions.start_subscription import StartSubscription, start_subscription
 from commands.subscriptions.undo_scheduled_cancel import (
@@ -132,6 +136,7 @@ def build_handlers(
         **HANDLERS,
         ConfigureBilling: configure_billing,
         InvoiceSubscription: invoice_subscription_handler(ports),
+        RenewSubscription: renew_subscription_handler(ports),
         PayInvoice: pay_invoice_handler(invoices),
         RetryInvoicePayment: retry_invoice_payment_handler(ports.payments, invoices),
     }

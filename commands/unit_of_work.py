@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from copy import deepcopy
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -17,12 +16,17 @@ class UnitOfWork:
     """Tracks aggregates touched by a handler; `commit` appends all their new events at once."""
 
     def __init__(
-        self, store: EventStore, cause: Cause, shared: dict[UUID, Aggregate[Any]] | None = None
+        self,
+        store: EventStore,
+        cause: Cause,
+        shared: dict[UUID, Aggregate[Any]] | None = None,
+        absent: set[UUID] | None = None,
     ) -> None:
         self.store = store
         self.cause = cause
         self._seen: dict[UUID, Aggregate[Any]] = {}
         self._shared = shared  # a group commit's aggregates, changed by earlier commands
+        self._absent = absent if absent is not None else set()  # ids known not to exist
 
     @property
     def now(self) -> Any:
@@ -34,10 +38,13 @@ class UnitOfWork:
             found = self._seen[aggregate_id]
         elif self._shared is not None and aggregate_id in self._shared:
             # a private copy: if this command is refused, the batch's copy stays untouched
-            found = self._seen[aggregate_id] = deepcopy(self._shared[aggregate_id])
+            found = self._seen[aggregate_id] = self._shared[aggregate_id].private_copy()
+        elif aggregate_id in self._absent:
+            return None
         else:
             found = self.store.get(aggregate_id)
             if found is None:
+                self._absent.add(aggregate_id)
                 return None
             self._seen[aggregate_id] = found
         return found if isinstance(found, kind) else None
@@ -46,7 +53,7 @@ class UnitOfWork:
         """Whether any aggregate (of any kind, any app) has this id."""
         if aggregate_id in self._seen or (self._shared and aggregate_id in self._shared):
             return True
-        return self.store.get(aggregate_id) is not None
+        return aggregate_id not in self._absent and self.store.get(aggregate_id) is not None
 
     def get(self, kind: type[A], aggregate_id: UUID, *, field: str, app_id: str) -> A:
         """The aggregate of this app, or NotFound naming the field (other apps' ids too)."""

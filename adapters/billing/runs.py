@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from commands.base import Command
 from commands.billing.run import BillingRun, Execute, Owned, due_command
+from commands.bus import CommandResult
 from domain.clock import SettableClock
+from domain.errors import DomainError
 
 if TYPE_CHECKING:
     from adapters.bootstrap import System
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 CATCH_UP_SECONDS = 10.0
 
 Build = Callable[[str, str, Any, int], Command]  # (app, action, aggregate, cutoff)
+Outcome = CommandResult | DomainError
+Observe = Callable[[Command, Outcome], None]
 
 
 def usage_cutoff(system: System, timeout: float = CATCH_UP_SECONDS) -> int:
@@ -39,10 +43,13 @@ def run_billing(
     until: datetime,
     *,
     execute: Execute | None = None,
+    observe: Observe | None = None,
     build: Build | None = None,
     max_actions: int | None = None,
+    batch: int = 200,
 ) -> dict[str, Any]:
-    """One app's billing run up to `until` (commands/billing/run.py)."""
+    """One app's billing run up to `until` (commands/billing/run.py), in group commits of
+    `batch` commands unless `execute` is given (then one command at a time)."""
     cutoff = usage_cutoff(system)
     make = build or (
         lambda app, action, aggregate, cut: due_command(app, action, aggregate, cutoff=cut)
@@ -53,7 +60,18 @@ def run_billing(
         execute=execute or system.handle,
         clock=clock,
         build=lambda app, action, aggregate: make(app, action, aggregate, cutoff),
+        batch=batch,
     )
+    if execute is None:
+
+        def execute_many(commands: list[Command], at: list[datetime]) -> list[Outcome]:
+            outcomes = system.bus.handle_many(commands, at, run.touched)
+            for command, outcome in zip(commands, outcomes, strict=True):
+                if observe is not None:
+                    observe(command, outcome)
+            return outcomes
+
+        run.execute_many = execute_many
     if max_actions is not None:
         run.max_actions = max_actions
     return {**run.run(app_id, until), "usage_cutoff": cutoff}

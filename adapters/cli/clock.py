@@ -17,7 +17,6 @@ from rich.table import Table
 from adapters.billing.runs import run_billing
 from adapters.bootstrap import bootstrap
 from adapters.eventstore.envelopes import read_envelopes
-from adapters.http.index import OwnershipIndex
 from domain.clock import SettableClock, ensure_aware
 from domain.errors import InvalidValue
 
@@ -33,7 +32,7 @@ def advance(until: datetime, app_id: str | None = None) -> list[dict[str, Any]]:
             raise InvalidValue(
                 f"--to is before the ledger's clock ({clock.now().isoformat()})", field="to"
             )
-        index = OwnershipIndex(system.ledger.recorder)
+        index = system.index
         apps = [app_id] if app_id else index.apps()
         reports = []
         for app in apps:

@@ -32,7 +32,6 @@ from adapters.http import (
     usage,
 )
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
-from adapters.http.index import OwnershipIndex
 from adapters.http.metrics import Metrics, MetricsMiddleware
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ def create_app(
     )
     app.state.system = system
     app.state.keys = KeyVerifier(system.aggregate, ttl=key_cache_seconds)
-    app.state.index = OwnershipIndex(system.ledger.recorder)
+    app.state.index = system.index
     metrics = Metrics()
     app.state.metrics = metrics
     errors.install(app)

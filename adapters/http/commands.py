@@ -39,6 +39,11 @@ ADMIN_COMMANDS = frozenset(
         "deactivate_coupon",
         "create_api_key",
         "revoke_api_key",
+        "set_tax_rate",
+        "configure_billing",
+        "invoice_subscription",
+        "renew_subscription",
+        "retry_invoice_payment",
     }
 )
 

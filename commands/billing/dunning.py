@@ -33,7 +33,7 @@ MARKABLE_UNPAID = frozenset({Status.ACTIVE, Status.PAST_DUE})
 
 class InvoiceIndex(Protocol):
     """Port: the ids of an app's aggregates of a kind, oldest first, optionally one tenant's
-    (adapters.http.index.OwnershipIndex answers it)."""
+    (adapters.eventstore.index.OwnershipIndex answers it)."""
 
     def ids(self, app_id: str, kind: str, tenant_id: str | None = None) -> list[UUID]: ...
 

@@ -37,21 +37,29 @@ def invoice_subscription_handler(ports: BillingPorts) -> Handler:
 
     def invoice_subscription(command: InvoiceSubscription, uow: UnitOfWork) -> dict[str, Any]:
         subscription = command.load(uow)
-        point = next_billing_point(subscription.state)
-        if point is None:
-            return {"subscription_id": str(subscription.id), "invoiced": False}
-        cutoff = ports.usage.safe_cutoff() if command.usage_cutoff is None else command.usage_cutoff
-        invoice = draft_point_invoice(uow, subscription, point, ports, cutoff)
-        if invoice is None:
-            return {"subscription_id": str(subscription.id), "invoiced": False}
+        invoice = invoice_due_point(uow, subscription, ports, command.usage_cutoff)
         return {
             "subscription_id": str(subscription.id),
-            "invoiced": True,
-            "point": point.at.isoformat(),
-            "invoice": invoice_view(invoice),
+            "invoiced": invoice is not None,
+            "point": invoice["billing_point"] if invoice else None,
+            "invoice": invoice,
         }
 
     return invoice_subscription
+
+
+def invoice_due_point(
+    uow: UnitOfWork, subscription: Subscription, ports: BillingPorts, cutoff: int | None
+) -> dict[str, Any] | None:
+    """Invoice the subscription's billing point that fell due, if any; the invoice's view."""
+    point = next_billing_point(subscription.state)
+    if point is None or point.at > uow.now:
+        return None
+    cut = ports.usage.safe_cutoff() if cutoff is None else cutoff
+    invoice = draft_point_invoice(uow, subscription, point, ports, cut)
+    if invoice is None:
+        return None
+    return {**invoice_view(invoice), "billing_point": point.at.isoformat()}
 
 
 def draft_point_invoice(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -119,6 +119,7 @@ def due_command(
             actor=actor,
             tenant_id=aggregate.state.tenant_id,
             feature_key=aggregate.state.feature_key,
+            only_if_ended=True,
         )
     if action == "finalize":
         return FinalizeInvoice(app_id=app_id, actor=actor, invoice_id=aggregate.id)
@@ -131,13 +132,24 @@ def due_command(
         return InvoiceSubscription(
             app_id=app_id, actor=actor, subscription_id=aggregate.id, usage_cutoff=cutoff
         )
-    kind = EndTrial if action == "end_trial" else RenewSubscription
-    return kind(app_id=app_id, actor=actor, subscription_id=aggregate.id)
+    if action == "renew":
+        return RenewSubscription(
+            app_id=app_id, actor=actor, subscription_id=aggregate.id, usage_cutoff=cutoff
+        )
+    return EndTrial(app_id=app_id, actor=actor, subscription_id=aggregate.id)
+
+
+ExecuteMany = Callable[[list[Command], list[datetime]], list[CommandResult | DomainError]]
 
 
 @dataclass
 class BillingRun:
-    """One app's run up to `until` (see the module docstring)."""
+    """One app's run up to `until` (see the module docstring).
+
+    With `execute_many` (a group commit taking each command's instant) the due items are run
+    `batch` at a time in one transaction, in time order, never two of one aggregate at once;
+    `touched` is where that commit leaves the aggregates it saved, read instead of reloading.
+    """
 
     load: Callable[[UUID], Any]
     owned: Owned
@@ -145,59 +157,125 @@ class BillingRun:
     clock: SettableClock
     build: Build
     max_actions: int = MAX_ACTIONS
+    execute_many: ExecuteMany | None = None
+    batch: int = 200
+    touched: dict[UUID, Any] = field(default_factory=dict)
+    _known: dict[UUID, Any] = field(default_factory=dict)
+    _queued: dict[UUID, Due] = field(default_factory=dict)  # each aggregate's current item
 
     def run(self, app_id: str, until: datetime) -> dict[str, Any]:
         due = self._initial(app_id, until)
+        self._queued = {item[3]: item for item in due}
         counts: Counter[str] = Counter()
         errors: list[dict[str, Any]] = []
         actions = 0
         while due and actions < self.max_actions:
-            item = heapq.heappop(due)
-            at, _, action, aggregate_id = item
-            if at > self.clock.now():
-                self.clock.set(at)
-            aggregate = self.load(aggregate_id)
-            if aggregate is None or aggregate.state.app_id != app_id:
-                continue
-            actions += 1
-            self._act(app_id, action, aggregate, counts, errors)
-            following = due_of(self.load(aggregate_id))
-            if following is not None and _later(following, item, until):
-                heapq.heappush(due, following)
+            items = self._pop(due, min(self._size(), self.max_actions - actions))
+            if not items:
+                break
+            actions += len(items)
+            for item, outcome in zip(items, self._perform(app_id, items), strict=True):
+                _count(item, outcome, counts, errors)
+            self._requeue(due, items, until)
         if not due:
             self.clock.set(max(until, self.clock.now()))
         return _report(until, self.clock.now(), counts, errors, complete=not due)
+
+    def _pop(self, due: list[Due], size: int) -> list[Due]:
+        """The next items still current (one an earlier batch changed was queued again with
+        what it needs now), at most one per tenant: a tenant's aggregates act on each other
+        (a payment retry may cancel the subscription), so they never share a batch."""
+        items: list[Due] = []
+        later: list[Due] = []
+        tenants: set[str | None] = set()
+        while due and len(items) < size:
+            item = heapq.heappop(due)
+            if self._queued.get(item[3]) != item:
+                continue
+            tenant = getattr(self._known[item[3]].state, "tenant_id", None)
+            if tenant in tenants:
+                later.append(item)
+                continue
+            tenants.add(tenant)
+            del self._queued[item[3]]
+            items.append(item)
+        for item in later:
+            heapq.heappush(due, item)
+        return items
+
+    def _requeue(self, due: list[Due], done: list[Due], until: datetime) -> None:
+        """Queue what the acted-on aggregates, and any queued one the batch changed, need
+        next (a subscription dunning canceled no longer renews)."""
+        for item in done:
+            following = due_of(self._reload(item[3]))
+            if following is not None and _later(following, item, until):
+                self._queue(due, following)
+        for aggregate_id in [i for i in self.touched if i in self._queued]:
+            following = due_of(self._reload(aggregate_id))
+            if following is None or following[0] > until:
+                del self._queued[aggregate_id]
+            elif following != self._queued[aggregate_id]:
+                self._queue(due, following)
+
+    def _queue(self, due: list[Due], item: Due) -> None:
+        self._queued[item[3]] = item
+        heapq.heappush(due, item)
+
+    def _size(self) -> int:
+        return self.batch if self.execute_many is not None else 1
+
+    def _perform(self, app_id: str, items: list[Due]) -> list[CommandResult | DomainError]:
+        latest = items[-1][0]
+        if latest > self.clock.now():
+            self.clock.set(latest)
+        commands = [self.build(app_id, item[2], self._known[item[3]]) for item in items]
+        self.touched.clear()
+        if self.execute_many is not None:
+            return self.execute_many(commands, [item[0] for item in items])
+        try:
+            return [self.execute(commands[0])]
+        except DomainError as error:
+            return [error]
 
     def _initial(self, app_id: str, until: datetime) -> list[Due]:
         due: list[Due] = []
         for kind in KINDS:
             for aggregate_id in self.owned(app_id, kind):
-                item = due_of(self.load(aggregate_id))
+                item = due_of(self._remember(aggregate_id, self.load(aggregate_id)))
                 if item is not None and item[0] <= until:
                     due.append(item)
         heapq.heapify(due)
         return due
 
-    def _act(
-        self,
-        app_id: str,
-        action: str,
-        aggregate: Any,
-        counts: Counter[str],
-        errors: list[dict[str, Any]],
-    ) -> None:
-        try:
-            result = self.execute(self.build(app_id, action, aggregate)).result
-        except DomainError as error:
-            errors.append({"aggregate_id": str(aggregate.id), "action": action, **error.as_dict()})
-            return
-        if action == "renew" and result.get("status") == Status.CANCELED.value:
-            counts["canceled"] += 1
-        elif action != "invoice" or result.get("invoiced"):
-            counts[COUNTED[action]] += 1
-        invoice = result.get("invoice") if action == "invoice" else None
-        if invoice is not None and invoice.get("status") != InvoiceStatus.DRAFT.value:
-            counts["finalized"] += 1
+    def _reload(self, aggregate_id: UUID) -> Any:
+        found = self.touched.get(aggregate_id)
+        return self._remember(aggregate_id, found or self.load(aggregate_id))
+
+    def _remember(self, aggregate_id: UUID, aggregate: Any) -> Any:
+        self._known[aggregate_id] = aggregate
+        return aggregate
+
+
+def _count(
+    item: Due,
+    outcome: CommandResult | DomainError,
+    counts: Counter[str],
+    errors: list[dict[str, Any]],
+) -> None:
+    action, aggregate_id = item[2], item[3]
+    if isinstance(outcome, DomainError):
+        errors.append({"aggregate_id": str(aggregate_id), "action": action, **outcome.as_dict()})
+        return
+    result = outcome.result
+    if action == "renew" and result.get("status") == Status.CANCELED.value:
+        counts["canceled"] += 1
+    elif action not in ("invoice", "reset_quota") or result.get("invoiced") or result.get("reset"):
+        counts[COUNTED[action]] += 1
+    counts["quotas_reset"] += int(result.get("quotas_reset", 0)) if action == "renew" else 0
+    invoice = result.get("invoice") if action in ("invoice", "renew") else None
+    if invoice is not None:
+        counts["invoiced"] += 1 if action == "renew" else 0
+        counts["finalized"] += invoice.get("status") != InvoiceStatus.DRAFT.value
 
 
 def _later(following: Due, done: Due, until: datetime) -> bool:

@@ -62,7 +62,7 @@ def follow_subscription(uow: UnitOfWork, subscription: Subscription, previous: P
     """After a subscription command: quotas follow its status and plan, in the same unit of
     work (so in the same transaction)."""
     state = subscription.state
-    if state.status in (Status.PAUSED, Status.CANCELED, Status.EXPIRED):
+    if state.status in (Status.PAUSED, Status.CANCELED, Status.EXPIRED, Status.UNPAID):
         reason = f"subscription_{state.status.value}"
         suspend_quotas(
             uow, app_id=state.app_id, tenant_id=state.tenant_id, terms=previous, reason=reason
@@ -77,3 +77,19 @@ def follow_subscription(uow: UnitOfWork, subscription: Subscription, previous: P
         anchor=state.current_period.start,
         previous=previous,
     )
+
+
+def reset_ended_windows(uow: UnitOfWork, subscription: Subscription) -> int:
+    """At a renewal: every enabled quota of the plan whose window ended starts its next one
+    (in the same transaction as the renewal, instead of a reset of its own later); returns
+    how many did."""
+    state = subscription.state
+    reset = 0
+    for feature in state.terms.features:
+        if feature.kind is not FeatureKind.METERED:
+            continue
+        quota = uow.find(Quota, quota_id(state.app_id, state.tenant_id, feature.key))
+        if quota is not None and quota.state.enabled and quota.window_ended(uow.now):
+            quota.reset(uow.cause)
+            reset += 1
+    return reset

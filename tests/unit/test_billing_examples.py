@@ -21,7 +21,7 @@ import pytest
 
 from adapters.billing.runs import run_billing
 from adapters.bootstrap import System
-from adapters.http.index import OwnershipIndex
+from adapters.eventstore.index import OwnershipIndex
 from domain.clock import SettableClock
 from domain.invoice import Invoice, InvoiceStatus
 from domain.money import Money
