@@ -1,4 +1,4 @@
-"""Which aggregates each app owns, from the creation events in the event log.
+"""Which aggregates each app owns, from the creation events in the event log (one per System).
 
 The API lists plans and invoices and the billing run finds the subscriptions and quotas due
 with it, until read models answer those lists. It reads only the creation events (a topic
