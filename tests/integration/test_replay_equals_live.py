@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
 APP = "acme"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TENANTS = ("t0", "t1", "t2")
-FEATURES = ("api_calls", "storage")
+FEATURES = ("api_calls", "storage", "seats_peak")
 CURRENCIES = ("USD", "EUR")
 
 Step = tuple[Any, ...]
@@ -52,6 +52,7 @@ feature_specs = st.lists(
             "limit": st.none() | st.integers(0, 60),
             "period": st.sampled_from(["day", "month", "absolute"]),
             "enforcement": st.sampled_from(["hard", "soft"]),
+            "meter": st.sampled_from(["sum", "count", "max", "unique_count", "latest"]),
         }
     ),
     max_size=2,
@@ -405,6 +406,8 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
         ("define_plan", 0, 1000, "USD", "month", 3, [
             {"key": "api_calls", "kind": "metered", "limit": 10, "period": "day",
              "enforcement": "soft"},
+            {"key": "storage", "kind": "metered", "meter": "unique_count"},
+            {"key": "seats_peak", "kind": "metered", "meter": "latest"},
         ]),
         ("define_plan", 1, 12000, "EUR", "year", 0, []),
         ("define_plan", 2, 2500, "USD", "month", 0, []),
@@ -417,6 +420,11 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
         ("change_plan", 2, 2, "now"),
         ("clock", 60 * 30),
         ("consume", 0, "api_calls", 2, 2),
+        ("consume", 0, "storage", 5, 3),
+        ("consume", 0, "storage", 3, 4),
+        ("consume", 0, "storage", 5, 5),
+        ("consume", 0, "seats_peak", 5, 6),
+        ("consume", 0, "seats_peak", 3, 7),
         ("cancel", 1, False),
         ("draft_invoice", 0, "USD", 1000),
         ("invoice", "finalize_invoice", 0),
@@ -447,8 +455,41 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
                     "usage",
                     {"app_id": APP, "tenant_id": "t0", "from": "2026-01-02", "to": "2026-02-01"},
                 ),
-                ("usage_history", {"app_id": APP, "tenant_id": "t0", "days": 3}),
+                (
+                    "usage_history",
+                    {"app_id": APP, "tenant_id": "t0", "feature": "api_calls", "days": 3},
+                ),
                 ("usage_current_period", {"app_id": APP, "tenant_id": "t0"}),
+                (
+                    "billable_usage",
+                    {
+                        "app_id": APP,
+                        "tenant_id": "t0",
+                        "feature_key": "storage",
+                        "meter": "unique_count",
+                        "start": "2026-01-01",
+                        "end": "2026-03-01",
+                    },
+                ),
+                (
+                    "billable_usage_many",
+                    {
+                        "app_id": APP,
+                        "max_position": 10**6,
+                        "requests": [
+                            {
+                                "tenant_id": t,
+                                "feature_key": f,
+                                "meter": m,
+                                "start": "2026-01-01",
+                                "end": "2026-03-01",
+                            }
+                            for t in TENANTS
+                            for f in FEATURES
+                            for m in ("sum", "count", "max", "unique_count", "latest")
+                        ],
+                    },
+                ),
                 ("revenue", {"app_id": APP, "granularity": "day"}),
                 ("revenue", {"app_id": APP, "currency": "EUR"}),
                 ("subscription_metrics", {"app_id": APP}),
@@ -463,15 +504,25 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
                 13,
                 2,
             ]
-            [calls] = answers["usage_current_period", str(questions[3][1])]
+            calls, peak, storage = answers["usage_current_period", str(questions[3][1])]
             assert (calls["quantity"], calls["enabled"]) == (2, True)
-            money = answers["revenue", str(questions[4][1])]
+            assert (peak["quantity"], storage["quantity"]) == (3, 2)
+            billed = answers["billable_usage", str(questions[4][1])]
+            assert (billed["quantity"], billed["events"]) == (2, 3)
+            many = answers["billable_usage_many", str(questions[5][1])]
+            assert [a["quantity"] for a in many[:15]] == [
+                15, 3, 9, 3, 2,  # api_calls: 4, 9, 2
+                13, 3, 5, 2, 5,  # storage: 5, 3, 5
+                8, 2, 5, 2, 3,  # seats_peak: 5, 3
+            ]  # fmt: skip
+            assert all(a["events"] == 0 for a in many[15:])
+            money = answers["revenue", str(questions[6][1])]
             assert money["mrr"] == {"EUR": 0, "USD": 3500}
             assert money["recognized"] == [
                 {"period": "2026-01-02", "currency": "USD", "amount": 1000, "invoices": 1}
             ]
             assert money["invoices"] == {"paid": 1, "failed": 1, "failed_attempts": 1}
-            metrics = answers["subscription_metrics", str(questions[6][1])]
+            metrics = answers["subscription_metrics", str(questions[8][1])]
             assert metrics["churned_by_month"] == [
                 {"month": "2026-01", "subscriptions": 1, "lost_mrr": {"EUR": 1000}}
             ]
