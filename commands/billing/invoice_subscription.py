@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import Field
 
-from commands.billing.compose import BillingPorts, compose, settings_of
+from commands.billing.compose import BillingPorts, compose
+from commands.billing.issue import issue_invoice
 from commands.bus import Handler
-from commands.invoices.finalize_invoice import finalize_now
 from commands.invoices.view import invoice_view
 from commands.subscriptions.target import SubscriptionCommand
 from commands.unit_of_work import UnitOfWork
@@ -77,22 +77,13 @@ def draft_point_invoice(
     subscription.record_invoice(invoice_id, uow.cause, point.at, composed.prorations_billed)
     if not composed.lines:
         return None
-    settings = settings_of(uow, state.app_id)
-    invoice = uow.add(
-        Invoice.draft(
-            invoice_id,
-            state.app_id,
-            state.tenant_id,
-            state.price.currency,
-            uow.cause,
-            subscription_id=subscription.id,
-            period=point.period,
-            lines=composed.lines,
-            origin="final" if point.kind == "final" else "subscription",
-            usage_cutoff=cutoff,
-            finalize_at=settings.finalize_at(uow.now),
-        )
+    origin = "final" if point.kind == "final" else "subscription"
+    return issue_invoice(
+        uow,
+        subscription,
+        invoice_id,
+        composed.lines,
+        period=point.period,
+        origin=origin,
+        cutoff=cutoff,
     )
-    if settings.grace_period_hours == 0:
-        finalize_now(uow, invoice)
-    return invoice

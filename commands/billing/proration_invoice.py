@@ -7,8 +7,8 @@ command never bills twice.
 
 from __future__ import annotations
 
-from commands.billing.compose import finish, settings_of
-from commands.invoices.finalize_invoice import finalize_now
+from commands.billing.compose import finish
+from commands.billing.issue import issue_invoice
 from commands.unit_of_work import UnitOfWork
 from domain.base import stable_id
 from domain.billing import proration_lines
@@ -26,19 +26,12 @@ def invoice_prorations_now(uow: UnitOfWork, subscription: Subscription) -> Invoi
     invoice_id = stable_id("proration-invoice", state.app_id, str(subscription.id), source)
     lines = finish(uow, subscription, charges, invoice_id)
     subscription.record_invoice(invoice_id, uow.cause, None, len(state.pending_prorations))
-    invoice = uow.add(
-        Invoice.draft(
-            invoice_id,
-            state.app_id,
-            state.tenant_id,
-            state.price.currency,
-            uow.cause,
-            subscription_id=subscription.id,
-            period=state.current_period,
-            lines=lines,
-            origin="proration",
-            finalize_at=settings_of(uow, state.app_id).finalize_at(uow.now),
-        )
+    return issue_invoice(
+        uow,
+        subscription,
+        invoice_id,
+        lines,
+        period=state.current_period,
+        origin="proration",
+        finalize=True,
     )
-    finalize_now(uow, invoice)
-    return invoice

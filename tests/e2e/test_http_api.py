@@ -112,10 +112,12 @@ def test_the_whole_journey(server: Server) -> None:
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0] == "feature,granularity,bucket_start,quantity,events"
 
-    # a billing run moves the (settable) clock: the trial ends
+    # a billing run moves the (settable) clock: the trial ends and the first month's fee is
+    # invoiced in advance (INV-000001)
     until = started_at + timedelta(days=20)
     run = ok(admin.post("/v1/billing-runs", json={"until": until.isoformat()}))
     assert run["trials_ended"] == 1 and run["complete"] is True
+    assert (run["invoiced"], run["finalized"]) == (1, 1)
     now = ok(reader.get(f"/v1/subscriptions/{sid}"))
     assert now["status"] == "active"
 
@@ -149,19 +151,22 @@ def test_the_whole_journey(server: Server) -> None:
     )
     invoice_id = draft["invoice_id"]
     finalized = ok(writer.post(f"/v1/invoices/{invoice_id}/finalize"))
-    assert finalized["status"] == "open" and finalized["number"] == 1
+    assert finalized["status"] == "open" and finalized["number"] == 2
     assert ok(writer.post(f"/v1/invoices/{invoice_id}/pay"))["status"] == "paid"
     listed = ok(reader.get("/v1/invoices", params={"tenant_id": "tenant-1"}))["invoices"]
-    assert [i["invoice_id"] for i in listed] == [invoice_id]
+    assert [i["invoice_id"] for i in listed][0] == invoice_id and len(listed) == 2
     pdf = reader.get(f"/v1/invoices/{invoice_id}/pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
-    assert pdf.headers["content-disposition"] == 'inline; filename="INV-000001.pdf"'
+    assert pdf.headers["content-disposition"] == 'inline; filename="INV-000002.pdf"'
 
-    # revenue and subscription metrics
+    # revenue and subscription metrics: the manual invoice (no service period) is recognized
+    # on its day; the run's invoice day by day over its month, the rest deferred
     def revenue_counted() -> dict[str, Any]:
         revenue = ok(reader.get("/v1/revenue"))
         assert revenue["mrr"] == {USD: 9900}, revenue
-        assert sum(r["amount"] for r in revenue["recognized"]) == 9900, revenue
+        recognized = sum(r["amount"] for r in revenue["recognized"])
+        assert 9900 < recognized < 2 * 9900, revenue
+        assert recognized + revenue["deferred"].get(USD, 0) == 2 * 9900, revenue
         return revenue
 
     eventually(revenue_counted)
@@ -182,8 +187,12 @@ def test_the_whole_journey(server: Server) -> None:
         assert expected in types
     assert {event["app_id"] for event in log["events"]} == {server.app_id(APP)}
     history = ok(reader.get("/v1/events", params={"aggregate_id": sid}))["events"]
-    assert [event["type"] for event in history] == ["SubscriptionStarted", "SubscriptionTrialEnded"]
-    assert history[1]["actor"] == "billing-run"
+    assert [event["type"] for event in history] == [
+        "SubscriptionStarted",
+        "SubscriptionTrialEnded",
+        "SubscriptionInvoiced",
+    ]
+    assert history[1]["actor"] == history[2]["actor"] == "billing-run"
 
 
 def test_bad_input_gets_422_naming_the_field(server: Server) -> None:
