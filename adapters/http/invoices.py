@@ -18,13 +18,16 @@ from adapters.http.common import body_model, fields_of, owned, run_command, syst
 from adapters.http.errors import ERROR_RESPONSES
 from adapters.pdf.invoice import render_invoice_pdf
 from commands.base import ID_PATTERN
+from commands.invoices.add_invoice_line import AddInvoiceLine
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.finalize_invoice import FinalizeInvoice
+from commands.invoices.line_input import InvoiceLineInput
 from commands.invoices.mark_invoice_uncollectible import MarkInvoiceUncollectible
 from commands.invoices.pay_invoice import PayInvoice
 from commands.invoices.view import invoice_view
 from commands.invoices.void_invoice import VoidInvoice
 from domain.invoice import Invoice, InvoiceStatus
+from domain.profile import billing_profile_id
 
 _ID = frozenset({"invoice_id"})
 
@@ -83,8 +86,11 @@ def get_invoice(request: Request, principal: Reader, invoice_id: UUID) -> dict[s
     responses={200: {"content": {"application/pdf": {}}}},
 )
 def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> Response:
-    invoice = owned(system_of(request), Invoice, invoice_id, principal.app_id, "invoice_id")
-    body = render_invoice_pdf(invoice_view(invoice), principal.app_id)
+    system = system_of(request)
+    invoice = owned(system, Invoice, invoice_id, principal.app_id, "invoice_id")
+    profile = system.aggregate(billing_profile_id(principal.app_id, invoice.state.tenant_id))
+    customer = profile.terms.model_dump(mode="json") if profile is not None else None
+    body = render_invoice_pdf(invoice_view(invoice), principal.app_id, customer)
     name = invoice.state.number_text or f"draft-{invoice_id}"
     return Response(
         body,
@@ -98,6 +104,14 @@ def _act(
 ) -> JSONResponse:
     fields = {**fields_of(body), "invoice_id": str(invoice_id)}
     return run_command(request, principal, command, fields)
+
+
+@router.post("/{invoice_id}/lines", summary="Add a line to a draft (its body is the line)")
+def add_line(
+    request: Request, principal: Writer, invoice_id: UUID, body: InvoiceLineInput
+) -> JSONResponse:
+    fields = {"invoice_id": str(invoice_id), "line": fields_of(body)}
+    return run_command(request, principal, AddInvoiceLine, fields)
 
 
 @router.post("/{invoice_id}/finalize", summary="Freeze totals, assign the next number")

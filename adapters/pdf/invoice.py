@@ -18,8 +18,11 @@ def _text(value: Any) -> str:
     return str(value if value is not None else "-").encode("latin-1", "replace").decode("latin-1")
 
 
-def render_invoice_pdf(invoice: dict[str, Any], app_id: str) -> bytes:
-    """Render an invoice view (commands/invoices/view.py) to PDF bytes."""
+def render_invoice_pdf(
+    invoice: dict[str, Any], app_id: str, customer: dict[str, Any] | None = None
+) -> bytes:
+    """Render an invoice view (commands/invoices/view.py) to PDF bytes; `customer` is the
+    tenant's billing profile (name, email, country, tax id), printed when given."""
     pdf = FPDF(format="A4")
     pdf.set_title(_text(f"Invoice {invoice.get('number_text') or invoice['invoice_id']}"))
     pdf.add_page()
@@ -31,6 +34,7 @@ def render_invoice_pdf(invoice: dict[str, Any], app_id: str) -> bytes:
     for label, value in (
         ("App", app_id),
         ("Tenant", invoice["tenant_id"]),
+        *_customer_rows(customer),
         ("Status", invoice["status"]),
         ("Currency", invoice["currency"]),
         ("Period", f"{period.get('start', '-')} to {period.get('end', '-')}" if period else "-"),
@@ -48,11 +52,22 @@ def render_invoice_pdf(invoice: dict[str, Any], app_id: str) -> bytes:
         ("Discounts", "discount_total"),
         ("Tax", "tax_total"),
         ("Total", "total"),
+        ("Amount due", "amount_due"),
     ):
-        pdf.set_font("Helvetica", "B" if key == "total" else "", 10)
+        pdf.set_font("Helvetica", "B" if key in ("total", "amount_due") else "", 10)
         pdf.cell(150, 7, _text(label), align="R")
         pdf.cell(0, 7, _text(_money(invoice.get(key))), align="R", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+def _customer_rows(customer: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    if not customer:
+        return []
+    rows = [("Bill to", customer.get("name")), ("Email", customer.get("email"))]
+    rows.append(("Country", customer.get("country")))
+    if customer.get("tax_id"):
+        rows.append(("Tax id", customer["tax_id"]))
+    return rows
 
 
 def _lines(pdf: FPDF, lines: list[dict[str, Any]]) -> None:

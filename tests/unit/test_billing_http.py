@@ -207,3 +207,50 @@ def test_bad_seats_and_unknown_zones_name_the_field(acme: Api) -> None:
     )
     assert zone.status_code == 422, zone.text
     assert zone.json()["error"]["details"][0]["field"] == "pricing_zone"
+
+
+PROFILE = {
+    "name": "Globex GmbH",
+    "email": "billing@globex.example",
+    "country": "DE",
+    "tax_status": "taxable",
+    "timezone": "Europe/Berlin",
+    "currency": "USD",
+}
+
+
+def test_tax_from_the_profile_and_a_coupon_on_the_invoice(acme: Api) -> None:
+    ok(acme.call("PUT", "/v1/tenants/t1/profile", json=PROFILE))
+    ok(acme.call("PUT", "/v1/tax-rates/DE", json={"rate_percent": "19", "behavior": "exclusive"}))
+    coupon = {"code": "save10", "percent_off": 10, "duration": "forever"}
+    ok(acme.call("POST", "/v1/coupons", json=coupon), 201)
+    sub = start(acme, coupon="save10")
+    assert sub["timezone"] == "Europe/Berlin"
+    run(acme, 0)
+    [first] = invoices(acme)
+    # 4900 + 1000 = 5900; 10% off = 590; tax 19% per line on the discounted nets:
+    # base 4900 - 490 = 4410 -> 837.9 -> 838; seats 1000 - 100 = 900 -> 171
+    assert amounts(first)[2:] == [("discount", 1, -590), ("tax", 1, 838), ("tax", 1, 171)]
+    assert first["total"]["amount"] == 5900 - 590 + 838 + 171
+    pdf = acme.call("GET", f"/v1/invoices/{first['invoice_id']}/pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_a_grace_period_keeps_the_draft_editable_until_the_run_finalizes_it(acme: Api) -> None:
+    ok(acme.call("PUT", "/v1/billing-settings", json={"grace_period_hours": 24}))
+    start(acme)
+    run(acme, 0)
+    [draft] = invoices(acme)
+    assert draft["status"] == "draft" and draft["number"] is None
+    line = {
+        "kind": "adjustment",
+        "description": "Setup",
+        "quantity": 1,
+        "unit_amount": {"amount": 500, "currency": "USD"},
+    }
+    ok(acme.call("POST", f"/v1/invoices/{draft['invoice_id']}/lines", json=line))
+    report = run(acme, 1)
+    assert report["finalized"] == 1
+    [final] = invoices(acme)
+    assert final["status"] == "open" and final["number_text"] == "INV-000001"
+    assert final["total"]["amount"] == 4900 + 1000 + 500
