@@ -9,12 +9,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from adapters.bench import command_bus, entitlement_check, projection_lag, replay_rate
+from adapters.bench import (
+    billing_run,
+    command_bus,
+    entitlement_check,
+    projection_lag,
+    replay_rate,
+)
 from adapters.bench.report import Figure, write
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_BILLING_SUBSCRIPTIONS = 10_000  # P6; env BENCH_BILLING_SUBSCRIPTIONS for a quick run
 
 
 def _redis_if_up(url: str) -> str | None:
@@ -37,6 +44,10 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
     pg_url = os.environ.get("TALLY_BENCH_DATABASE_URL", DEFAULT_PG)
     nats_url = os.environ.get("TALLY_BENCH_NATS_URL", DEFAULT_NATS)
     redis_url = _redis_if_up(os.environ.get("TALLY_BENCH_REDIS_URL", DEFAULT_REDIS))
+    subscriptions = int(
+        os.environ.get("BENCH_BILLING_SUBSCRIPTIONS", DEFAULT_BILLING_SUBSCRIPTIONS)
+    )
+    profile = os.environ.get("BENCH_BILLING_PROFILE") == "1"  # P6 run under cProfile (slower)
     steps: list[Callable[[], list[Figure]]] = [
         lambda: command_bus.measure(pg_url, nats_url, console.print),
         lambda: entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
@@ -45,6 +56,7 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
             projection_lag.measure(pg_url, nats_url, 200, 5.0, console.print),
         ],
         lambda: [replay_rate.measure(pg_url, events, console.print)],
+        lambda: billing_run.measure(pg_url, subscriptions, console.print, profile=profile),
     ]
     figures: list[Figure] = []
     for step in steps:
