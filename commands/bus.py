@@ -174,6 +174,7 @@ class CommandBus:
         commands: Sequence[Command],
         at: Sequence[datetime] | None = None,
         touched: dict[UUID, Aggregate[Any]] | None = None,
+        absent: set[UUID] | None = None,
     ) -> list[CommandResult | DomainError]:
         """Group commit: run many commands, then save all their events in ONE transaction.
 
@@ -181,14 +182,16 @@ class CommandBus:
         a refusal discards only its own changes (its outcome is the DomainError). If the
         batch collides with another writer, every command is retried on its own. `at` gives
         each command its instant (default: the clock's now); `touched`, when given, receives
-        the batch's aggregates as saved (the caller may read them instead of reloading).
+        the batch's aggregates as saved (the caller may read them instead of reloading);
+        `absent`, ids the caller just saw do not exist (not looked up again; one created
+        meanwhile that the batch creates too collides, and the batch reruns one by one).
         """
         instants = list(at) if at is not None else [None] * len(commands)
         stripes = sorted({self._stripe(c) for c in commands})
         for index in stripes:
             self._stripes[index].acquire()
         try:
-            outcomes = self._run_batch(commands, instants, touched)
+            outcomes = self._run_batch(commands, instants, touched, set(absent or ()))
         except IntegrityError:
             outcomes = None
         finally:
@@ -205,9 +208,9 @@ class CommandBus:
         commands: Sequence[Command],
         instants: Sequence[datetime | None],
         touched: dict[UUID, Aggregate[Any]] | None,
+        absent: set[UUID],
     ) -> list[CommandResult | DomainError]:
         shared: dict[UUID, Aggregate[Any]] = {}
-        absent: set[UUID] = set()
         outcomes: list[CommandResult | DomainError] = []
         for command, instant in zip(commands, instants, strict=True):
             uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent)

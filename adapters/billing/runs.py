@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
+from adapters.eventstore.positions import existing
 from commands.base import Command
 from commands.billing.run import BillingRun, Execute, Owned, due_command
 from commands.bus import CommandResult
@@ -64,8 +66,11 @@ def run_billing(
     )
     if execute is None:
 
-        def execute_many(commands: list[Command], at: list[datetime]) -> list[Outcome]:
-            outcomes = system.bus.handle_many(commands, at, run.touched)
+        def execute_many(
+            commands: list[Command], at: list[datetime], lookups: set[UUID]
+        ) -> list[Outcome]:
+            absent = lookups - existing(system.ledger.recorder, lookups)
+            outcomes = system.bus.handle_many(commands, at, run.touched, absent)
             for command, outcome in zip(commands, outcomes, strict=True):
                 if observe is not None:
                     observe(command, outcome)

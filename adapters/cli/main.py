@@ -112,7 +112,7 @@ def clock_advance(
         str | None, typer.Option("--app", help="only this app (default: all)")
     ] = None,
 ) -> None:
-    """Move time forward: invoices, renewals, trial ends, scheduled cancels, quota resets up to --to."""
+    """Move time forward: invoices, renewals, trial ends, cancels, quota resets up to --to."""
     from adapters.cli import clock as clock_module
     from domain.errors import DomainError
 

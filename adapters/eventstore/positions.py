@@ -1,4 +1,5 @@
-"""Global positions of one aggregate's events, straight from the event store's table.
+"""Global positions of one aggregate's events, and which aggregates exist, straight from the
+event store's table.
 
 An aggregate's own stream does not carry the global position (the notification id), so
 `invoice explain` asks the table: one indexed query per aggregate, on SQLite (the rowid) and
@@ -7,6 +8,7 @@ PostgreSQL (the notification_id column) alike.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -31,3 +33,25 @@ def positions_of(recorder: Any, aggregate_id: UUID) -> dict[int, int]:
         )
         rows = cursor.fetchall()
     return {int(r[0]): int(r[1]) for r in rows}
+
+
+def existing(recorder: Any, aggregate_ids: Collection[UUID]) -> set[UUID]:
+    """Which of these aggregates have any stored event (one indexed query)."""
+    ids = list(aggregate_ids)
+    if not ids:
+        return set()
+    table = recorder.events_table_name
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        statement = SQL(
+            "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%s)"
+        ).format(Identifier(recorder.datastore.schema), Identifier(table))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (ids,))
+            return {UUID(str(row["originator_id"])) for row in cursor.fetchall()}
+    marks = ", ".join("?" for _ in ids)
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id IN ({marks})",
+            [i.hex for i in ids],
+        )
+        return {UUID(str(row[0])) for row in cursor.fetchall()}

@@ -36,10 +36,14 @@ from commands.invoices.retry_invoice_payment import RetryInvoicePayment
 from commands.quotas.reset_quota import ResetQuota
 from commands.subscriptions.end_trial import EndTrial
 from commands.subscriptions.renew_subscription import RenewSubscription
+from domain.balance import balance_id
 from domain.billing import next_billing_point
+from domain.billing_settings import billing_settings_id
 from domain.clock import SettableClock
+from domain.discount import subscription_discounts_id
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
+from domain.profile import billing_profile_id
 from domain.quota import Quota
 from domain.subscription import Status, Subscription
 
@@ -139,7 +143,23 @@ def due_command(
     return EndTrial(app_id=app_id, actor=actor, subscription_id=aggregate.id)
 
 
-ExecuteMany = Callable[[list[Command], list[datetime]], list[CommandResult | DomainError]]
+ExecuteMany = Callable[
+    [list[Command], list[datetime], set[UUID]], list[CommandResult | DomainError]
+]
+
+
+def lookups_of(aggregate: Any) -> list[UUID]:
+    """Aggregates a due item's command looks up that often do not exist (the caller may
+    check them all at once before the batch)."""
+    if not isinstance(aggregate, Subscription):
+        return []
+    state = aggregate.state
+    return [
+        subscription_discounts_id(state.app_id, aggregate.id),
+        billing_profile_id(state.app_id, state.tenant_id),
+        balance_id(state.app_id, state.tenant_id, state.price.currency),
+        billing_settings_id(state.app_id),
+    ]
 
 
 @dataclass
@@ -231,7 +251,8 @@ class BillingRun:
         commands = [self.build(app_id, item[2], self._known[item[3]]) for item in items]
         self.touched.clear()
         if self.execute_many is not None:
-            return self.execute_many(commands, [item[0] for item in items])
+            lookups = {i for item in items for i in lookups_of(self._known[item[3]])}
+            return self.execute_many(commands, [item[0] for item in items], lookups)
         try:
             return [self.execute(commands[0])]
         except DomainError as error:
