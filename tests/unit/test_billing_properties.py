@@ -170,10 +170,11 @@ class History:
                 subscription_id=self.subscription(tenant),
                 proration="create_prorations",
             )
-        self.billing.run(FAR)
+        far = max(FAR, self.billing.clock.now() + timedelta(days=3660))
+        self.billing.run(far)
         # a draft made during a run is finalized by the next run, even when its grace
         # period ended before the first run's `until` (see the report)
-        self.billing.run(FAR)
+        self.billing.run(far)
 
 
 plan_keys = st.sampled_from(sorted(PLANS))
@@ -240,8 +241,10 @@ def check_totals(invoice: Invoice) -> None:
 
 
 def revenue_of(billing: Billing) -> dict[str, int]:
-    """Everything recognized up to far past every period, per currency."""
-    answer = billing.system.query("revenue", app_id=APP, granularity="month", as_of=FAR.isoformat())
+    """Everything recognized up to now (past every period once History.end ran), per
+    currency."""
+    as_of = billing.clock.now().isoformat()
+    answer = billing.system.query("revenue", app_id=APP, granularity="month", as_of=as_of)
     recognized: dict[str, int] = {}
     for row in answer["recognized"]:
         recognized[row["currency"]] = recognized.get(row["currency"], 0) + row["amount"]
