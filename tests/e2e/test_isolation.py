@@ -32,6 +32,34 @@ PLAN = {
         {"key": "api-calls", "kind": "metered", "limit": 100},
     ],
 }
+COUPON = {"code": "welcome", "percent_off": 10, "duration": "forever"}
+PROFILE = {
+    "name": "Alpha Ltd",
+    "email": "billing@alpha.example",
+    "country": "DE",
+    "tax_status": "taxable",
+    "timezone": "Europe/Berlin",
+    "currency": USD,
+}
+TAX_RATE = {"rate_percent": "19.0", "behavior": "exclusive"}
+SETTINGS = {
+    "grace_period_hours": 48,
+    "proration_unit": "day",
+    "dunning_retry_days": [2, 4],
+    "dunning_final_action": "unpaid",
+}
+DEFAULT_SETTINGS = {
+    "grace_period_hours": 0,
+    "proration_unit": "second",
+    "dunning_retry_days": [1, 3, 5, 7],
+    "dunning_final_action": "cancel",
+}
+LINE = {
+    "kind": "base_fee",
+    "description": "Gold",
+    "quantity": 1,
+    "unit_amount": {"amount": 5000, "currency": USD},
+}
 SCOPE_RANK = {"read": 0, "write": 1, "admin": 2}
 LOWER = {"write": "read", "admin": "write"}
 
@@ -77,6 +105,8 @@ class Case:
             tenant_id="tenant-a",
             feature_key="beta",
             command_name="pause_subscription",
+            code=COUPON["code"],
+            country=PROFILE["country"],
         )
 
     def send(self, world: World, client: httpx.Client) -> httpx.Response:
@@ -92,6 +122,16 @@ class Case:
 def not_found(_: World, response: httpx.Response) -> None:
     assert response.status_code == 404, response.text
     assert response.json()["error"]["code"] in ("not_found", "unknown_command")
+
+
+def not_found_naming(field: str) -> Check:
+    """404 naming the field whose id is hidden (not some other missing thing)."""
+
+    def check(world: World, response: httpx.Response) -> None:
+        not_found(world, response)
+        assert response.json()["error"]["details"][0]["field"] == field, response.text
+
+    return check
 
 
 def no_a_ids(key: str, attribute: str) -> Check:
@@ -149,6 +189,17 @@ def plan_refused(_: World, response: httpx.Response) -> None:
     assert response.json()["error"]["details"][0]["field"] == "plan_key"
 
 
+def default_settings(_: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json() == DEFAULT_SETTINGS  # not A's SETTINGS
+
+
+def priced_alone(_: World, response: httpx.Response) -> None:
+    """Stateless: B gets the body's price, the same for every app."""
+    assert response.status_code == 200, response.text
+    assert response.json()["amount"] == {"amount": 21, "currency": USD}, response.json()
+
+
 def own_grant_only(world: World, response: httpx.Response) -> None:
     assert response.status_code == 201, response.text  # B's own grant for its own tenant
     time.sleep(0.5)
@@ -167,6 +218,55 @@ def a_untouched_by_billing_run(world: World, response: httpx.Response) -> None:
     assert response.json()["trials_ended"] == 0
     subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
     assert subscription["status"] == "trialing" and subscription["version"] == 1
+
+
+def own_coupon_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's coupon of the same code
+    assert response.json()["percent_off"] == 50
+    coupon = world.a("read").get(f"/v1/coupons/{COUPON['code']}").json()
+    assert coupon["percent_off"] == 10 and coupon["version"] == 1, coupon
+
+
+def own_tax_rate_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text  # B's rate for the same country
+    assert response.json()["rate_percent"] == "7.0"
+    rates = world.a("read").get("/v1/tax-rates").json()["tax_rates"]
+    assert [(r["country"], r["rate_percent"], r["version"]) for r in rates] == [
+        ("DE", "19.0", 1)
+    ], rates
+
+
+def own_profile_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text  # B's profile of its own tenant-a
+    assert response.json()["name"] == "Beta's customer"
+    profile = world.a("read").get("/v1/tenants/tenant-a/profile").json()
+    assert profile["name"] == PROFILE["name"] and profile["version"] == 1, profile
+
+
+def own_settings_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 200, response.text
+    assert response.json()["grace_period_hours"] == 1
+    assert world.a("read").get("/v1/billing-settings").json() == SETTINGS
+
+
+def no_a_subscriptions_simulated(world: World, response: httpx.Response) -> None:
+    """B's own plan gold (defined just before) has no subscriptions: A's are not priced."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tenants"] == [], body
+    assert body["skipped"] == [
+        {"tenant_id": "tenant-a", "subscription_id": None, "reason": "no_subscription"}
+    ], body
+    assert world.subscription_id not in response.text
+
+
+def simulation_of_gold(_: World) -> dict[str, Any]:
+    return {
+        "plan_key": "gold",
+        "draft": {k: v for k, v in PLAN.items() if k != "plan_key"},
+        "period": {"start": "2030-01-01T00:00:00Z", "end": "2030-02-01T00:00:00Z"},
+        "tenant_ids": ["tenant-a"],
+    }
 
 
 def billing_until(world: World) -> dict[str, str]:
@@ -229,6 +329,44 @@ CASES = [
     Case("POST", "/v1/invoices", "write", not_found, body=draft_for_a),
     Case(
         "POST",
+        "/v1/invoices/{invoice_id}/lines",
+        "write",
+        not_found_naming("invoice_id"),
+        body=lambda _: LINE,
+    ),
+    Case("POST", "/v1/invoices/{invoice_id}/uncollectible", "write", not_found),
+    Case("GET", "/v1/invoices/{invoice_id}/explain", "read", not_found_naming("invoice_id")),
+    Case(
+        "GET",
+        "/v1/subscriptions/{subscription_id}/upcoming-invoice",
+        "read",
+        not_found_naming("subscription_id"),
+    ),
+    Case(
+        "PUT",
+        "/v1/subscriptions/{subscription_id}/seats",
+        "write",
+        not_found_naming("subscription_id"),
+        body=lambda _: {"quantity": 2},
+    ),
+    Case(
+        "POST",
+        "/v1/subscriptions/{subscription_id}/coupons",
+        "write",
+        not_found_naming("subscription_id"),
+        body=lambda _: {"code": COUPON["code"]},
+    ),
+    Case("GET", "/v1/coupons/{code}", "read", not_found_naming("code")),
+    Case("GET", "/v1/tenants/{tenant_id}/profile", "read", not_found_naming("tenant_id")),
+    Case(
+        "GET",
+        "/v1/plans/compare",
+        "read",
+        not_found_naming("a"),
+        params={"a": "gold", "b": "gold@1"},
+    ),
+    Case(
+        "POST",
         "/v1/subscriptions",
         "write",
         plan_refused,
@@ -250,6 +388,26 @@ CASES = [
     Case("GET", "/v1/tenants/{tenant_id}/usage", "read", empty("usage")),
     Case("GET", "/v1/revenue", "read", no_revenue),
     Case("GET", "/v1/metrics/subscriptions", "read", no_subscriptions),
+    Case(
+        "GET",
+        "/v1/subscriptions",
+        "read",
+        empty("subscriptions"),
+        params={"tenant_id": "tenant-a"},
+    ),
+    Case("GET", "/v1/coupons", "read", empty("coupons")),
+    Case("GET", "/v1/tax-rates", "read", empty("tax_rates")),
+    Case("GET", "/v1/billing-settings", "read", default_settings),
+    Case(
+        "POST",
+        "/v1/pricing/rate",
+        "read",
+        priced_alone,
+        body=lambda _: {
+            "model": {"model": "per_unit", "unit_price": {"amount": 3, "currency": USD}},
+            "quantity": 7,
+        },
+    ),
     # writes by B land in B's app only
     Case(
         "POST",
@@ -271,6 +429,42 @@ CASES = [
         body=lambda _: {"feature_key": "b-only", "reason": "B's own"},
     ),
     Case("POST", "/v1/plans", "admin", own_plan_only, body=lambda _: {**PLAN, "name": "B's"}),
+    # records nothing; after B's own plan gold exists, so that the plan is found
+    Case(
+        "POST",
+        "/v1/simulations/pricing",
+        "write",
+        no_a_subscriptions_simulated,
+        body=simulation_of_gold,
+    ),
+    Case(
+        "POST",
+        "/v1/coupons",
+        "admin",
+        own_coupon_only,
+        body=lambda _: {**COUPON, "percent_off": 50},
+    ),
+    Case(
+        "PUT",
+        "/v1/tax-rates/{country}",
+        "admin",
+        own_tax_rate_only,
+        body=lambda _: {**TAX_RATE, "rate_percent": "7.0"},
+    ),
+    Case(
+        "PUT",
+        "/v1/tenants/{tenant_id}/profile",
+        "write",
+        own_profile_only,
+        body=lambda _: {**PROFILE, "name": "Beta's customer"},
+    ),
+    Case(
+        "PUT",
+        "/v1/billing-settings",
+        "admin",
+        own_settings_only,
+        body=lambda _: {"grace_period_hours": 1},
+    ),
     Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
 ]
 
@@ -296,32 +490,47 @@ def world(server: Server) -> World:
         "/v1/tenants/tenant-a/grants", json={"feature_key": "beta", "reason": "pilot"}
     )
     assert granted.status_code == 201
-    draft = admin.post(
-        "/v1/invoices",
-        json={
-            **draft_for_a(built),
-            "lines": [
-                {
-                    "kind": "base_fee",
-                    "description": "Gold",
-                    "quantity": 1,
-                    "unit_amount": {"amount": 5000, "currency": USD},
-                }
-            ],
-        },
-    )
+    draft = admin.post("/v1/invoices", json={**draft_for_a(built), "lines": [LINE]})
     built.invoice_id = draft.json()["invoice_id"]
-
-    def a_sees_its_data() -> None:
-        reader = built.a("read")
-        assert reader.get("/v1/tenants/tenant-a/entitlements/api-calls").json()["used"] == 7
-        assert reader.get("/v1/tenants/tenant-a/entitlements/beta").json()["allowed"] is True
-        assert reader.get("/v1/tenants/tenant-a/usage").json()["usage"]
-        assert reader.get("/v1/metrics/subscriptions").json()["active_total"] == 1
-
-    eventually(a_sees_its_data)
+    set_up_billing(admin)
+    eventually(lambda: a_sees_its_data(built))
     built.b()  # B has a key (and so an app) before the checks
     return built
+
+
+def set_up_billing(admin: httpx.Client) -> None:
+    """A's coupon, tenant-a's billing profile, a tax rate and billing settings."""
+    assert admin.post("/v1/coupons", json=COUPON).status_code == 201
+    assert admin.put("/v1/tenants/tenant-a/profile", json=PROFILE).status_code == 200
+    assert admin.put("/v1/tax-rates/DE", json=TAX_RATE).status_code == 200
+    assert admin.put("/v1/billing-settings", json=SETTINGS).status_code == 200
+
+
+def a_sees_its_data(world: World) -> None:
+    """What B must not see is there for A (so B's 404s and empty lists mean isolation)."""
+    reader = world.a("read")
+    assert reader.get("/v1/tenants/tenant-a/entitlements/api-calls").json()["used"] == 7
+    assert reader.get("/v1/tenants/tenant-a/entitlements/beta").json()["allowed"] is True
+    assert reader.get("/v1/tenants/tenant-a/usage").json()["usage"]
+    assert reader.get("/v1/metrics/subscriptions").json()["active_total"] == 1
+    for path, params in READABLE_BY_A:
+        response = reader.get(path.format(**vars(world)), params=params)
+        assert response.status_code == 200, (path, response.text)
+    assert reader.get("/v1/subscriptions", params={"tenant_id": "tenant-a"}).json()["subscriptions"]
+    assert reader.get("/v1/coupons").json()["coupons"]
+    assert reader.get("/v1/tax-rates").json()["tax_rates"]
+    assert reader.get("/v1/billing-settings").json() == SETTINGS
+    simulated = world.a("write").post("/v1/simulations/pricing", json=simulation_of_gold(world))
+    assert simulated.status_code == 200 and simulated.json()["tenants"], simulated.text
+
+
+READABLE_BY_A = [
+    ("/v1/invoices/{invoice_id}/explain", {}),
+    ("/v1/subscriptions/{subscription_id}/upcoming-invoice", {}),
+    ("/v1/coupons/welcome", {}),
+    ("/v1/tenants/tenant-a/profile", {}),
+    ("/v1/plans/compare", {"a": "gold", "b": "gold@1"}),
+]
 
 
 def test_the_table_covers_every_v1_route(server: Server) -> None:
