@@ -154,7 +154,7 @@ def test_the_whole_journey(server: Server) -> None:
     assert finalized["status"] == "open" and finalized["number"] == 2
     assert ok(writer.post(f"/v1/invoices/{invoice_id}/pay"))["status"] == "paid"
     listed = ok(reader.get("/v1/invoices", params={"tenant_id": "tenant-1"}))["invoices"]
-    assert [i["invoice_id"] for i in listed][0] == invoice_id and len(listed) == 2
+    assert listed[0]["invoice_id"] == invoice_id and len(listed) == 2
     pdf = reader.get(f"/v1/invoices/{invoice_id}/pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
     assert pdf.headers["content-disposition"] == 'inline; filename="INV-000002.pdf"'
