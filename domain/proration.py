@@ -10,7 +10,9 @@ the old price is charged for it. Either way the period costs old x (time on old)
 
 The fraction is counted to the second (microseconds in fact) by default, or by whole days
 on the tenant's calendar (`unit="day"`): the change instant moves to the start of its local
-day and the fraction is whole days of W over whole days of the period.
+day (not before the period's start: a change on the first day re-prices the whole period in
+advance and nothing in arrears) and the fraction is whole days of W over whole days of the
+period. A change outside the open period (at its start or after its end) re-prices nothing.
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ def affected_window(period: Period, at: datetime, timing: FeeTiming) -> Period |
     """The part of the period a change at `at` re-prices (None when it is empty)."""
     if not period.start < at < period.end:
         return None
+    return _window(period, at, timing)
+
+
+def _window(period: Period, at: datetime, timing: FeeTiming) -> Period | None:
+    """[at, end) in advance, [start, at) in arrears, for `at` in [start, end)."""
     if timing == "in_advance":
         return Period(start=at, end=period.end)
-    return Period(start=period.start, end=at)
+    return Period(start=period.start, end=at) if at > period.start else None
 
 
 def fraction_of(
@@ -89,9 +96,11 @@ def prorate(
     In advance `charged` is the old price and `due` the new one; in arrears the caller
     passes the new price as `charged` and the old one as `due` (see the module rule).
     Zero lines are left out."""
-    if unit == "day":
+    if not period.start < at < period.end:
+        return []
+    if unit == "day":  # a change on the period's first day counts from its start
         at = max(start_of_local_day(at, timezone), period.start)
-    window = affected_window(period, at, timing)
+    window = _window(period, at, timing)
     if window is None:
         return []
     share = fraction_of(period, window, unit, timezone)

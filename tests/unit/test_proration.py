@@ -185,3 +185,37 @@ def test_a_cancel_now_by_day_credits_the_days_after_the_cancel_day() -> None:
         JANUARY, datetime(2026, 1, 21, 9, tzinfo=UTC), ("Pro", usd(3100)), unit="day"
     )
     assert amounts(items) == [("proration_credit", -1100)]  # January 21 to 31: 11 days
+
+
+def test_by_day_a_change_on_the_first_day_re_prices_the_whole_period() -> None:
+    # the change moves to the start of its local day, here the period's start: in advance
+    # all 31 days of the old fee are credited and of the new one charged
+    at = datetime(2026, 1, 1, 9, tzinfo=UTC)
+    items = prorate(
+        JANUARY, at, ("A", usd(3100)), ("B", usd(6200)), timing="in_advance", unit="day"
+    )
+    assert amounts(items) == [("proration_credit", -3100), ("proration_debit", 6200)]
+    assert items[0].window == JANUARY
+    # in arrears nothing was used before the change's day: nothing to re-price
+    assert prorate(JANUARY, at, ("B", usd(6200)), ("A", usd(3100)), timing="in_arrears") != []
+    assert (
+        prorate(JANUARY, at, ("B", usd(6200)), ("A", usd(3100)), timing="in_arrears", unit="day")
+        == []
+    )
+    # a change at the very start instant re-prices nothing, by day as by second
+    assert prorate(JANUARY, JANUARY.start, ("A", usd(1)), ("B", usd(2)), timing="in_advance",
+                   unit="day") == []  # fmt: skip
+    assert credit_unused(JANUARY, at, ("A", usd(3100)), unit="day")[0].amount == usd(-3100)
+
+
+def test_by_day_a_change_after_the_period_re_prices_nothing() -> None:
+    # a period from 15:00; a change at 16:00 on its last day is after its end, though the
+    # start of that day is before it
+    afternoon = Period(
+        start=datetime(2026, 1, 1, 15, tzinfo=UTC), end=datetime(2026, 2, 1, 15, tzinfo=UTC)
+    )
+    late = datetime(2026, 2, 1, 16, tzinfo=UTC)
+    for timing in ("in_advance", "in_arrears"):
+        assert prorate(afternoon, late, ("A", usd(3100)), ("B", usd(6200)),
+                       timing=timing, unit="day") == []  # fmt: skip
+    assert credit_unused(afternoon, late, ("A", usd(3100)), unit="day") == []
