@@ -13,7 +13,7 @@ from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEv
 from domain.catalog import FeatureKind, PlanTerms
 from domain.errors import InvalidTransition, InvalidValue, SubscriptionAlreadyActive
 from domain.money import Money
-from domain.period import Period, local_day
+from domain.period import Interval, Period, add_interval, local_day
 from domain.proration import (
     ProrationItem,
     ProrationMode,
@@ -306,7 +306,7 @@ class Subscription(Aggregate[SubscriptionState]):
         now = cause.occurred_at
         in_trial = trial and terms.trial_days > 0
         if in_trial:
-            trial_end = now + timedelta(days=terms.trial_days)
+            trial_end = add_interval(now, Interval.DAY, terms.trial_days, timezone=timezone)
             period = Period(start=now, end=trial_end)
         else:
             trial_end = None
@@ -339,8 +339,18 @@ class Subscription(Aggregate[SubscriptionState]):
         return self.state.status
 
     def end_trial(self, cause: Cause) -> None:
-        """Trial over (by the clock or early): the first paid period starts now."""
+        """Trial over (by the clock or early): the first paid period starts now, unless a
+        cancel was scheduled for the trial's end (then it ends unbilled, as Stripe does)."""
         self._require(Status.TRIALING, action="end the trial")
+        if self.state.cancel_at_period_end:
+            self._trigger(
+                SubscriptionCanceled,
+                cause,
+                reason="scheduled cancel at trial end",
+                previous_status=self.status,
+                price=self.state.price,
+            )
+            return
         start = min(cause.occurred_at, self.state.trial_end or cause.occurred_at)
         period = Period.starting(start, self.state.terms.interval, timezone=self.state.timezone)
         self._trigger(TrialEnded, cause, period=period)
@@ -380,6 +390,8 @@ class Subscription(Aggregate[SubscriptionState]):
             return []
         if state.terms.base_fee_timing != "in_advance" or not self._fee_billed():
             return []  # in arrears the final invoice charges only the time used
+        if state.paused_at is not None:
+            at = min(at, max(state.paused_at, state.current_period.start))  # paused: unused
         items: list[ProrationItem] = []
         for label, price in self._fees():
             items += credit_unused(
@@ -428,6 +440,12 @@ class Subscription(Aggregate[SubscriptionState]):
         new_price = to_terms.price_for(self.state.pricing_zone)
         if new_price.currency != self.state.price.currency:
             raise InvalidValue("a plan change keeps the currency", field="plan_key")
+        if to_terms.base_fee_timing != current.base_fee_timing:
+            raise InvalidValue(
+                "a plan change keeps the base fee timing (in advance or in arrears): cancel "
+                "and start a new subscription to switch",
+                field="plan_key",
+            )
         if timing == "period_end":
             self._trigger(
                 PlanChangeScheduled,
@@ -493,6 +511,10 @@ class Subscription(Aggregate[SubscriptionState]):
         if proration == "none" or not state.paid_period:
             return []
         timing = state.terms.base_fee_timing
+        if timing == "in_advance" and not self._fee_billed():
+            # the period's invoice is still to come and will charge the new fees for all of
+            # it: correct the time before the change as in arrears
+            timing = "in_arrears"
         items: list[ProrationItem] = []
         for before, after in _pairs(old, new):
             if before[1] == after[1]:
@@ -517,11 +539,13 @@ class Subscription(Aggregate[SubscriptionState]):
         """Resume; the current period ends later by the time paused (not billed)."""
         self._require(Status.PAUSED, action="resume")
         state = self.state
-        period = state.current_period
-        if state.paused_at is not None and state.paused_at < period.end:
-            paused = cause.occurred_at - max(state.paused_at, period.start)
-            period = Period(start=period.start, end=period.end + paused)
-        self._trigger(SubscriptionResumed, cause, price=state.price, period=period)
+        current = state.current_period
+        moved: Period | None = None
+        if state.paused_at is not None and state.paused_at < current.end:
+            paused = cause.occurred_at - max(state.paused_at, current.start)
+            if paused > timedelta(0):
+                moved = Period(start=current.start, end=current.end + paused)
+        self._trigger(SubscriptionResumed, cause, price=state.price, period=moved)
 
     def renew(self, cause: Cause) -> None:
         """At period end: cancel if scheduled, else start the next period (applying a
@@ -623,6 +647,8 @@ def _seat_limit(terms: PlanTerms) -> int | None:
 def _pairs(old: list[Fee], new: list[Fee]) -> list[tuple[Fee, Fee]]:
     """Fees matched by position (base with base, seats with seats); a fee that appears or
     disappears is paired with a zero one."""
+    if not old and not new:
+        return []
     currency = (old or new)[0][1].currency
     size = max(len(old), len(new))
     padded_old = old + [(label, Money.zero(currency)) for label, _ in new[len(old) :]]

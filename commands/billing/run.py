@@ -72,8 +72,8 @@ def subscription_due(subscription: Any) -> Due | None:
         return None
     state = subscription.state
     point = next_billing_point(state)
-    if point is not None:
-        return point.at, 0, "invoice", subscription.id
+    if point is not None:  # due when it fell due, or when a later change made it due
+        return max(point.at, subscription.modified_on), 0, "invoice", subscription.id
     if state.status is Status.TRIALING and state.trial_end is not None:
         return state.trial_end, 1, "end_trial", subscription.id
     if state.status in (Status.ACTIVE, Status.PAST_DUE):
@@ -224,17 +224,20 @@ class BillingRun:
         return items
 
     def _requeue(self, due: list[Due], done: list[Due], until: datetime) -> None:
-        """Queue what the acted-on aggregates, and any queued one the batch changed, need
-        next (a subscription dunning canceled no longer renews)."""
+        """Queue what the acted-on aggregates, and any other the batch changed or made,
+        need next (a subscription dunning canceled no longer renews; a draft made by the
+        batch finalizes when its grace period ends, in this run if that is before `until`)."""
         for item in done:
             following = due_of(self._reload(item[3]))
             if following is not None and _later(following, item, until):
                 self._queue(due, following)
-        for aggregate_id in [i for i in self.touched if i in self._queued]:
+        acted = {item[3] for item in done}
+        for aggregate_id in [i for i in self.touched if i not in acted]:
             following = due_of(self._reload(aggregate_id))
+            queued = self._queued.get(aggregate_id)
             if following is None or following[0] > until:
-                del self._queued[aggregate_id]
-            elif following != self._queued[aggregate_id]:
+                self._queued.pop(aggregate_id, None)
+            elif following != queued:  # changed by the batch, or new (a draft in its grace)
                 self._queue(due, following)
 
     def _queue(self, due: list[Due], item: Due) -> None:

@@ -425,6 +425,8 @@ def test_a_plan_or_seat_change_prorates_each_fee_within_a_minor_unit(
     for _ in range(renewals):
         sub.renew(cause(sub.state.current_period.end))
     period = sub.state.current_period
+    # the period's fee was invoiced at its start (in advance the change then credits it)
+    sub.record_invoice(uuid4(), cause(period.start), period.start, 0)
     at = period.start + timedelta(seconds=offset % int(period.duration.total_seconds()) or 1)
     sign = 1 if timing == "in_advance" else -1
     sub.change_plan(plan("b", new, new // 7 + 1), cause(at))
