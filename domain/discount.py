@@ -12,7 +12,8 @@ Rules (docs/coupons.md):
   subtotal is zero or less (a proration credit) takes no discount and consumes nothing; a
   coupon that finds nothing left (earlier coupons took it all) consumes nothing either.
 - `once` ends after the first invoice it applies to; `repeating` after duration_in_periods
-  invoices; `forever` never. A once amount-off coupon with carry_forward keeps what the
+  periods (invoices of billing points; an immediate proration invoice is discounted but uses
+  up no period); `forever` never. A once amount-off coupon with carry_forward keeps what the
   invoice could not absorb for the next invoices until it is used up.
 - `apply` is idempotent per invoice id: applying to the same invoice again answers the lines
   recorded the first time and records nothing.
@@ -236,14 +237,18 @@ class SubscriptionDiscounts(Aggregate[SubscriptionDiscountsState]):
         """The next invoice's discount lines for this subtotal; records nothing."""
         return [entry.line(amount) for entry, amount in self._plan(subtotal)]
 
-    def apply(self, invoice_id: UUID, subtotal: Money, cause: Cause) -> list[DiscountLine]:
+    def apply(
+        self, invoice_id: UUID, subtotal: Money, cause: Cause, *, counts_period: bool = True
+    ) -> list[DiscountLine]:
         """Take the discounts off this invoice (one DiscountApplied per coupon that takes
-        something); the same invoice again answers its recorded lines."""
+        something); the same invoice again answers its recorded lines. An invoice that does
+        not open a period (an immediate proration invoice: `counts_period` False) uses up
+        no period of a repeating coupon, as Stripe counts months, not invoices."""
         if invoice_id in self.state.invoices:
             return self.recorded_lines(invoice_id)
         planned = self._plan(subtotal)
         for entry, amount in planned:
-            self._record(invoice_id, entry, amount, cause)
+            self._record(invoice_id, entry, amount, cause, counts_period)
         return [entry.line(amount) for entry, amount in planned]
 
     def recorded_lines(self, invoice_id: UUID) -> list[DiscountLine]:
@@ -273,8 +278,11 @@ class SubscriptionDiscounts(Aggregate[SubscriptionDiscountsState]):
         percents = [c for c in live if c.terms.percent_off is not None]
         return percents + [c for c in live if c.terms.percent_off is None]
 
-    def _record(self, invoice_id: UUID, entry: AttachedCoupon, amount: Money, cause: Cause) -> None:
+    def _record(
+        self, invoice_id: UUID, entry: AttachedCoupon, amount: Money, cause: Cause, counts: bool
+    ) -> None:
         balance = entry.balance()
+        repeating = entry.terms.duration is CouponDuration.REPEATING
         carried = balance - amount if entry.terms.carry_forward and balance is not None else None
         self._trigger(
             DiscountApplied,
@@ -283,6 +291,6 @@ class SubscriptionDiscounts(Aggregate[SubscriptionDiscountsState]):
             invoice_id=invoice_id,
             code=entry.code,
             amount=amount,
-            invoices_applied=entry.invoices_applied + 1,
+            invoices_applied=entry.invoices_applied + (1 if counts or not repeating else 0),
             carried_forward=carried,
         )

@@ -78,9 +78,11 @@ def finish(
     subscription: Subscription,
     lines: list[InvoiceLine],
     invoice_id: UUID | None,
+    *,
+    counts_period: bool = True,
 ) -> list[InvoiceLine]:
     """Charges + the subscription's discounts + tax on the discounted nets."""
-    discounts = discount_lines(uow, subscription, lines, invoice_id)
+    discounts = discount_lines(uow, subscription, lines, invoice_id, counts_period)
     return lines + discounts + tax_lines(uow, subscription, lines, discounts)
 
 
@@ -99,6 +101,7 @@ def discount_lines(
     subscription: Subscription,
     lines: Sequence[InvoiceLine],
     invoice_id: UUID | None,
+    counts_period: bool = True,
 ) -> list[InvoiceLine]:
     """The coupons' lines for this subtotal (recorded on the discounts when invoicing)."""
     state = subscription.state
@@ -111,7 +114,7 @@ def discount_lines(
     taken: list[DiscountLine] = (
         discounts.preview(subtotal)
         if invoice_id is None
-        else discounts.apply(invoice_id, subtotal, uow.cause)
+        else discounts.apply(invoice_id, subtotal, uow.cause, counts_period=counts_period)
     )
     return [
         discount_line(i, d.description, d.amount, d.source_event_ids) for i, d in enumerate(taken)

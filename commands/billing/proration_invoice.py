@@ -24,7 +24,7 @@ def invoice_prorations_now(uow: UnitOfWork, subscription: Subscription) -> Invoi
         return None
     source = state.pending_prorations[-1].source_event_ids[0]
     invoice_id = stable_id("proration-invoice", state.app_id, str(subscription.id), source)
-    lines = finish(uow, subscription, charges, invoice_id)
+    lines = finish(uow, subscription, charges, invoice_id, counts_period=False)
     subscription.record_invoice(invoice_id, uow.cause, None, len(state.pending_prorations))
     return issue_invoice(
         uow,

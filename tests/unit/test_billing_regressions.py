@@ -119,3 +119,30 @@ def test_a_plan_change_may_not_switch_the_base_fee_timing(billing: Billing, timi
     reply = billing.send("change_plan", subscription_id=str(sub), plan_key="arr", timing=timing)
     assert reply["error"]["code"] == "invalid_value"
     assert reply["error"]["details"][0]["field"] == "plan_key"
+
+
+def test_a_repeating_coupon_counts_periods_not_proration_invoices() -> None:
+    # Stripe: "repeating" applies for a number of months (billing periods), whatever number
+    # of invoices they hold: https://docs.stripe.com/billing/subscriptions/coupons
+    billing = Billing(utc(2026, 4, 1))
+    try:
+        billing.do(
+            "create_coupon", code="q3", percent_off=10, duration="repeating", duration_in_periods=3
+        )
+        billing.plan("pro", 1000)
+        billing.plan("big", 2000)
+        billing.plan("huge", 3000)
+        sub = billing.start("pro", coupon="q3")
+        billing.run(utc(2026, 4, 11))
+        for plan in ("big", "huge"):
+            billing.do(
+                "change_plan", subscription_id=str(sub), plan_key=plan, proration="always_invoice"
+            )
+        billing.run(utc(2026, 7, 2))
+        renewals = [i for i in billing.invoices() if i.state.origin == "subscription"]
+        discounted = [i.totals.discount_total.amount > 0 for i in renewals]
+        assert discounted == [True, True, True, False]  # April, May, June; not July
+        prorations = [i for i in billing.invoices() if i.state.origin == "proration"]
+        assert all(i.totals.discount_total.amount > 0 for i in prorations)
+    finally:
+        billing.close()
