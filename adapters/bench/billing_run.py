@@ -45,12 +45,13 @@ from adapters.billing.runs import run_billing
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.finalize_invoice import FinalizeInvoice
 from commands.quotas.consume_quota import ConsumeQuota
+from domain.invoice import LineKind
 
 APP = "bench"
 FEATURE = "api-calls"
 LIMIT = 1_000
 USAGE_EVENTS = (700, 600)  # per tenant: 1,300 units, 300 over the limit, across both tiers
-OVERAGE = {
+OVERAGE: dict[str, Any] = {
     "model": "graduated",
     "tiers": [
         {"up_to": 100, "unit_price": {"amount": 3, "currency": "USD"}},
@@ -104,8 +105,9 @@ def measure_run(
         say("P6: timing the billing run at the period end …")
         profiler = cProfile.Profile() if profile else None
         seconds, report = _timed_run(system, subscriptions, profiler)
-        problems = _check(first, report, subscriptions)
-        event_bytes = _invoice_event_bytes(system)
+        invoice = _renewal_invoice(system)
+        problems = _check(first, report, subscriptions) + _usage_problems(invoice)
+        event_bytes = _largest_event(system, invoice)
         baseline = _bulk_insert_seconds(pg_url, schema, subscriptions, event_bytes)
         say(f"P6: billing run {seconds:.2f} s; raw write baseline {baseline:.3f} s")
     finally:
@@ -183,14 +185,22 @@ def _check(first: dict[str, Any], report: dict[str, Any], subscriptions: int) ->
     return problems
 
 
-def _invoice_event_bytes(system: Any) -> bytes:
-    """The stored state of the largest event of one invoice written by the timed run."""
-    [subscription_id] = system.index.ids(APP, "subscription", "t0")
-    invoice_ids: list[UUID] = system.index.ids(APP, "invoice", "t0")
-    invoices = [system.aggregate(i) for i in invoice_ids]
-    renewal = max(invoices, key=lambda inv: inv.state.period.start if inv.state.period else T0)
-    assert renewal.state.subscription_id == subscription_id
-    stored = system.ledger.recorder.select_events(renewal.id)
+def _renewal_invoice(system: Any) -> Any:
+    """Tenant t0's invoice of the timed run (its base fee for February, its January usage)."""
+    invoices = [system.aggregate(i) for i in system.index.ids(APP, "invoice", "t0")]
+    return max(invoices, key=lambda invoice: invoice.state.number or 0)
+
+
+def _usage_problems(invoice: Any) -> list[str]:
+    kinds = [line.kind for line in invoice.state.lines]
+    if kinds.count(LineKind.USAGE) != len(OVERAGE["tiers"]):
+        return [f"t0's renewal invoice has lines {[k.value for k in kinds]}, not one per tier"]
+    return []
+
+
+def _largest_event(system: Any, invoice: Any) -> bytes:
+    """The stored state of the invoice's largest event."""
+    stored = system.ledger.recorder.select_events(invoice.id)
     return bytes(max((e.state for e in stored), key=len))
 
 

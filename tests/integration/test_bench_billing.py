@@ -4,10 +4,12 @@ figures are sane (no timing assertions: a benchmark measures, a test checks it w
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
-from adapters.bench.billing_run import _check, measure_invoice, measure_run
+from adapters.bench.billing_run import _check, _usage_problems, measure_invoice, measure_run
+from domain.invoice import LineKind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -56,3 +58,13 @@ def test_a_run_that_missed_subscriptions_or_failed_is_reported() -> None:
         _check(first, {**report, "invoiced": 4, "finalized": 4, "errors": [], "complete": True}, 4)
         == []
     )
+
+
+def test_a_renewal_invoice_without_a_usage_line_per_tier_is_reported() -> None:
+    def invoice(*kinds: LineKind) -> SimpleNamespace:
+        lines = [SimpleNamespace(kind=kind) for kind in kinds]
+        return SimpleNamespace(state=SimpleNamespace(lines=lines))
+
+    assert _usage_problems(invoice(LineKind.BASE_FEE, LineKind.USAGE, LineKind.USAGE)) == []
+    [problem] = _usage_problems(invoice(LineKind.BASE_FEE))
+    assert "not one per tier" in problem
