@@ -27,12 +27,32 @@ CREATION_TOPICS: dict[str, str] = {
     "TaxRateSet": "tax_rate",  # also each later change of the rate: ids are kept once
 }
 
+# Invoice events that decide whether a billing run must look at an invoice: a draft (its
+# grace period may end) or a failed payment with a retry scheduled needs attention; a
+# finalized, paid, void or uncollectible one does not (until a payment fails).
+ATTENTION_TOPICS = (
+    "InvoiceDrafted",
+    "InvoiceFinalized",
+    "InvoicePaymentFailed",
+    "InvoicePaid",
+    "InvoiceVoided",
+    "InvoiceMarkedUncollectible",
+)
+
+
+def _needs_attention(topic: str, state: dict[str, Any]) -> bool:
+    if topic == "InvoiceDrafted":
+        return True
+    return topic == "InvoicePaymentFailed" and state.get("next_retry_at") is not None
+
 
 class OwnershipIndex:
     def __init__(self, recorder: Any, overlap: int = 1000, batch: int = 5000) -> None:
         self.recorder, self.overlap, self.batch = recorder, overlap, batch
         self._position = 0
         self._ids: dict[tuple[str, str], dict[UUID, str | None]] = defaultdict(dict)
+        self._attention: dict[UUID, tuple[int, bool]] = {}  # invoice -> (position, needs it)
+        self._monthly_quotas: set[UUID] = set()
         self._lock = threading.Lock()
 
     def apps(self) -> list[str]:
@@ -42,17 +62,32 @@ class OwnershipIndex:
             return list(dict.fromkeys(app for app, _ in self._ids))
 
     def ids(self, app_id: str, kind: str, tenant_id: str | None = None) -> list[UUID]:
-        """The app's aggregates of a kind, oldest first (optionally one tenant's)."""
+        """The app's aggregates of a kind, oldest first (optionally one tenant's). Two
+        kinds for billing runs: "invoice_attention" (drafts, and invoices with a payment
+        retry scheduled) and "quota_standalone" (the quotas no renewal resets: of tenants
+        without a subscription, or counted by day; a consume resets an ended window anyway)."""
         self.refresh()
         with self._lock:
-            owned = self._ids.get((app_id, kind), {})
+            if kind == "invoice_attention":
+                owned = self._ids.get((app_id, "invoice"), {})
+                owned = {i: t for i, t in owned.items() if self._attention.get(i, (0, True))[1]}
+            elif kind == "quota_standalone":
+                subscribed = set(self._ids.get((app_id, "subscription"), {}).values())
+                owned = self._ids.get((app_id, "quota"), {})
+                owned = {
+                    i: t
+                    for i, t in owned.items()
+                    if t not in subscribed or i not in self._monthly_quotas
+                }
+            else:
+                owned = self._ids.get((app_id, kind), {})
             return [i for i, tenant in owned.items() if tenant_id is None or tenant == tenant_id]
 
     def refresh(self) -> None:
         with self._lock:
             head = self.recorder.max_notification_id() or 0
             start = max(0, self._position - self.overlap)
-            topics = tuple(CREATION_TOPICS)
+            topics = tuple(dict.fromkeys((*CREATION_TOPICS, *ATTENTION_TOPICS)))
             while start < head:
                 notes = self.recorder.select_notifications(
                     start=start + 1, limit=self.batch, stop=head, topics=topics
@@ -60,10 +95,19 @@ class OwnershipIndex:
                 if not notes:
                     break
                 for note in notes:
-                    state = orjson.loads(note.state)
-                    key = (str(state.get("app_id")), CREATION_TOPICS[note.topic])
-                    owned = self._ids[key]
-                    if note.originator_id not in owned:
-                        owned[note.originator_id] = state.get("tenant_id")
+                    self._note(note, orjson.loads(note.state))
                 start = notes[-1].id
             self._position = max(self._position, head)
+
+    def _note(self, note: Any, state: dict[str, Any]) -> None:
+        if note.topic in ATTENTION_TOPICS:
+            seen = self._attention.get(note.originator_id)
+            if seen is None or seen[0] <= note.id:
+                self._attention[note.originator_id] = (note.id, _needs_attention(note.topic, state))
+        if note.topic not in CREATION_TOPICS:
+            return
+        if note.topic == "QuotaConfigured" and state.get("period") == "month":
+            self._monthly_quotas.add(note.originator_id)
+        owned = self._ids[(str(state.get("app_id")), CREATION_TOPICS[note.topic])]
+        if note.originator_id not in owned:
+            owned[note.originator_id] = state.get("tenant_id")

@@ -49,7 +49,9 @@ from domain.subscription import Status, Subscription
 
 MAX_ACTIONS = 10_000
 ACTOR = "billing-run"
-KINDS = ("subscription", "quota", "invoice")
+# what a run looks at: every subscription, the quotas no renewal resets, and the invoices
+# that may need something (drafts, payment retries); see the ownership index
+KINDS = ("subscription", "quota_standalone", "invoice_attention")
 
 Due = tuple[datetime, int, str, UUID]  # (instant, order at that instant, action, id)
 Owned = Callable[[str, str], list[UUID]]  # (app_id, kind) -> aggregate ids
@@ -197,9 +199,9 @@ class BillingRun:
             for item, outcome in zip(items, self._perform(app_id, items), strict=True):
                 _count(item, outcome, counts, errors)
             self._requeue(due, items, until)
-        if not due:
+        if not self._queued:
             self.clock.set(max(until, self.clock.now()))
-        return _report(until, self.clock.now(), counts, errors, complete=not due)
+        return _report(until, self.clock.now(), counts, errors, complete=not self._queued)
 
     def _pop(self, due: list[Due], size: int) -> list[Due]:
         """The next items still current (one an earlier batch changed was queued again with
