@@ -61,11 +61,17 @@ def markdown(figures: list[Figure], meta: dict[str, str]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for f in figures:
-        base = f"{f.baseline:,.0f} {f.baseline_what}" if f.baseline else "—"
-        ratio = f"{f.ratio:.2f}× (≥ {f.ratio_target}×)" if f.ratio is not None else "—"
+        base = f"{_number(f.baseline)} {f.baseline_what}" if f.baseline else "—"
+        wanted = f"≥ {f.ratio_target}×" if f.ratio_target is not None else "no ratio target"
+        ratio = f"{f.ratio:.2f}× ({wanted})" if f.ratio is not None else "—"
         lines.append(
             f"| {f.key} | {f.what} | {f.value:,.1f} {f.unit} | {f.target} | {base} | {ratio} "
             f"| {f.verdict} |"
         )
     notes = [f"- **{f.key}**: {f.notes}" for f in figures if f.notes]
     return "\n".join([*lines, "", *notes, ""])
+
+
+def _number(value: float) -> str:
+    """Large figures without decimals, small ones with two (a 0.4 s baseline is not 0)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
