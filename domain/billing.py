@@ -266,16 +266,7 @@ def _rated_lines(
     spec: FeatureSpec, total: UsageTotal, rating: Rating, period: Period
 ) -> list[InvoiceLine]:
     evidence = UsageEvidence(
-        feature_key=spec.key,
-        meter=total.meter,
-        quantity=total.quantity,
-        included=included_units(spec),
-        events=total.events,
-        cutoff_position=total.cutoff_position,
-        first_position=total.first_position,
-        last_position=total.last_position,
-        first_at=total.first_at,
-        last_at=total.last_at,
+        **total.model_dump(exclude={"event_ids"}), included=included_units(spec)
     )
     lines = []
     for index, rated in enumerate(rating.lines):
