@@ -29,6 +29,7 @@ from domain.billing import (
 from domain.billing_settings import BillingSettings, BillingSettingsTerms, billing_settings_id
 from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_discounts_id
 from domain.invoice import InvoiceLine, LineKind, compute_totals
+from domain.money import Money
 from domain.subscription import Subscription
 from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_discount
 
@@ -111,6 +112,8 @@ def discount_lines(
     if discounts is None or not lines:
         return []
     subtotal = compute_totals(state.price.currency, lines).subtotal
+    if subtotal.amount < 0:
+        return credit_discounts(discounts, subtotal)
     taken: list[DiscountLine] = (
         discounts.preview(subtotal)
         if invoice_id is None
@@ -118,6 +121,26 @@ def discount_lines(
     )
     return [
         discount_line(i, d.description, d.amount, d.source_event_ids) for i, d in enumerate(taken)
+    ]
+
+
+def credit_discounts(discounts: SubscriptionDiscounts, subtotal: Money) -> list[InvoiceLine]:
+    """A credit (a downgrade's proration) gives back what was paid: the live percent coupons
+    take their share off it too, as a positive adjustment (nothing recorded on the coupons:
+    a credit uses up no invoice or period of theirs)."""
+    percent_codes = {c.code for c in discounts.coupons if c.terms.percent_off is not None}
+    shares = [d for d in discounts.preview(-subtotal) if d.code in percent_codes]
+    return [
+        InvoiceLine(
+            line_id=f"discount:{index}",
+            kind=LineKind.ADJUSTMENT,
+            description=f"{share.description} on the credit",
+            quantity=1,
+            unit_amount=share.amount,
+            amount=share.amount,
+            source_event_ids=share.source_event_ids,
+        )
+        for index, share in enumerate(shares)
     ]
 
 

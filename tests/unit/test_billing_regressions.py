@@ -146,3 +146,24 @@ def test_a_repeating_coupon_counts_periods_not_proration_invoices() -> None:
         assert all(i.totals.discount_total.amount > 0 for i in prorations)
     finally:
         billing.close()
+
+
+def test_a_forever_coupon_discounts_the_credit_of_a_downgrade_too() -> None:
+    # Issue 8's rule: discounts apply to proration lines as to the lines they replace. Paid
+    # 10.00 for April (20.00 at 50 %); half of it unused is 5.00 back, half of April on lite
+    # at 50 % is 2.50 due: a credit of 2.50
+    billing = Billing(utc(2026, 4, 1))
+    try:
+        billing.do("create_coupon", code="half", percent_off=50, duration="forever")
+        billing.plan("pro", 2000)
+        billing.plan("lite", 1000)
+        sub = billing.start("pro", coupon="half")
+        billing.run(utc(2026, 4, 16))
+        reply = billing.do(
+            "change_plan", subscription_id=str(sub), plan_key="lite", proration="always_invoice"
+        )
+        assert reply["invoice"]["total"]["amount"] == -250
+        assert reply["invoice"]["amount_due"]["amount"] == 0
+        assert reply["invoice"]["balance_created"]["amount"] == 250
+    finally:
+        billing.close()
