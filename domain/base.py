@@ -92,6 +92,9 @@ class DomainEvent(BaseModel, CanMutateAggregate[UUID]):
     def occurred_at(self) -> datetime:
         return self.timestamp
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        return self  # frozen: a copied aggregate's pending events are the same events
+
     @property
     def aggregate_type(self) -> str:
         return self.AGGREGATE_TYPE

@@ -9,7 +9,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -25,6 +24,7 @@ from pydantic import (
 from domain.errors import DomainError, InvalidValue
 from domain.money import Money, validate_currency
 from domain.period import Interval
+from domain.value import FrozenValue
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 MAX_PRICE = 10**15  # minor units; annualized sums (x365) stay inside a 64-bit integer
@@ -41,7 +41,7 @@ def validate_key(value: str, field: str) -> str:
     return value
 
 
-class _Value(BaseModel):
+class _Value(FrozenValue):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

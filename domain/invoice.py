@@ -25,13 +25,14 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.clock import ensure_aware
 from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, InvoiceFrozen
 from domain.money import Money, validate_currency
 from domain.period import Period
+from domain.value import FrozenValue
 
 NUMBER_PREFIX = "INV-"
 
@@ -68,7 +69,7 @@ def check_line_amounts(kind: LineKind, unit_amount: Money, amount: Money) -> Non
         raise InvalidValue(f"a {kind.value} line cannot be negative", field="amount")
 
 
-class UsageEvidence(BaseModel):
+class UsageEvidence(FrozenValue):
     """Where a usage line's quantity came from: the facts counted, up to the cut-off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -85,7 +86,7 @@ class UsageEvidence(BaseModel):
     last_at: str | None = None
 
 
-class InvoiceLine(BaseModel):
+class InvoiceLine(FrozenValue):
     """One line of an invoice; `source_event_ids` lets "invoice explain" trace it back.
 
     `unit_amount_decimal` keeps a unit price finer than the minor unit ("0.0035" cents);
@@ -117,7 +118,7 @@ class InvoiceLine(BaseModel):
         return self.amount.currency
 
 
-class InvoiceTotals(BaseModel):
+class InvoiceTotals(FrozenValue):
     """subtotal - discount_total + exclusive tax = total (see the module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -6,9 +6,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
 from domain.errors import CurrencyMismatch, InvalidValue, MoneyOverflow
+from domain.value import FrozenValue
 
 MAX_MINOR = 2**63 - 1  # fits a PostgreSQL bigint
 
@@ -51,7 +52,7 @@ def round_half_up(value: Fraction) -> int:
     return sign * whole
 
 
-class Money(BaseModel):
+class Money(FrozenValue):
     """An exact amount: `amount` minor units (cents, yen...) of `currency`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)

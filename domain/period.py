@@ -8,9 +8,10 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ConfigDict, model_validator
 
 from domain.errors import InvalidValue
+from domain.value import FrozenValue
 
 
 class Interval(StrEnum):
@@ -21,7 +22,7 @@ class Interval(StrEnum):
     YEAR = "year"
 
 
-class Period(BaseModel):
+class Period(FrozenValue):
     """A half-open window [start, end) of aware datetimes."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -21,17 +21,18 @@ from datetime import datetime, time
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from domain.money import Money
 from domain.period import Period, zone
+from domain.value import FrozenValue
 
 ProrationUnit = Literal["second", "day"]
 ProrationMode = Literal["create_prorations", "always_invoice", "none"]
 FeeTiming = Literal["in_advance", "in_arrears"]
 
 
-class ProrationItem(BaseModel):
+class ProrationItem(FrozenValue):
     """One proration line waiting for the next invoice (credit <= 0 < debit)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
