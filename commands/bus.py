@@ -175,6 +175,7 @@ class CommandBus:
         at: Sequence[datetime] | None = None,
         touched: dict[UUID, Aggregate[Any]] | None = None,
         absent: set[UUID] | None = None,
+        preloaded: dict[UUID, Aggregate[Any]] | None = None,
     ) -> list[CommandResult | DomainError]:
         """Group commit: run many commands, then save all their events in ONE transaction.
 
@@ -184,14 +185,19 @@ class CommandBus:
         each command its instant (default: the clock's now); `touched`, when given, receives
         the batch's aggregates as saved (the caller may read them instead of reloading);
         `absent`, ids the caller just saw do not exist (not looked up again; one created
-        meanwhile that the batch creates too collides, and the batch reruns one by one).
+        meanwhile that the batch creates too collides, and the batch reruns one by one);
+        `preloaded`, aggregates the caller just loaded (used instead of loading them again;
+        one that another writer changed since fails the save on its version, and the batch
+        reruns one by one).
         """
         instants = list(at) if at is not None else [None] * len(commands)
         stripes = sorted({self._stripe(c) for c in commands})
         for index in stripes:
             self._stripes[index].acquire()
         try:
-            outcomes = self._run_batch(commands, instants, touched, set(absent or ()))
+            outcomes = self._run_batch(
+                commands, instants, touched, set(absent or ()), dict(preloaded or {})
+            )
         except IntegrityError:
             outcomes = None
         finally:
@@ -209,8 +215,8 @@ class CommandBus:
         instants: Sequence[datetime | None],
         touched: dict[UUID, Aggregate[Any]] | None,
         absent: set[UUID],
+        shared: dict[UUID, Aggregate[Any]],
     ) -> list[CommandResult | DomainError]:
-        shared: dict[UUID, Aggregate[Any]] = {}
         outcomes: list[CommandResult | DomainError] = []
         for command, instant in zip(commands, instants, strict=True):
             uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent)

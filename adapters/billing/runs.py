@@ -67,10 +67,13 @@ def run_billing(
     if execute is None:
 
         def execute_many(
-            commands: list[Command], at: list[datetime], lookups: set[UUID]
+            commands: list[Command],
+            at: list[datetime],
+            lookups: set[UUID],
+            loaded: dict[UUID, Any],
         ) -> list[Outcome]:
             absent = lookups - existing(system.ledger.recorder, lookups)
-            outcomes = system.bus.handle_many(commands, at, run.touched, absent)
+            outcomes = system.bus.handle_many(commands, at, run.touched, absent, loaded)
             for command, outcome in zip(commands, outcomes, strict=True):
                 if observe is not None:
                     observe(command, outcome)

@@ -146,7 +146,8 @@ def due_command(
 
 
 ExecuteMany = Callable[
-    [list[Command], list[datetime], set[UUID]], list[CommandResult | DomainError]
+    [list[Command], list[datetime], set[UUID], dict[UUID, Any]],
+    list[CommandResult | DomainError],
 ]
 
 
@@ -257,7 +258,8 @@ class BillingRun:
         self.touched.clear()
         if self.execute_many is not None:
             lookups = {i for item in items for i in lookups_of(self._known[item[3]])}
-            return self.execute_many(commands, [item[0] for item in items], lookups)
+            loaded = {item[3]: self._known[item[3]] for item in items}
+            return self.execute_many(commands, [item[0] for item in items], lookups, loaded)
         try:
             return [self.execute(commands[0])]
         except DomainError as error:
