@@ -12,12 +12,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from adapters.billing.usage_reader import Wanted
 from adapters.eventstore.positions import existing
 from commands.base import Command
 from commands.billing.run import BillingRun, Execute, Owned, due_command
 from commands.bus import CommandResult
+from domain.billing import next_billing_point, priced_features
 from domain.clock import SettableClock
 from domain.errors import DomainError
+from domain.subscription import Subscription
 
 if TYPE_CHECKING:
     from adapters.bootstrap import System
@@ -35,6 +38,21 @@ def usage_cutoff(system: System, timeout: float = CATCH_UP_SECONDS) -> int:
     if system.delivery is not None or system.settings.nats_url is None:
         system.sync()
     return system.usage_reader.wait_for(head, timeout)
+
+
+def usage_wanted(aggregate: Any) -> Wanted | None:
+    """The usage a subscription's next invoice will read: that of its due billing point,
+    else (a renewal is due) of the period ending, under the terms in force."""
+    if not isinstance(aggregate, Subscription):
+        return None
+    state = aggregate.state
+    point = next_billing_point(state)
+    period = point.usage_period if point is not None else state.current_period
+    terms = point.usage_terms if point is not None else state.terms
+    features = [(f.key, f.meter.value) for f in priced_features(terms)]
+    if period is None or not features:
+        return None
+    return state.tenant_id, features, period
 
 
 def run_billing(
@@ -73,7 +91,12 @@ def run_billing(
             loaded: dict[UUID, Any],
         ) -> list[Outcome]:
             absent = lookups - existing(system.ledger.recorder, lookups)
-            outcomes = system.bus.handle_many(commands, at, run.touched, absent, loaded)
+            wanted = [w for w in map(usage_wanted, loaded.values()) if w is not None]
+            system.usage_reader.prefetch(app_id, wanted, cutoff)
+            try:
+                outcomes = system.bus.handle_many(commands, at, run.touched, absent, loaded)
+            finally:
+                system.usage_reader.forget()
             for command, outcome in zip(commands, outcomes, strict=True):
                 if observe is not None:
                     observe(command, outcome)
