@@ -229,7 +229,7 @@ def fee_lines(state: SubscriptionState, point: BillingPoint) -> list[InvoiceLine
             sources,
         )
     ]
-    seat = _seat_price(terms)
+    seat = terms.seat_price()
     if seat is not None:
         amount = (seat * state.seats).scale(share)
         lines.append(
@@ -338,10 +338,3 @@ def _line(
 
 def _rounded_unit(unit_price: str) -> int:
     return round_half_up(Fraction(Decimal(unit_price)))
-
-
-def _seat_price(terms: PlanTerms) -> Money | None:
-    for feature in terms.features:
-        if feature.kind is FeatureKind.SEATS and feature.seat_price is not None:
-            return feature.seat_price
-    return None

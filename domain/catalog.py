@@ -395,3 +395,12 @@ class PlanTerms(_Value):
         if zone and zone in self.price_overrides:
             return self.price_overrides[zone]
         return self.base_price
+
+    def seats_feature(self) -> FeatureSpec | None:
+        """The plan's seats feature (its limit is the most seats; its price, one seat's)."""
+        return next((f for f in self.features if f.kind is FeatureKind.SEATS), None)
+
+    def seat_price(self) -> Money | None:
+        """The price of one seat, when the plan charges for seats."""
+        feature = self.seats_feature()
+        return feature.seat_price if feature is not None else None

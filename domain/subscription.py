@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
-from domain.catalog import FeatureKind, PlanTerms
+from domain.catalog import PlanTerms
 from domain.errors import InvalidTransition, InvalidValue, SubscriptionAlreadyActive
 from domain.money import Money
 from domain.period import Interval, Period, add_interval, local_day
@@ -410,7 +410,7 @@ class Subscription(Aggregate[SubscriptionState]):
         terms = terms or state.terms
         price = terms.price_for(state.pricing_zone)
         fees: list[Fee] = [(f"{terms.name} (v{terms.version})", price)]
-        seat_price = _seat_price(terms)
+        seat_price = terms.seat_price()
         if seat_price is not None:
             count = state.seats if seats is None else seats
             fees.append((f"{count} x {terms.name} seat", seat_price * count))
@@ -484,7 +484,8 @@ class Subscription(Aggregate[SubscriptionState]):
             raise InvalidTransition(
                 f"the subscription already has {quantity} seats", field="quantity"
             )
-        limit = _seat_limit(self.state.terms)
+        seats = self.state.terms.seats_feature()
+        limit = seats.limit if seats is not None else None
         if limit is not None and quantity > limit:
             raise InvalidValue(f"the plan allows at most {limit} seats", field="quantity")
         old, new = self._fees()[1:], self._fees(seats=quantity)[1:]
@@ -493,7 +494,7 @@ class Subscription(Aggregate[SubscriptionState]):
             cause,
             from_seats=self.state.seats,
             to_seats=quantity,
-            seat_price=_seat_price(self.state.terms),
+            seat_price=self.state.terms.seat_price(),
             proration=proration,
             prorations=self._reprice(cause.occurred_at, old, new, proration, unit),
         )
@@ -628,20 +629,6 @@ MAX_SEATS = 1_000_000
 def _check_seats(quantity: int) -> None:
     if isinstance(quantity, bool) or not 1 <= quantity <= MAX_SEATS:
         raise InvalidValue(f"seats run from 1 to {MAX_SEATS}", field="quantity")
-
-
-def _seat_price(terms: PlanTerms) -> Money | None:
-    for feature in terms.features:
-        if feature.kind is FeatureKind.SEATS and feature.seat_price is not None:
-            return feature.seat_price
-    return None
-
-
-def _seat_limit(terms: PlanTerms) -> int | None:
-    for feature in terms.features:
-        if feature.kind is FeatureKind.SEATS:
-            return feature.limit
-    return None
 
 
 def _pairs(old: list[Fee], new: list[Fee]) -> list[tuple[Fee, Fee]]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from commands.billing.compose import BillingPorts, compose
 from commands.billing.issue import issue_invoice
+from commands.billing.ports import UsageCutoff
 from commands.bus import Handler
 from commands.invoices.view import invoice_view
 from commands.subscriptions.target import SubscriptionCommand
@@ -24,12 +23,7 @@ from domain.subscription import Subscription
 
 
 class InvoiceSubscription(SubscriptionCommand):
-    usage_cutoff: int | None = Field(
-        default=None,
-        ge=0,
-        description="count usage up to this log position (default: all "
-        "the usage read model has applied)",
-    )
+    usage_cutoff: UsageCutoff = None
 
 
 def invoice_subscription_handler(ports: BillingPorts) -> Handler:

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import Field
 
 from domain.billing import UsageTotal
 from domain.invoice import Invoice
 from domain.period import Period
+
+UsageCutoff = Annotated[
+    int | None,
+    Field(
+        ge=0,
+        description="count usage up to this log position (default: all the usage read model "
+        "has applied)",
+    ),
+]
+"""The billing cut-off a command may carry (commands that invoice)."""
 
 
 class UsageReader(Protocol):
@@ -24,11 +36,9 @@ class UsageReader(Protocol):
         cutoff: int | None,
     ) -> dict[str, UsageTotal]:
         """(feature_key, meter) pairs -> the feature's total over [start, end)."""
-        ...
 
     def safe_cutoff(self) -> int:
         """The highest log position the usage read model has applied."""
-        ...
 
 
 class NoUsage:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from commands.billing.compose import BillingPorts
 from commands.billing.invoice_subscription import invoice_due_point
+from commands.billing.ports import UsageCutoff
 from commands.bus import Handler
 from commands.quotas.sync_from_plan import follow_subscription, reset_ended_windows
 from commands.subscriptions.target import SubscriptionCommand
@@ -21,12 +20,7 @@ from commands.unit_of_work import UnitOfWork
 
 
 class RenewSubscription(SubscriptionCommand):
-    usage_cutoff: int | None = Field(
-        default=None,
-        ge=0,
-        description="count usage up to this log position (default: all "
-        "the usage read model has applied)",
-    )
+    usage_cutoff: UsageCutoff = None
 
 
 def renew_subscription_handler(ports: BillingPorts | None) -> Handler:

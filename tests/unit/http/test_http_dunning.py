@@ -4,20 +4,13 @@ failed payment retried by `POST /v1/billing-runs` until the subscription is canc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from adapters.bootstrap import System, bootstrap
-from adapters.http.app import create_app
-from adapters.settings import Settings
-from domain.clock import SettableClock
 from tests.factories import T0
-from tests.unit.test_http_app import Api, assert_error
+from tests.unit.http.support import Api, assert_error
 
 DEFAULTS = {
     "grace_period_hours": 0,
@@ -26,35 +19,6 @@ DEFAULTS = {
     "dunning_final_action": "cancel",
 }
 PLAN = {"plan_key": "pro", "name": "Pro", "base_price": {"amount": 4900, "currency": "USD"}}
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(tmp_path: Path, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), clock)
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def client(system: System) -> TestClient:
-    return TestClient(create_app(system), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def acme(client: TestClient, system: System) -> Api:
-    return Api(client, system, "acme")
-
-
-@pytest.fixture
-def globex(client: TestClient, system: System) -> Api:
-    return Api(client, system, "globex")
 
 
 def ok(response: Any, status: int = 200) -> Any:

@@ -4,41 +4,19 @@ isolation and the error shape."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.bootstrap import System, bootstrap
-from adapters.http.app import create_app
-from adapters.settings import Settings
-from domain.clock import SettableClock
+from adapters.bootstrap import System
 from domain.discount import SubscriptionDiscounts, subscription_discounts_id
 from domain.money import Money
-from tests.factories import T0
-from tests.unit.test_http_app import Api, assert_error
+from tests.unit.http.support import Api, assert_error
 
 PLAN = {"plan_key": "pro", "name": "Pro", "base_price": {"amount": 4900, "currency": "USD"}}
 SAVE = {"code": "save", "percent_off": "12.5", "duration": "forever"}
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), SettableClock(T0)
-    )
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def client(system: System) -> TestClient:
-    return TestClient(create_app(system), raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -46,11 +24,6 @@ def acme(client: TestClient, system: System) -> Api:
     api = Api(client, system, "acme")
     assert api.call("POST", "/v1/plans", json=PLAN).status_code == 201
     return api
-
-
-@pytest.fixture
-def globex(client: TestClient, system: System) -> Api:
-    return Api(client, system, "globex")
 
 
 def subscribe(api: Api, tenant: str, **extra: Any) -> Any:

@@ -3,18 +3,12 @@ PUT/GET /v1/tenants/{tenant_id}/profile, PUT /v1/tax-rates/{country}, GET /v1/ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.bootstrap import System, bootstrap
-from adapters.http.app import create_app
-from adapters.settings import Settings
-from domain.clock import SettableClock
-from tests.factories import T0
+from tests.unit.http.support import Api
 
 PROFILE: dict[str, Any] = {
     "name": "ACME GmbH",
@@ -25,49 +19,6 @@ PROFILE: dict[str, Any] = {
     "timezone": "Europe/Berlin",
     "currency": "EUR",
 }
-
-
-class Api:
-    """A TestClient with one app's keys."""
-
-    def __init__(self, client: TestClient, system: System, app_id: str) -> None:
-        self.client = client
-        self.keys = {
-            scope: system.dispatch("create_api_key", {"app_id": app_id, "scope": scope})["result"][
-                "api_key"
-            ]
-            for scope in ("read", "write", "admin")
-        }
-
-    def call(self, method: str, path: str, scope: str = "admin", **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.keys[scope]}", **kwargs.pop("headers", {})}
-        return self.client.request(method, path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), SettableClock(T0)
-    )
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def client(system: System) -> TestClient:
-    return TestClient(create_app(system), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def acme(client: TestClient, system: System) -> Api:
-    return Api(client, system, "acme")
-
-
-@pytest.fixture
-def globex(client: TestClient, system: System) -> Api:
-    return Api(client, system, "globex")
 
 
 def assert_error(response: Any, status: int, code: str, field: str | None = None) -> None:

@@ -8,20 +8,12 @@ https://docs.stripe.com/products-prices/pricing-models#graduated-pricing"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
-
-from adapters.bootstrap import System, bootstrap
-from adapters.http.app import create_app
-from adapters.settings import Settings
-from domain.clock import SettableClock
+from adapters.bootstrap import System
 from tests.factories import T0
-from tests.unit.test_http_app import Api, assert_error
+from tests.unit.http.support import Api, assert_error
 
 
 def usd(amount: int) -> dict[str, Any]:
@@ -60,30 +52,6 @@ OTHER = {**PLAN, "plan_key": "other", "name": "Other"}
 DRAFT_TIERS = graduated((500, usd(3)), (None, usd(1)))
 DRAFT = {"name": "Pro", "base_price": usd(5900), "features": [api_feature(DRAFT_TIERS), SEATS]}
 JANUARY = {"start": T0.isoformat(), "end": (T0 + timedelta(days=31)).isoformat()}
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(tmp_path: Path, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), clock)
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def acme(system: System) -> Api:
-    return Api(TestClient(create_app(system), raise_server_exceptions=False), system, "acme")
-
-
-@pytest.fixture
-def globex(system: System) -> Api:
-    return Api(TestClient(create_app(system), raise_server_exceptions=False), system, "globex")
 
 
 def ok(response: Any, status: int = 200) -> Any:

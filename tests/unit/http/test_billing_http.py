@@ -4,20 +4,11 @@ proration modes and seats."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from fastapi.testclient import TestClient
-
-from adapters.bootstrap import System, bootstrap
-from adapters.http.app import create_app
-from adapters.settings import Settings
-from domain.clock import SettableClock
 from tests.factories import T0
-from tests.unit.test_http_app import Api
+from tests.unit.http.support import Api
 
 PLAN = {
     "plan_key": "pro",
@@ -46,25 +37,6 @@ PLAN = {
     ],
 }
 BIG = {**PLAN, "plan_key": "big", "name": "Big", "base_price": {"amount": 9900, "currency": "USD"}}
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(tmp_path: Path, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), clock)
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def acme(system: System) -> Api:
-    return Api(TestClient(create_app(system), raise_server_exceptions=False), system, "acme")
 
 
 def ok(response: Any, status: int = 200) -> Any:

@@ -5,7 +5,6 @@ The end-to-end suite (tests/e2e) drives a real `tally serve` on PostgreSQL, NATS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from domain.api_key import api_key_id
 from domain.clock import SettableClock, SystemClock
 from projections import queries
 from tests.factories import T0
+from tests.unit.http.support import Api, assert_error
 
 USD = "USD"
 PLAN = {
@@ -35,52 +35,6 @@ PLAN = {
 }
 
 
-class Api:
-    """A TestClient with one app's keys."""
-
-    def __init__(self, client: TestClient, system: System, app_id: str) -> None:
-        self.client, self.app_id = client, app_id
-        self.keys = {
-            scope: system.dispatch("create_api_key", {"app_id": app_id, "scope": scope})["result"][
-                "api_key"
-            ]
-            for scope in ("read", "write", "admin")
-        }
-
-    def call(self, method: str, path: str, scope: str = "admin", **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.keys[scope]}", **kwargs.pop("headers", {})}
-        return self.client.request(method, path, headers=headers, **kwargs)
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(tmp_path: Path, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"), clock)
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-@pytest.fixture
-def client(system: System) -> TestClient:
-    return TestClient(create_app(system), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def acme(client: TestClient, system: System) -> Api:
-    return Api(client, system, "acme")
-
-
-@pytest.fixture
-def globex(client: TestClient, system: System) -> Api:
-    return Api(client, system, "globex")
-
-
 def subscribe(api: Api, tenant: str = "t1", **extra: Any) -> dict[str, Any]:
     assert api.call("POST", "/v1/plans", json=PLAN).status_code in (201, 409)
     response = api.call(
@@ -88,16 +42,6 @@ def subscribe(api: Api, tenant: str = "t1", **extra: Any) -> dict[str, Any]:
     )
     assert response.status_code in (200, 201), response.text
     return dict(response.json())
-
-
-def assert_error(response: Any, status: int, code: str, field: str | None = None) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) >= {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    if field is not None:
-        assert body["error"]["details"][0]["field"] == field, body
 
 
 def test_catalog(acme: Api) -> None:
