@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
+from adapters.eventstore.usage_keys import UsageKeyStore
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
@@ -18,6 +20,8 @@ from commands.base import Command
 from commands.billing.compose import BillingPorts
 from commands.bus import CommandBus, CommandResult
 from commands.registry import build_handlers
+from commands.usage.ports import NoMeters
+from commands.usage.record_usage import UsageIngest
 from domain.clock import Clock, SettableClock, SystemClock
 from projections.ports import EntitlementCache
 from projections.queries import QueryContext, run_query
@@ -36,6 +40,7 @@ class System:
     runner: ProjectionRunner
     usage_reader: ViewUsageReader
     index: OwnershipIndex
+    usage: UsageIngest
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
 
@@ -90,10 +95,19 @@ def bootstrap(
     views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
     usage_reader = ViewUsageReader(views, clock.now)
     index = OwnershipIndex(ledger.recorder)
+    listeners: list[Callable[[], None]] = []
+    usage = UsageIngest(
+        store=ledger,
+        keys=UsageKeyStore(ledger.recorder),
+        meters=NoMeters(),
+        now=clock.now,
+        on_commit=listeners,
+    )
     bus = CommandBus(
         store=ledger,
         clock=clock,
-        handlers=build_handlers(BillingPorts(usage=usage_reader), invoices=index),
+        handlers=build_handlers(BillingPorts(usage=usage_reader), usage, invoices=index),
+        on_commit=listeners,
         max_attempts=settings.command_retries,
     )
     cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
@@ -115,6 +129,7 @@ def bootstrap(
         runner=runner,
         usage_reader=usage_reader,
         index=index,
+        usage=usage,
         cache=cache,
     )
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:

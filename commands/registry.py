@@ -39,6 +39,9 @@ from commands.invoices.void_invoice import VoidInvoice, void_invoice
 # api keys
 from commands.keys.create_api_key import CreateApiKey, create_api_key
 from commands.keys.revoke_api_key import RevokeApiKey, revoke_api_key
+
+# meters
+from commands.meters.define_meter import DefineMeter, define_meter
 from commands.plans.archive_plan import ArchivePlan, archive_plan
 from commands.plans.define_plan import DefinePlan, define_plan
 from commands.plans.revise_plan import RevisePlan, revise_plan
@@ -48,7 +51,7 @@ from commands.profiles.set_billing_profile import SetBillingProfile, set_billing
 
 # quotas
 from commands.quotas.configure_quota import ConfigureQuota, configure_quota
-from commands.quotas.consume_quota import ConsumeQuota, consume_quota
+from commands.quotas.consume_quota import ConsumeQuota, consume_quota_handler
 from commands.quotas.grant_allowance import GrantAllowance, grant_allowance
 from commands.quotas.reset_quota import ResetQuota, reset_quota
 from commands.quotas.revoke_grant import RevokeGrant, revoke_grant
@@ -78,10 +81,12 @@ from commands.subscriptions.undo_scheduled_cancel import (
     undo_scheduled_cancel,
 )
 from commands.tax.set_tax_rate import SetTaxRate, set_tax_rate
+from commands.usage.record_usage import UsageIngest
 
 HANDLERS: dict[type[Command], Handler] = {
     # catalog
     DefinePlan: define_plan,
+    DefineMeter: define_meter,
     RevisePlan: revise_plan,
     ArchivePlan: archive_plan,
     # subscriptions
@@ -99,7 +104,6 @@ HANDLERS: dict[type[Command], Handler] = {
     ExpireSubscription: expire_subscription,
     # quotas
     ConfigureQuota: configure_quota,
-    ConsumeQuota: consume_quota,
     GrantAllowance: grant_allowance,
     RevokeGrant: revoke_grant,
     ResetQuota: reset_quota,
@@ -128,12 +132,14 @@ HANDLERS: dict[type[Command], Handler] = {
 
 
 def build_handlers(
-    ports: BillingPorts, invoices: InvoiceIndex | None = None
+    ports: BillingPorts, usage: UsageIngest, invoices: InvoiceIndex | None = None
 ) -> dict[type[Command], Handler]:
-    """Every handler, with the billing engine wired to its ports (bootstrap calls this);
-    `invoices` lets a payment see the subscription's other failing invoices (dunning)."""
+    """Every handler, with the billing engine wired to its ports and the usage ingest
+    (bootstrap calls this); `invoices` lets a payment see the subscription's other failing
+    invoices (dunning)."""
     return {
         **HANDLERS,
+        ConsumeQuota: consume_quota_handler(usage),
         ConfigureBilling: configure_billing,
         InvoiceSubscription: invoice_subscription_handler(ports),
         RenewSubscription: renew_subscription_handler(ports),

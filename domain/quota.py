@@ -31,18 +31,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.catalog import Enforcement, FeatureKind, FeatureSpec, Meter, QuotaPeriod
 from domain.errors import AlreadyExists, InvalidTransition, InvalidValue, NotFound
-from domain.metering import is_newest, remembers_values, step
+from domain.metering import is_newest, remembers_values
 from domain.period import Interval, Period, window_containing
+from domain.usage_batch import (
+    DISTINCT_VALUES_EXCEEDED as DISTINCT_VALUES_EXCEEDED,
+)
+from domain.usage_batch import (
+    HARD_LIMIT_EXCEEDED,
+    UsageFact,
+    UsageTally,
+)
+from domain.usage_batch import (
+    MAX_DISTINCT_VALUES as MAX_DISTINCT_VALUES,
+)
 
 MAX_AMOUNT = 10**15
 """Largest single consume or grant; keeps every counter inside a 64-bit JSON integer."""
 
-MAX_DISTINCT_VALUES = 10_000
-"""Most distinct amounts a unique_count quota remembers per window (bounds its snapshot)."""
-
-HARD_LIMIT_EXCEEDED = "hard_limit_exceeded"
 FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
-DISTINCT_VALUES_EXCEEDED = "distinct_values_exceeded"
 
 
 def quota_id(app_id: str, tenant_id: str, feature_key: str) -> UUID:
@@ -101,7 +107,7 @@ class QuotaState(AggregateState):
     used: int = 0
     overage: int = 0
     grants: dict[str, Grant] = Field(default_factory=dict)
-    seen_keys: set[str] = Field(default_factory=set)
+    seen_keys: set[str] = Field(default_factory=set)  # unused: keys are in the database now
     distinct_values: set[int] = Field(default_factory=set)  # unique_count only, this window
     latest_at: datetime | None = None  # clock time of the latest consume counted this window
     soft_warned: bool = False
@@ -206,11 +212,35 @@ class QuotaConsumed(QuotaEvent):
         state = aggregate.state
         state.used = self.used
         state.overage = self.overage
-        state.seen_keys.add(self.idempotency_key)
         if remembers_values(self.meter):
             state.distinct_values.add(self.amount)
         if is_newest(self.timestamp, state.latest_at):
             state.latest_at = self.timestamp
+
+
+class UsageRecorded(QuotaEvent):
+    """A batch of usage was counted: `facts` in the current window (`used` after them),
+    `late_facts` timed in an earlier window (recorded for billing, not in `used`)."""
+
+    NAME: ClassVar[str] = "UsageRecorded"
+    facts: list[UsageFact]
+    late_facts: list[UsageFact] = Field(default_factory=list)
+    meter: Meter
+    used: int
+    limit: int | None
+    remaining: int | None
+    overage: int
+    overage_added: int = 0
+    latest_at: datetime | None = None
+    window: Period | None
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.used = self.used
+        state.overage = self.overage
+        state.latest_at = self.latest_at
+        if remembers_values(self.meter):
+            state.distinct_values |= {fact.value for fact in self.facts}
 
 
 class QuotaExceeded(QuotaEvent):
@@ -289,7 +319,6 @@ class QuotaReset(QuotaEvent):
         state.window = self.window
         state.used = 0
         state.overage = 0
-        state.seen_keys = set()
         state.distinct_values = set()
         state.latest_at = None
         state.soft_warned = False
@@ -408,84 +437,93 @@ class Quota(Aggregate[QuotaState]):
     def consume(
         self, amount: int, idempotency_key: str, cause: Cause, *, granted: bool = False
     ) -> ConsumeOutcome:
-        """Count a usage event of value `amount` once per idempotency key in this window
-        (`used` follows the meter), or refuse.
-
-        - A key already counted in this window is a duplicate: allowed, nothing recorded.
-        - A disabled quota (feature not in the plan, subscription stopped) refuses with that
-          reason and records NO event: there is no limit to exceed — unless `granted` (a
-          live manual feature grant, a support override), which counts as if enabled.
-        - Hard: a consume whose resulting `used` would be past the effective limit records
-          QuotaExceeded, counts nothing and leaves the key unseen (a retry may succeed
-          after a grant or reset); reason "hard_limit_exceeded".
-        - Soft: always counted; the part of `used` beyond the effective limit adds to
-          `overage` (and leaves it when a latest meter falls back), and SoftLimitReached is
-          recorded the first time in a window `used` reaches soft_threshold_percent of the
-          effective limit (soft quotas only).
-        - Unlimited (limit None): always counted.
-        - unique_count: a new distinct amount once the window holds MAX_DISTINCT_VALUES is
-          refused with reason "distinct_values_exceeded", recording nothing.
-        """
+        """Count one usage event of value `amount` at the cause's time (`used` follows the
+        meter), or refuse: a batch of one (see `record_usage` for the rules). Whether the key
+        was already counted is the caller's question (the ingest asks the database)."""
         _check_amount(amount, "amount")
         if not isinstance(idempotency_key, str) or not idempotency_key.strip():
             raise InvalidValue("an idempotency key is required", field="idempotency_key")
+        tally = UsageTally.open(self, cause.occurred_at, granted)
+        fact = UsageFact(key=idempotency_key, value=amount, at=cause.occurred_at)
+        reason = tally.refusal(fact)
+        if reason is None:
+            tally.add(fact)
+        elif reason == HARD_LIMIT_EXCEEDED:
+            tally.refuse(fact)
+        self.record_usage(tally, cause)
+        return self.outcome(cause.occurred_at, allowed=reason is None, reason=reason)
+
+    def record_usage(
+        self, tally: UsageTally, cause: Cause, refused_before: frozenset[str] = frozenset()
+    ) -> None:
+        """Record what a batch decided: one QuotaExceeded per hard-limit refusal (none for a
+        key refused before: `refused_before`), one UsageRecorded for the counted and late
+        facts, and SoftLimitReached the first time in a window `used` reaches the soft
+        threshold.
+
+        - A disabled quota (feature not in the plan, subscription stopped) refuses with that
+          reason and records NO event, unless the tally is `granted` (a live manual feature
+          grant, a support override), which counts as if enabled.
+        - Hard: a fact whose resulting `used` would be past the effective limit is refused,
+          counts nothing (a retry may succeed after a grant or reset).
+        - Soft: always counted; the part of `used` beyond the effective limit adds to
+          `overage` (and leaves it when a latest meter falls back).
+        - unique_count: a new distinct value once the window holds MAX_DISTINCT_VALUES is
+          refused with reason "distinct_values_exceeded", recording nothing.
+        """
         state = self.state
-        now = cause.occurred_at
-        if idempotency_key in state.seen_keys:
-            return self._outcome(now, allowed=True, duplicate=True)
-        if not state.enabled and not granted:
-            reason = state.disabled_reason or FEATURE_NOT_IN_PLAN
-            return self._outcome(now, allowed=False, reason=reason)
+        now = tally.now
         effective = self.effective_limit(now)
-        after = self._used_after(amount, now)
-        if effective is not None and state.enforcement is Enforcement.HARD and after > effective:
+        for fact, used in tally.refusals:
+            if fact.key in refused_before or effective is None:
+                continue
             self._trigger(
                 QuotaExceeded,
                 cause,
                 feature_key=state.feature_key,
-                amount=amount,
-                idempotency_key=idempotency_key,
-                used=state.used,
+                amount=fact.value,
+                idempotency_key=fact.key,
+                used=used,
                 limit=effective,
-                remaining=_remaining(effective, state.used),
+                remaining=_remaining(effective, used),
                 window=state.window,
             )
-            return self._outcome(now, allowed=False, reason=HARD_LIMIT_EXCEEDED)
-        if self._too_many_distinct(amount):
-            return self._outcome(now, allowed=False, reason=DISTINCT_VALUES_EXCEEDED)
-        added = _over(after, effective) - _over(state.used, effective)
+        if not (tally.counted or tally.late):
+            return
         self._trigger(
-            QuotaConsumed,
+            UsageRecorded,
             cause,
             feature_key=state.feature_key,
-            amount=amount,
-            idempotency_key=idempotency_key,
+            facts=tally.counted,
+            late_facts=tally.late,
             meter=state.meter,
-            used=after,
+            used=tally.used,
             limit=effective,
-            remaining=_remaining(effective, after),
-            overage=max(0, state.overage + added),
-            overage_added=max(0, added),
+            remaining=_remaining(effective, tally.used),
+            overage=tally.overage,
+            overage_added=max(0, tally.overage - state.overage),
+            latest_at=tally.latest_at,
             window=state.window,
         )
+        self._warn_if_soft_limit_reached(cause)
+
+    def _warn_if_soft_limit_reached(self, cause: Cause) -> None:
+        state = self.state
+        now = cause.occurred_at
         threshold = self.soft_limit(now)
-        if (
-            effective is not None
-            and threshold is not None
-            and not state.soft_warned
-            and after >= threshold
-        ):
-            self._trigger(
-                SoftLimitReached,
-                cause,
-                feature_key=state.feature_key,
-                threshold=state.soft_threshold_percent,
-                threshold_units=threshold,
-                used=after,
-                limit=effective,
-                window=state.window,
-            )
-        return self._outcome(now, allowed=True)
+        effective = self.effective_limit(now)
+        if effective is None or threshold is None or state.soft_warned or state.used < threshold:
+            return
+        self._trigger(
+            SoftLimitReached,
+            cause,
+            feature_key=state.feature_key,
+            threshold=state.soft_threshold_percent,
+            threshold_units=threshold,
+            used=state.used,
+            limit=effective,
+            window=state.window,
+        )
 
     def grant(
         self,
@@ -571,24 +609,6 @@ class Quota(Aggregate[QuotaState]):
             effective_limit=self.effective_limit(now),
         )
 
-    def _used_after(self, amount: int, now: datetime) -> int:
-        state = self.state
-        return step(
-            state.meter,
-            state.used,
-            amount,
-            known=amount in state.distinct_values,
-            newest=is_newest(now, state.latest_at),
-        )
-
-    def _too_many_distinct(self, amount: int) -> bool:
-        state = self.state
-        return (
-            remembers_values(state.meter)
-            and amount not in state.distinct_values
-            and len(state.distinct_values) >= MAX_DISTINCT_VALUES
-        )
-
     # --- queries ---
 
     def window_ended(self, now: datetime) -> bool:
@@ -609,7 +629,7 @@ class Quota(Aggregate[QuotaState]):
             self.effective_limit(now), state.enforcement, state.soft_threshold_percent
         )
 
-    def _outcome(
+    def outcome(
         self,
         now: datetime,
         *,
@@ -662,11 +682,6 @@ def _effective(limit: int | None, grants: dict[str, Grant], now: datetime) -> in
     if limit is None:
         return None
     return limit + sum(g.amount for g in grants.values() if g.active_at(now))
-
-
-def _over(used: int, effective: int | None) -> int:
-    """The part of `used` beyond the effective limit (0 when unlimited)."""
-    return 0 if effective is None else max(0, used - effective)
 
 
 def _remaining(effective: int | None, used: int) -> int | None:

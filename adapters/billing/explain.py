@@ -70,7 +70,7 @@ def _events_by_id(ledger: Any, aggregate_ids: Iterable[UUID]) -> dict[str, dict[
         positions = positions_of(recorder, aggregate_id)
         for stored in recorder.select_events(aggregate_id):
             data = orjson.loads(stored.state)
-            found[str(data["event_id"])] = {
+            entry = {
                 "id": str(data["event_id"]),
                 "position": positions.get(stored.originator_version),
                 "type": stored.topic,
@@ -78,4 +78,22 @@ def _events_by_id(ledger: Any, aggregate_ids: Iterable[UUID]) -> dict[str, dict[
                 "aggregate_id": str(aggregate_id),
                 "version": stored.originator_version,
             }
+            found[entry["id"]] = entry
+            found.update(_facts_of(entry, data))
     return found
+
+
+def _facts_of(entry: dict[str, Any], data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The usage facts a batch event (UsageRecorded) carries, each citable as
+    "<event id>:<index>" (the id the usage read model gives it), with its own time."""
+    facts = [*data.get("facts", ()), *data.get("late_facts", ())]
+    return {
+        f"{entry['id']}:{index}": {
+            **entry,
+            "id": f"{entry['id']}:{index}",
+            "occurred_at": fact["at"],
+            "idempotency_key": fact["key"],
+            "value": fact["value"],
+        }
+        for index, fact in enumerate(facts)
+    }

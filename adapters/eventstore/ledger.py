@@ -16,6 +16,7 @@ from eventsourcing.application import (
 from eventsourcing.utils import get_topic
 
 from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
+from adapters.eventstore.usage_keys import KeyedPostgresRecorder, KeyedSQLiteRecorder
 from adapters.settings import Settings
 from domain.aggregates import ALL_AGGREGATES
 from domain.base import Snapshot
@@ -71,6 +72,7 @@ def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
         url = urlparse(settings.database_url)
         env |= {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": get_topic(KeyedPostgresRecorder),
             "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
@@ -86,6 +88,7 @@ def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
     else:
         env |= {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "APPLICATION_RECORDER_TOPIC": get_topic(KeyedSQLiteRecorder),
             "SQLITE_DBNAME": _shared_if_memory(settings.sqlite_path),
             "SQLITE_LOCK_TIMEOUT": "10",
         }

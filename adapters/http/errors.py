@@ -174,6 +174,7 @@ def request_validation_error(error: RequestValidationError) -> dict[str, Any]:
         loc = [str(part) for part in item.get("loc", ())]
         where = loc[0] if loc else "body"
         path = loc[1:] if where in ("body", "query", "path", "header", "cookie") else loc
+        path = [part for part in path if not _is_union_tag(part)]
         details.append(
             {
                 "field": ".".join(path) or where,
@@ -188,6 +189,11 @@ def request_validation_error(error: RequestValidationError) -> dict[str, Any]:
         "message": f"{first['field']}: {first['message']}",
         "details": details,
     }
+
+
+def _is_union_tag(part: str) -> bool:
+    """A tagged union's branch name, e.g. "(batch)": not a field, so not in the path."""
+    return part.startswith("(") and part.endswith(")")
 
 
 def install(app: FastAPI) -> None:

@@ -1,41 +1,45 @@
 """Usage: ingest (one event or a batch) and the usage read model (JSON or CSV).
 
-Each usage event becomes a `consume_quota` command on the tenant's quota for the feature,
-counted once per idempotency_key (a retried event answers as a duplicate). The whole request
-is validated first: one bad event refuses the request (422, naming `events.<i>.<field>`) and
-nothing is recorded. Events are then recorded one by one, each in its own transaction:
-- a single event answers like any command: 200 with the counts, or the error's status (404
-  when the tenant has no quota for the feature);
+Ingest is the usage service (commands/usage/record_usage.py): a request of up to 1,000
+events is validated whole first (one bad event refuses the request with 422 naming
+`events.<i>.<field>`, and nothing is recorded), then decided per quota and saved in ONE
+transaction with the idempotency keys (the database counts a key once, for at least 35
+days, across period boundaries):
+- a single event answers 200 with the counts, or the error's status (404 when the tenant
+  has no quota for the feature);
 - a batch answers 200 with the counts and one result per event, in order; an event that
   failed (e.g. no such quota) carries its error and counts in `failed`. Retrying the whole
   batch is safe: the events already counted answer as duplicates.
 A refusal by a hard limit is an answer, not an error: `allowed: false`, counted in `refused`.
+Integers are JSON integers only: `"5"`, `5.0` and `true` are refused as quantities.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from adapters.http.auth import Principal, Reader, Writer
-from adapters.http.common import build_command, execute, run_query
+from adapters.http.auth import Reader, Writer
+from adapters.http.common import run_query, system_of
 from adapters.http.errors import ERROR_RESPONSES
 from commands.base import ID_PATTERN
-from commands.quotas.consume_quota import ConsumeQuota
+from commands.usage.record_usage import UsageEventIn
 from domain.catalog import KEY_PATTERN
-from domain.errors import DomainError
+from domain.errors import NotFound
 from domain.quota import MAX_AMOUNT
 
 router = APIRouter(tags=["usage"], responses=ERROR_RESPONSES)
 
 MAX_BATCH = 1000
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 
-class UsageEvent(BaseModel):
-    """One usage event: `quantity` units of a metered feature used by a tenant."""
+class PlainUsageEvent(BaseModel):
+    """`quantity` units of a metered feature used by a tenant."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -44,7 +48,37 @@ class UsageEvent(BaseModel):
     )
     tenant_id: str = Field(pattern=ID_PATTERN)
     feature_key: str = Field(pattern=KEY_PATTERN)
-    quantity: int = Field(default=1, ge=1, le=MAX_AMOUNT)
+    quantity: int = Field(default=1, ge=1, le=MAX_AMOUNT, strict=True)
+    timestamp: AwareDatetime | None = Field(
+        default=None, description="when it happened (default now; up to 35 days late)"
+    )
+
+
+class TypedUsageEvent(BaseModel):
+    """A typed event (api_request, storage, bandwidth, compute, or an app's own type) that
+    the app's meters turn into quantities."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    idempotency_key: str = Field(
+        min_length=1, max_length=200, description="a retried event is counted once"
+    )
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    event_type: str = Field(pattern=EVENT_TYPE_PATTERN)
+    timestamp: AwareDatetime | None = Field(
+        default=None, description="when it happened (default now; up to 35 days late)"
+    )
+    properties: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+
+def _event_kind(value: Any) -> str:
+    return "(typed)" if isinstance(value, dict) and "event_type" in value else "(plain)"
+
+
+UsageEvent = Annotated[
+    Annotated[PlainUsageEvent, Tag("(plain)")] | Annotated[TypedUsageEvent, Tag("(typed)")],
+    Discriminator(_event_kind),
+]
 
 
 class UsageBatch(BaseModel):
@@ -54,73 +88,45 @@ class UsageBatch(BaseModel):
 
 
 def _kind(value: Any) -> str:
-    return "batch" if isinstance(value, dict) and "events" in value else "event"
+    return "(batch)" if isinstance(value, dict) and "events" in value else "(event)"
 
 
 UsageBody = Annotated[
-    Annotated[UsageEvent, Tag("event")] | Annotated[UsageBatch, Tag("batch")],
+    Annotated[UsageEvent, Tag("(event)")] | Annotated[UsageBatch, Tag("(batch)")],
     Discriminator(_kind),
 ]
 
 
-def _consume(request: Request, principal: Principal, event: UsageEvent) -> ConsumeQuota:
-    fields = {
-        "tenant_id": event.tenant_id,
-        "feature_key": event.feature_key,
-        "amount": event.quantity,
-        "idempotency_key": event.idempotency_key,
-    }
-    command = build_command(ConsumeQuota, principal, fields, None)
-    assert isinstance(command, ConsumeQuota)
-    return command
-
-
-def _result(index: int, event: UsageEvent, outcome: dict[str, Any]) -> dict[str, Any]:
-    status = "duplicate" if outcome.get("duplicate") else "accepted"
-    if not outcome.get("allowed", True) and status == "accepted":
-        status = "refused"
-    return {
-        "index": index,
-        "idempotency_key": event.idempotency_key,
-        "status": status,
-        **{
-            key: outcome.get(key)
-            for key in ("allowed", "used", "limit", "remaining", "overage", "reason")
-        },
-    }
+def _received(event: PlainUsageEvent | TypedUsageEvent) -> UsageEventIn:
+    timestamp: datetime | None = event.timestamp
+    if isinstance(event, PlainUsageEvent):
+        return UsageEventIn(
+            idempotency_key=event.idempotency_key,
+            tenant_id=event.tenant_id,
+            feature_key=event.feature_key,
+            quantity=event.quantity,
+            timestamp=timestamp,
+        )
+    return UsageEventIn(
+        idempotency_key=event.idempotency_key,
+        tenant_id=event.tenant_id,
+        event_type=event.event_type,
+        timestamp=timestamp,
+        properties=event.properties,
+    )
 
 
 @router.post("/v1/usage", summary="Record usage: one event or {events: [...]}")
 def ingest(request: Request, principal: Writer, body: Annotated[UsageBody, Body()]) -> Any:
-    single = isinstance(body, UsageEvent)
-    events = [body] if isinstance(body, UsageEvent) else body.events
-    commands = [_consume(request, principal, event) for event in events]
-    counts = {"accepted": 0, "duplicates": 0, "refused": 0, "failed": 0}
-    results: list[dict[str, Any]] = []
-    for index, (event, command) in enumerate(zip(events, commands, strict=True)):
-        try:
-            outcome = execute(request, command).result
-        except DomainError as error:
-            if single:
-                raise
-            counts["failed"] += 1
-            results.append(
-                {
-                    "index": index,
-                    "idempotency_key": event.idempotency_key,
-                    "status": "failed",
-                    "error": error.as_dict(),
-                }
-            )
-            continue
-        result = _result(index, event, outcome)
-        counts[
-            {"accepted": "accepted", "duplicate": "duplicates", "refused": "refused"}[
-                result["status"]
-            ]
-        ] += 1
-        results.append(result)
-    return {**counts, "results": results}
+    single = not isinstance(body, UsageBatch)
+    events = body.events if isinstance(body, UsageBatch) else [body]
+    answer = system_of(request).usage.record(
+        principal.app_id, [_received(e) for e in events], actor=principal.actor
+    )
+    if single and answer["failed"]:
+        error = answer["results"][0]["error"]
+        raise NotFound(error["message"], field=error["field"])
+    return answer
 
 
 TenantId = Annotated[str, Path(pattern=ID_PATTERN)]

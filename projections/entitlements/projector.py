@@ -52,6 +52,7 @@ from domain.quota import (
     QuotaReconfigured,
     QuotaReset,
     SoftLimitReached,
+    UsageRecorded,
 )
 from domain.subscription import (
     CancellationScheduled,
@@ -159,6 +160,7 @@ QUOTA_EVENTS = frozenset(
         QuotaReconfigured.NAME,
         QuotaDisabled.NAME,
         QuotaConsumed.NAME,
+        UsageRecorded.NAME,
         QuotaExceeded.NAME,
         SoftLimitReached.NAME,
         AllowanceGranted.NAME,

@@ -41,6 +41,7 @@ from domain.quota import (
     QuotaDisabled,
     QuotaReconfigured,
     QuotaReset,
+    UsageRecorded,
 )
 from projections.base import Projector, ViewTx
 from projections.envelope import EventEnvelope
@@ -197,6 +198,7 @@ class UsageProjector(Projector):
             QuotaConfigured.NAME,
             QuotaReconfigured.NAME,
             QuotaConsumed.NAME,
+            UsageRecorded.NAME,
             QuotaReset.NAME,
             QuotaDisabled.NAME,
         }
@@ -233,6 +235,11 @@ class UsageProjector(Projector):
             same_window = row is not None and row["window_start"] == start
             events = int(row["events"]) + 1 if row is not None and same_window else 1
             values = {"quantity": int(data["used"]), "events": events}
+        elif event.type == UsageRecorded.NAME:
+            counted = _record_facts(event, key, tx)
+            same_window = row is not None and row["window_start"] == start
+            events = int(row["events"]) + counted if row is not None and same_window else counted
+            values = {"quantity": int(data["used"]), "events": events}
         elif event.type == QuotaReset.NAME:
             values = {"quantity": 0, "events": 0}
         elif event.type == QuotaReconfigured.NAME:
@@ -263,14 +270,36 @@ def _period_of(start: str | None, end: str | None) -> str:
 
 
 def _count(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> None:
-    """One counted consume: its fact, and its value folded into each bucket by its meter."""
-    value = int(event.data["amount"])
+    """One counted consume (QuotaConsumed): its fact, folded into the buckets."""
     meter = Meter(event.data.get("meter", Meter.SUM))
     occurred = parse_instant(event.occurred_at, "occurred_at")
+    _fact(event, key, tx, meter, (str(event.id), int(event.data["amount"]), occurred))
+
+
+def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
+    """A batch (UsageRecorded): each fact at its own time; answers how many count in the
+    current window (late facts land in their own buckets only)."""
+    meter = Meter(event.data["meter"])
+    facts = event.data["facts"]
+    for index, fact in enumerate([*facts, *event.data.get("late_facts", ())]):
+        occurred = parse_instant(str(fact["at"]), "at")
+        _fact(event, key, tx, meter, (f"{event.id}:{index}", int(fact["value"]), occurred))
+    return len(facts)
+
+
+def _fact(
+    event: EventEnvelope,
+    key: dict[str, Any],
+    tx: ViewTx,
+    meter: Meter,
+    fact: tuple[str, int, datetime],
+) -> None:
+    """One usage fact (id, value, time): its row, and its value folded into each bucket."""
+    fact_id, value, occurred = fact
     at = instant_text(occurred)
     tx.upsert(
         FACTS,
-        {**key, "occurred_at": at, "event_id": str(event.id)},
+        {**key, "occurred_at": at, "event_id": fact_id},
         {"position": event.position, "value": value, "meter": meter.value},
     )
     for granularity in GRANULARITIES:

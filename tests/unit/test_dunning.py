@@ -72,7 +72,9 @@ def wire(system: System, payments: PaymentCollector | None = None) -> OwnershipI
     """Rebuild the bus's handlers with a payment collector and the ownership index."""
     index = OwnershipIndex(system.ledger.recorder)
     ports = BillingPorts(usage=system.usage_reader, payments=payments or NoPaymentCollector())
-    system.bus = dataclasses.replace(system.bus, handlers=build_handlers(ports, invoices=index))
+    system.bus = dataclasses.replace(
+        system.bus, handlers=build_handlers(ports, system.usage, invoices=index)
+    )
     return index
 
 

@@ -331,7 +331,7 @@ def test_usage_ingest_counts(acme: Api, system: System) -> None:
         scope="write",
         json={"events": [events[0], {**events[2], "quantity": 0}]},
     )
-    assert_error(invalid, 422, "validation_error", "batch.events.1.quantity")
+    assert_error(invalid, 422, "validation_error", "events.1.quantity")
     assert_error(
         acme.call("POST", "/v1/usage", scope="write", json={"events": []}), 422, "validation_error"
     )

@@ -1,0 +1,54 @@
+"""Ports of the usage ingest: the idempotency keys the database holds, typed-event meters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from domain.errors import InvalidValue
+
+
+class UsageKeys(Protocol):
+    """Port: which idempotency keys the database already counted, or refused by a hard limit."""
+
+    def counted(self, app_id: str, keys: Iterable[str]) -> set[str]:
+        """The keys among `keys` already counted (kept at least 35 days)."""
+        raise NotImplementedError
+
+    def refused(self, app_id: str, keys: Iterable[str]) -> set[str]:
+        """The keys among `keys` already refused once by a hard limit."""
+        raise NotImplementedError
+
+
+Reading = tuple[str, int, dict[str, Any] | None]
+"""(feature_key, value, group) of one typed event for one of the tenant's features."""
+
+
+class MeterResolver(Protocol):
+    """Port: what a typed usage event feeds (meters of the app, features of the tenant)."""
+
+    def resolve(
+        self,
+        app_id: str,
+        tenant_id: str,
+        event_type: str,
+        properties: Mapping[str, Any],
+        field: str,
+    ) -> list[Reading]:
+        """One reading per feature of the tenant the event feeds; InvalidValue naming
+        `<field>.event_type` or `<field>.properties.<name>` for bad input."""
+        raise NotImplementedError
+
+
+class NoMeters(MeterResolver):
+    """No meter catalog: only plain {feature_key, quantity} events are known."""
+
+    def resolve(
+        self,
+        app_id: str,
+        tenant_id: str,
+        event_type: str,
+        properties: Mapping[str, Any],
+        field: str,
+    ) -> list[Reading]:
+        raise InvalidValue(f"unknown event type {event_type!r}", field=f"{field}.event_type")

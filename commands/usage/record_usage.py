@@ -1,0 +1,312 @@
+"""Record a batch of usage events: each counted once, decided per quota, saved in one go.
+
+The steps, for one request of up to 1,000 events:
+1. Each event becomes facts, one per quota it feeds: a plain event feeds its feature with
+   its quantity; a typed event feeds every feature of the tenant whose meter it matches.
+   Its time is its `timestamp` (or the clock's now), accepted within LATE_WINDOW before now
+   and FUTURE_TOLERANCE after it (InvalidValue naming `events.<i>.timestamp` otherwise).
+2. A key repeated inside the batch, or already counted by the database, is a duplicate.
+3. Each quota decides its facts in order (domain/usage_batch.py); a typed event feeding
+   several quotas counts in all or none (one refusal refuses it everywhere).
+4. Every changed quota is saved in ONE transaction with the counted keys (and the keys of
+   new hard-limit refusals): a key another batch counted meanwhile, or a quota another
+   writer changed, fails the transaction, and the batch is decided again from step 2.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from commands.base import EventStore
+from commands.usage.ports import MeterResolver, Reading, UsageKeys
+from domain.base import Cause
+from domain.entitlement_grant import TenantGrants, tenant_grants_id
+from domain.errors import Conflict, InvalidValue
+from domain.quota import Quota, quota_id
+from domain.usage_batch import HARD_LIMIT_EXCEEDED, UsageFact, UsageTally
+
+LATE_WINDOW = timedelta(days=35)
+"""Usage may arrive this late (it lands in the period its timestamp names)."""
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""Usage may be timed this far ahead of the ledger's clock (clock skew)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEventIn:
+    """One usage event as received: plain (feature_key, quantity) or typed (event_type)."""
+
+    idempotency_key: str
+    tenant_id: str
+    feature_key: str | None = None
+    quantity: int = 1
+    event_type: str | None = None
+    timestamp: datetime | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    """One event being decided: its facts per quota, then its outcome."""
+
+    index: int
+    event: UsageEventIn
+    facts: list[tuple[UUID, str, UsageFact]]
+    status: str = ""
+    reason: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class TenantStripes:
+    """Locks by tenant: batches of one process on the same tenants wait for each other
+    instead of conflicting (across processes, the database decides)."""
+
+    def __init__(self, count: int = 256) -> None:
+        self._stripes = [threading.Lock() for _ in range(count)]
+
+    @contextmanager
+    def held(self, app_id: str, tenants: Sequence[str]) -> Iterator[None]:
+        stripes = sorted({hash((app_id, t)) % len(self._stripes) for t in tenants})
+        for index in stripes:
+            self._stripes[index].acquire()
+        try:
+            yield
+        finally:
+            for index in reversed(stripes):
+                self._stripes[index].release()
+
+
+@dataclass
+class UsageIngest:
+    """The application service behind POST /v1/usage and the consume_quota command."""
+
+    store: EventStore
+    keys: UsageKeys
+    meters: MeterResolver
+    now: Callable[[], datetime]
+    lock: Callable[[str, Sequence[str]], AbstractContextManager[Any]] = field(
+        default_factory=lambda: TenantStripes().held
+    )
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+    max_attempts: int = 20
+
+    def record(
+        self, app_id: str, events: Sequence[UsageEventIn], actor: str = "system"
+    ) -> dict[str, Any]:
+        """Counts and one result per event, in order (see the module docstring)."""
+        now = self.now()
+        pending = [self._facts(app_id, i, e, now) for i, e in enumerate(events)]
+        cause = Cause(occurred_at=now, actor=actor)
+        tenants = sorted({e.tenant_id for e in events})
+        for attempt in range(self.max_attempts):
+            with self.lock(app_id, tenants):
+                try:
+                    quotas = self._decide(app_id, pending, cause)
+                    self._save(app_id, pending, quotas, now)
+                    return _answer(pending, quotas, now)
+                except IntegrityError:
+                    pass
+            time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
+        raise Conflict("usage kept conflicting with concurrent writers; retry", field="events")
+
+    def _facts(self, app_id: str, index: int, event: UsageEventIn, now: datetime) -> _Pending:
+        prefix = f"events.{index}"
+        at = _checked_time(event.timestamp, now, f"{prefix}.timestamp")
+        if event.event_type is None:
+            assert event.feature_key is not None
+            readings: list[Reading] = [(event.feature_key, event.quantity, None)]
+        else:
+            readings = self.meters.resolve(
+                app_id, event.tenant_id, event.event_type, event.properties, prefix
+            )
+        facts = [
+            (
+                quota_id(app_id, event.tenant_id, feature),
+                feature,
+                UsageFact(key=event.idempotency_key, value=value, at=at, group=group),
+            )
+            for feature, value, group in readings
+        ]
+        return _Pending(index=index, event=event, facts=facts)
+
+    def _decide(self, app_id: str, pending: list[_Pending], cause: Cause) -> dict[UUID, UsageTally]:
+        counted = self.keys.counted(app_id, (p.event.idempotency_key for p in pending))
+        tallies: dict[UUID, UsageTally | None] = {}
+        seen: set[str] = set()
+        for item in pending:
+            key = item.event.idempotency_key
+            item.status, item.reason, item.error = "", None, None
+            if key in seen or key in counted:
+                item.status = "duplicate"
+                continue
+            seen.add(key)
+            self._decide_one(app_id, item, tallies, cause)
+        return {i: t for i, t in tallies.items() if t is not None}
+
+    def _decide_one(
+        self,
+        app_id: str,
+        item: _Pending,
+        tallies: dict[UUID, UsageTally | None],
+        cause: Cause,
+    ) -> None:
+        if not item.facts:
+            item.status, item.error = "failed", _no_feature(item)
+            return
+        opened = [
+            (self._tally(app_id, qid, item, tallies, cause), fact) for qid, _, fact in item.facts
+        ]
+        if any(tally is None for tally, _ in opened):
+            missing = next(
+                f for (t, _), (_, f, _) in zip(opened, item.facts, strict=True) if t is None
+            )
+            item.status, item.error = "failed", _no_quota(item, missing)
+            return
+        decided = [(t, f, t.refusal(f)) for t, f in opened if t is not None]
+        refusal = next((reason for _, _, reason in decided if reason is not None), None)
+        if refusal is None:
+            for tally, fact, _ in decided:
+                tally.add(fact)
+            item.status = "accepted"
+            return
+        item.status, item.reason = "refused", refusal
+        for tally, fact, reason in decided:
+            if reason == HARD_LIMIT_EXCEEDED:
+                tally.refuse(fact)
+
+    def _tally(
+        self,
+        app_id: str,
+        qid: UUID,
+        item: _Pending,
+        tallies: dict[UUID, UsageTally | None],
+        cause: Cause,
+    ) -> UsageTally | None:
+        if qid not in tallies:
+            tallies[qid] = self._open(app_id, qid, item.event.tenant_id, cause)
+        return tallies[qid]
+
+    def _open(self, app_id: str, qid: UUID, tenant_id: str, cause: Cause) -> UsageTally | None:
+        quota = self.store.get(qid)
+        if not isinstance(quota, Quota) or quota.state.app_id != app_id:
+            return None
+        if quota.window_ended(cause.occurred_at):
+            quota.reset(cause)
+        granted = not quota.state.enabled and self._granted(app_id, tenant_id, quota, cause)
+        return UsageTally.open(quota, cause.occurred_at, granted)
+
+    def _granted(self, app_id: str, tenant_id: str, quota: Quota, cause: Cause) -> bool:
+        """A live manual grant of the feature (support override) keeps a suspended quota
+        counting."""
+        grants = self.store.get(tenant_grants_id(app_id, tenant_id))
+        if not isinstance(grants, TenantGrants):
+            return False
+        return quota.state.feature_key in grants.active_grants(cause.occurred_at)
+
+    def _save(
+        self, app_id: str, pending: list[_Pending], tallies: dict[UUID, UsageTally], now: datetime
+    ) -> None:
+        refused_keys = {f.key for t in tallies.values() for f, _ in t.refusals}
+        refused_before = frozenset(self.keys.refused(app_id, refused_keys))
+        cause = Cause(occurred_at=now, actor="usage")
+        for tally in tallies.values():
+            tally.quota.record_usage(tally, cause, refused_before)
+        changed = [t.quota for t in tallies.values() if t.quota.pending_events]
+        if not changed:
+            return
+        accepted = [
+            (app_id, p.event.idempotency_key, now) for p in pending if p.status == "accepted"
+        ]
+        refusals = [(app_id, key, now) for key in sorted(refused_keys - refused_before)]
+        self.store.save(*changed, usage_keys=accepted, usage_refusals=refusals)
+        for listener in self.on_commit:
+            listener()
+
+
+def _checked_time(timestamp: datetime | None, now: datetime, field: str) -> datetime:
+    if timestamp is None:
+        return now
+    if timestamp.tzinfo is None:
+        raise InvalidValue("the timestamp must carry a timezone", field=field)
+    if timestamp < now - LATE_WINDOW:
+        raise InvalidValue("usage more than 35 days old is refused", field=field)
+    if timestamp > now + FUTURE_TOLERANCE:
+        raise InvalidValue("usage more than 5 minutes in the future is refused", field=field)
+    return timestamp
+
+
+def _no_feature(item: _Pending) -> dict[str, Any]:
+    return {
+        "code": "not_found",
+        "message": f"tenant {item.event.tenant_id} has no metered feature that "
+        f"event type {item.event.event_type} feeds",
+        "field": "event_type",
+    }
+
+
+def _no_quota(item: _Pending, feature_key: str) -> dict[str, Any]:
+    return {
+        "code": "not_found",
+        "message": f"tenant {item.event.tenant_id} has no quota for feature {feature_key}",
+        "field": "feature_key",
+    }
+
+
+def _answer(
+    pending: list[_Pending], tallies: dict[UUID, UsageTally], now: datetime
+) -> dict[str, Any]:
+    names = {
+        "accepted": "accepted",
+        "duplicate": "duplicates",
+        "refused": "refused",
+        "failed": "failed",
+    }
+    counts = dict.fromkeys(names.values(), 0)
+    results = []
+    for item in pending:
+        counts[names[item.status]] += 1
+        results.append(_result(item, tallies, now))
+    return {**counts, "results": results}
+
+
+def _result(item: _Pending, tallies: dict[UUID, UsageTally], now: datetime) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "index": item.index,
+        "idempotency_key": item.event.idempotency_key,
+        "status": item.status,
+    }
+    if item.error is not None:
+        return {**result, "error": item.error}
+    features = [
+        _figures(tallies[qid].quota, feature, now)
+        for qid, feature, _ in item.facts
+        if qid in tallies
+    ]
+    if features:
+        result.update({k: v for k, v in features[0].items() if k != "feature_key"})
+    result["allowed"] = item.status != "refused"
+    result["reason"] = item.reason
+    if len(features) > 1:
+        result["features"] = features
+    return result
+
+
+def _figures(quota: Quota, feature_key: str, now: datetime) -> dict[str, Any]:
+    """The quota's figures after the batch (used, limit, remaining, overage, soft limit)."""
+    outcome = quota.outcome(now, allowed=True).model_dump(mode="json")
+    state = quota.state
+    return {
+        "feature_key": feature_key,
+        **{k: v for k, v in outcome.items() if k not in ("allowed", "duplicate", "reason")},
+        "quota_id": str(quota.id),
+        "window": state.window.model_dump(mode="json") if state.window else None,
+    }
