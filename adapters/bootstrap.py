@@ -106,7 +106,7 @@ def bootstrap(
     bus = CommandBus(
         store=ledger,
         clock=clock,
-        handlers=build_handlers(BillingPorts(usage=usage_reader), usage, invoices=index),
+        handlers=build_handlers(BillingPorts(usage=usage_reader), usage.keys, invoices=index),
         on_commit=listeners,
         max_attempts=settings.command_retries,
     )

@@ -218,8 +218,9 @@ class CommandBus:
         shared: dict[UUID, Aggregate[Any]],
     ) -> list[CommandResult | DomainError]:
         outcomes: list[CommandResult | DomainError] = []
+        rows: dict[str, list[Any]] = {}
         for command, instant in zip(commands, instants, strict=True):
-            uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent)
+            uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent, rows)
             try:
                 handler = self._handler(command)
                 digest = self._digest(command)
@@ -232,7 +233,7 @@ class CommandBus:
             outcomes.append(outcome)
         changed = [a for a in shared.values() if a.pending_events]
         if changed:
-            self.store.save(*changed)
+            self.store.save(*changed, **rows)
             self._committed()
         if touched is not None:
             touched.update(shared)

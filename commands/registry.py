@@ -81,7 +81,7 @@ from commands.subscriptions.undo_scheduled_cancel import (
     undo_scheduled_cancel,
 )
 from commands.tax.set_tax_rate import SetTaxRate, set_tax_rate
-from commands.usage.record_usage import UsageIngest
+from commands.usage.ports import UsageKeys
 
 HANDLERS: dict[type[Command], Handler] = {
     # catalog
@@ -132,14 +132,14 @@ HANDLERS: dict[type[Command], Handler] = {
 
 
 def build_handlers(
-    ports: BillingPorts, usage: UsageIngest, invoices: InvoiceIndex | None = None
+    ports: BillingPorts, usage_keys: UsageKeys, invoices: InvoiceIndex | None = None
 ) -> dict[type[Command], Handler]:
-    """Every handler, with the billing engine wired to its ports and the usage ingest
-    (bootstrap calls this); `invoices` lets a payment see the subscription's other failing
-    invoices (dunning)."""
+    """Every handler, with the billing engine wired to its ports and the usage keys the
+    database counted (bootstrap calls this); `invoices` lets a payment see the
+    subscription's other failing invoices (dunning)."""
     return {
         **HANDLERS,
-        ConsumeQuota: consume_quota_handler(usage),
+        ConsumeQuota: consume_quota_handler(usage_keys),
         ConfigureBilling: configure_billing,
         InvoiceSubscription: invoice_subscription_handler(ports),
         RenewSubscription: renew_subscription_handler(ports),

@@ -21,12 +21,15 @@ class UnitOfWork:
         cause: Cause,
         shared: dict[UUID, Aggregate[Any]] | None = None,
         absent: set[UUID] | None = None,
+        batch_rows: dict[str, list[Any]] | None = None,
     ) -> None:
         self.store = store
         self.cause = cause
         self._seen: dict[UUID, Aggregate[Any]] = {}
         self._shared = shared  # a group commit's aggregates, changed by earlier commands
         self._absent = absent if absent is not None else set()  # ids known not to exist
+        self.rows: dict[str, list[Any]] = {}  # saved beside the events (e.g. usage keys)
+        self._batch_rows = batch_rows  # a group commit's rows, from earlier commands
 
     @property
     def now(self) -> Any:
@@ -69,12 +72,21 @@ class UnitOfWork:
     def pending(self) -> list[Aggregate[Any]]:
         return [a for a in self._seen.values() if a.pending_events]
 
+    def record_rows(self, table: str, rows: list[Any]) -> None:
+        """Rows the recorder writes in the events' transaction (e.g. `usage_keys`): a
+        unique key already taken fails the whole commit."""
+        self.rows.setdefault(table, []).extend(rows)
+
     def merge_into_batch(self) -> None:
-        """This command succeeded: its aggregates (with their new events) join the batch."""
+        """This command succeeded: its aggregates (with their new events) and rows join
+        the batch."""
         assert self._shared is not None
         self._shared.update(self._seen)
+        if self._batch_rows is not None:
+            for table, rows in self.rows.items():
+                self._batch_rows.setdefault(table, []).extend(rows)
 
     def commit(self, *extra: Aggregate[Any]) -> None:
         changed = [*self.pending(), *extra]
         if changed:
-            self.store.save(*changed)
+            self.store.save(*changed, **self.rows)

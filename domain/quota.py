@@ -435,11 +435,18 @@ class Quota(Aggregate[QuotaState]):
         )
 
     def consume(
-        self, amount: int, idempotency_key: str, cause: Cause, *, granted: bool = False
+        self,
+        amount: int,
+        idempotency_key: str,
+        cause: Cause,
+        *,
+        granted: bool = False,
+        refused_before: bool = False,
     ) -> ConsumeOutcome:
         """Count one usage event of value `amount` at the cause's time (`used` follows the
         meter), or refuse: a batch of one (see `record_usage` for the rules). Whether the key
-        was already counted is the caller's question (the ingest asks the database)."""
+        was already counted is the caller's question (the ingest asks the database), and
+        whether it was refused before (then no second QuotaExceeded)."""
         _check_amount(amount, "amount")
         if not isinstance(idempotency_key, str) or not idempotency_key.strip():
             raise InvalidValue("an idempotency key is required", field="idempotency_key")
@@ -450,7 +457,7 @@ class Quota(Aggregate[QuotaState]):
             tally.add(fact)
         elif reason == HARD_LIMIT_EXCEEDED:
             tally.refuse(fact)
-        self.record_usage(tally, cause)
+        self.record_usage(tally, cause, frozenset({idempotency_key} if refused_before else ()))
         return self.outcome(cause.occurred_at, allowed=reason is None, reason=reason)
 
     def record_usage(

@@ -1,7 +1,8 @@
 """Count usage against a quota, once per idempotency key; a refusal is an answer, not an error.
 
-The command form of one usage event (the NATS bus and POST /v1/commands/consume_quota): it
-goes through the usage ingest like POST /v1/usage, so the database counts its key once.
+The command form of one plain usage event (the NATS bus, POST /v1/commands/consume_quota,
+group commits). Like the usage ingest, it asks the database whether the key was counted
+and saves the key with the quota's events, in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from pydantic import Field
 
 from commands.quotas.target import QuotaCommand
 from commands.unit_of_work import UnitOfWork
-from commands.usage.record_usage import UsageEventIn, UsageIngest
-from domain.errors import NotFound
-from domain.quota import MAX_AMOUNT
+from commands.usage.ports import UsageKeys
+from domain.entitlement_grant import TenantGrants, tenant_grants_id
+from domain.quota import MAX_AMOUNT, Quota
+from domain.usage_batch import HARD_LIMIT_EXCEEDED
 
 
 class ConsumeQuota(QuotaCommand):
@@ -24,24 +26,47 @@ class ConsumeQuota(QuotaCommand):
     )
 
 
-def consume_quota_handler(usage: UsageIngest) -> Any:
-    """The handler, recording through the usage ingest (its own transaction)."""
+def consume_quota_handler(keys: UsageKeys) -> Any:
+    """The handler, with the port that knows the keys already counted."""
 
     def consume_quota(command: ConsumeQuota, uow: UnitOfWork) -> dict[str, Any]:
-        event = UsageEventIn(
-            idempotency_key=command.idempotency_key,
-            tenant_id=command.tenant_id,
-            feature_key=command.feature_key,
-            quantity=command.amount,
+        """Roll the window over if the clock passed its end, then consume. The reply is the
+        outcome (allowed false for a refusal; the QuotaExceeded event is still saved)."""
+        quota = command.load(uow)
+        key, app_id = command.idempotency_key, command.app_id
+        if keys.counted(app_id, [key]):
+            return _reply(
+                quota, quota.outcome(uow.now, allowed=True, duplicate=True).model_dump(mode="json")
+            )
+        if quota.window_ended(uow.now):
+            quota.reset(uow.cause)
+        granted = not quota.state.enabled and _feature_granted(command, uow)
+        refused_before = bool(keys.refused(app_id, [key]))
+        outcome = quota.consume(
+            command.amount, key, uow.cause, granted=granted, refused_before=refused_before
         )
-        result = usage.record(command.app_id, [event], actor=command.actor)["results"][0]
-        if result["status"] == "failed":
-            raise NotFound(result["error"]["message"], field="feature_key")
-        return {
-            **{k: v for k, v in result.items() if k not in ("index", "idempotency_key", "status")},
-            "duplicate": result["status"] == "duplicate",
-            "tenant_id": command.tenant_id,
-            "feature_key": command.feature_key,
-        }
+        row = [(app_id, key, uow.now)]
+        if outcome.allowed:
+            uow.record_rows("usage_keys", row)
+        elif outcome.reason == HARD_LIMIT_EXCEEDED and not refused_before:
+            uow.record_rows("usage_refusals", row)
+        return _reply(quota, outcome.model_dump(mode="json"))
 
     return consume_quota
+
+
+def _reply(quota: Quota, outcome: dict[str, Any]) -> dict[str, Any]:
+    state = quota.state
+    return {
+        **outcome,
+        "quota_id": str(quota.id),
+        "tenant_id": state.tenant_id,
+        "feature_key": state.feature_key,
+        "window": state.window.model_dump(mode="json") if state.window else None,
+    }
+
+
+def _feature_granted(command: ConsumeQuota, uow: UnitOfWork) -> bool:
+    """A live manual grant of the feature (support override) keeps a suspended quota counting."""
+    grants = uow.find(TenantGrants, tenant_grants_id(command.app_id, command.tenant_id))
+    return grants is not None and command.feature_key in grants.active_grants(uow.now)

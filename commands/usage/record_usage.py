@@ -147,6 +147,8 @@ class UsageIngest:
             item.status, item.reason, item.error = "", None, None
             if key in seen or key in counted:
                 item.status = "duplicate"
+                for qid, _, _ in item.facts:  # opened for the answer's figures only
+                    self._tally(app_id, qid, item, tallies, cause)
                 continue
             seen.add(key)
             self._decide_one(app_id, item, tallies, cause)

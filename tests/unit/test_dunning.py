@@ -73,7 +73,7 @@ def wire(system: System, payments: PaymentCollector | None = None) -> OwnershipI
     index = OwnershipIndex(system.ledger.recorder)
     ports = BillingPorts(usage=system.usage_reader, payments=payments or NoPaymentCollector())
     system.bus = dataclasses.replace(
-        system.bus, handlers=build_handlers(ports, system.usage, invoices=index)
+        system.bus, handlers=build_handlers(ports, system.usage.keys, invoices=index)
     )
     return index
 

@@ -27,6 +27,7 @@ from domain.quota import (
     Quota,
     QuotaConfigured,
     QuotaConsumed,
+    UsageRecorded,
     QuotaDisabled,
     QuotaExceeded,
     QuotaReconfigured,
@@ -121,7 +122,7 @@ def test_hard_limit_refuses_and_records_quota_exceeded() -> None:
     assert not refused.allowed and refused.reason == "hard_limit_exceeded"
     assert (refused.used, refused.limit, refused.remaining) == (8, 10, 2)
     consumed, exceeded = events_of(quota)
-    assert isinstance(consumed, QuotaConsumed) and consumed.remaining == 2
+    assert isinstance(consumed, UsageRecorded) and consumed.remaining == 2
     assert isinstance(exceeded, QuotaExceeded)
     assert (exceeded.amount, exceeded.idempotency_key, exceeded.used, exceeded.limit) == (
         3,
@@ -148,26 +149,7 @@ def test_zero_limit_refuses_everything() -> None:
     assert quota.consume(1, "a", cause()).reason == "hard_limit_exceeded"
 
 
-# --- idempotency ---
-
-
-def test_duplicates_are_counted_once_and_record_nothing() -> None:
-    quota = make(limit=10)
-    first = quota.consume(4, "batch-1", cause())
-    version = quota.version
-    again = quota.consume(4, "batch-1", cause())
-    assert again.allowed and again.duplicate and not first.duplicate
-    assert again.used == 4 and quota.version == version
-    # even with a different amount the key was already counted
-    assert quota.consume(7, "batch-1", cause()).used == 4
-
-
-def test_keys_are_forgotten_when_the_window_resets() -> None:
-    quota = make(limit=10)
-    quota.consume(4, "k", cause())
-    quota.reset(cause(T0 + timedelta(days=31)))
-    out = quota.consume(4, "k", cause(T0 + timedelta(days=31)))
-    assert not out.duplicate and out.used == 4
+# Idempotency is the database's (usage_keys): tests/integration/test_usage_ingest.py.
 
 
 # --- soft limits ---
@@ -178,7 +160,7 @@ def test_soft_limit_warns_once_per_window_and_counts_overage() -> None:
     events_of(quota)
     out = quota.consume(7, "a", cause())
     assert out.soft_limit == 8 and not out.soft_limit_reached
-    assert [type(e) for e in events_of(quota)] == [QuotaConsumed]
+    assert [type(e) for e in events_of(quota)] == [UsageRecorded]
     out = quota.consume(1, "b", cause())
     assert out.soft_limit_reached
     consumed, warned = events_of(quota)
@@ -187,7 +169,7 @@ def test_soft_limit_warns_once_per_window_and_counts_overage() -> None:
     out = quota.consume(5, "c", cause())
     assert out.allowed and (out.used, out.overage, out.remaining) == (13, 3, 0)
     [consumed] = events_of(quota)
-    assert isinstance(consumed, QuotaConsumed)
+    assert isinstance(consumed, UsageRecorded)
     assert (consumed.overage, consumed.overage_added) == (3, 3)
     assert quota.consume(2, "d", cause()).overage == 5
     assert not any(isinstance(e, SoftLimitReached) for e in events_of(quota))
@@ -324,8 +306,6 @@ def test_disabled_quota_refuses_without_recording_and_can_come_back() -> None:
     out = quota.consume(1, "b", cause())
     assert not out.allowed and out.reason == "feature_not_in_plan"
     assert events_of(quota) == []
-    # a retry of a key counted before the disable is still a duplicate, not a refusal
-    assert quota.consume(2, "a", cause()).duplicate
     assert quota.reconfigure(spec(limit=10), SUB, cause())
     assert quota.state.enabled and quota.consume(1, "b", cause()).allowed
 
@@ -444,13 +424,13 @@ def test_used_never_exceeds_the_hard_limit_and_keys_count_once(
             if quota.window_ended(now):  # rollover by the clock, as the handler does
                 quota.reset(c)
                 counted.clear()
+            if b in counted:
+                continue  # a counted key never reaches the quota: the ingest's database says
             before, overage_before = quota.state.used, quota.state.overage
             out = quota.consume(a, b, c)
             effective = quota.effective_limit(now)
             assert effective is not None
-            if b in counted:
-                assert out.duplicate and out.allowed and quota.state.used == before
-            elif out.allowed:
+            if out.allowed:
                 counted[b] = a
                 assert quota.state.used == before + a
                 if enforcement == "hard":
@@ -465,11 +445,6 @@ def test_used_never_exceeds_the_hard_limit_and_keys_count_once(
                 assert enforcement == "hard" and before + a > effective
                 assert quota.state.used == before
                 assert isinstance(quota.pending_events[-1], QuotaExceeded)
-            # re-sending the same key never changes used
-            used = quota.state.used
-            resent = quota.consume(a, b, c)
-            assert quota.state.used == used
-            assert resent.duplicate == (b in counted)
         assert quota.state.used == sum(counted.values())
     assert replay(quota.collect_events()).state == quota.state
 
@@ -482,7 +457,6 @@ def test_without_revokes_or_expiry_used_stays_within_the_hard_limit(
     quota = make(limit=limit)
     quota.grant("forever", 3, "support", None, cause())
     for i, amount in enumerate(amounts):
-        quota.consume(amount, f"k{i}", cause())
         quota.consume(amount, f"k{i}", cause())
         assert quota.state.used <= limit + 3
 
@@ -523,11 +497,11 @@ class QuotaMachine(RuleBasedStateMachine):
         if self.quota.window_ended(self.now):
             self.quota.reset(self._cause())
             self.counted.clear()
+        if key in self.counted:
+            return  # a counted key never reaches the quota: the ingest's database says
         before = self.quota.state.used
         out = self.quota.consume(amount, key, self._cause())
-        if key in self.counted:
-            assert out.duplicate and self.quota.state.used == before
-        elif out.allowed:
+        if out.allowed:
             self.counted[key] = amount
             limit = self.quota.effective_limit(self.now)
             if self.hard:
@@ -581,7 +555,6 @@ class QuotaMachine(RuleBasedStateMachine):
             return
         state = self.quota.state
         assert state.used == sum(self.counted.values())
-        assert state.seen_keys == set(self.counted)
         assert state.overage >= 0 and state.used >= 0
         if state.limit is None:
             assert state.overage == 0
@@ -837,7 +810,9 @@ def test_rollover_by_moving_the_clock(system: System, clock: SettableClock) -> N
         consume(system, "api-calls", f"k{i}")
     assert not consume(system, "api-calls", "k3")["allowed"]
     clock.set(datetime(2026, 2, 28, 12, tzinfo=UTC))
-    out = consume(system, "api-calls", "k0")  # keys are per window
+    again = consume(system, "api-calls", "k0")  # a key counts once, across windows too
+    assert again["duplicate"] and again["used"] == 0
+    out = consume(system, "api-calls", "k4")
     assert out["allowed"] and not out["duplicate"] and out["used"] == 1
     assert out["window"] == {"start": "2026-02-28T12:00:00Z", "end": "2026-03-31T12:00:00Z"}
     history = list(system.ledger.events.get(quota_id("acme", "t1", "api-calls")))
@@ -986,7 +961,7 @@ def test_five_three_five_uses_what_each_meter_names(meter: str, used: int) -> No
     outcomes = [quota.consume(v, f"k{i}", cause()) for i, v in enumerate([5, 3, 5])]
     assert all(out.allowed for out in outcomes)
     assert quota.state.used == outcomes[-1].used == used
-    consumed = [e for e in events_of(quota) if isinstance(e, QuotaConsumed)]
+    consumed = [e for e in events_of(quota) if isinstance(e, UsageRecorded)]
     assert [e.meter.value for e in consumed] == [meter] * 3
     assert consumed[-1].used == used
 
@@ -1068,7 +1043,7 @@ def test_other_meters_remember_no_values() -> None:
 
 
 def test_distinct_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("domain.quota.MAX_DISTINCT_VALUES", 3)
+    monkeypatch.setattr("domain.usage_batch.MAX_DISTINCT_VALUES", 3)
     quota = metered("unique_count")
     for value in (1, 2, 3):
         quota.consume(value, f"k{value}", cause())
@@ -1095,10 +1070,20 @@ def test_a_meter_change_carries_used_over_and_applies_from_the_next_consume() ->
 
 def test_consumes_recorded_before_meters_load_as_sums() -> None:
     quota = metered("max")
-    quota.consume(5, "a", cause())
-    created, consumed = events_of(quota)
-    stored = consumed.model_dump(mode="json")
-    del stored["meter"]  # as recorded before QuotaConsumed named its meter
+    created = events_of(quota)[0]
+    stored = {  # a QuotaConsumed as recorded before it named its meter (before UsageRecorded)
+        **created.model_dump(mode="json", include={"originator_id", "timestamp", "app_id"}),
+        "originator_version": 2,
+        "tenant_id": "t1",
+        "feature_key": created.feature_key,
+        "amount": 5,
+        "idempotency_key": "a",
+        "used": 5,
+        "limit": None,
+        "remaining": None,
+        "overage": 0,
+        "window": created.model_dump(mode="json")["window"],
+    }
     old = QuotaConsumed.model_validate(stored)
     assert old.meter is Meter.SUM
     loaded = replay([created, old])

@@ -96,7 +96,8 @@ def test_a_period_ends_in_an_invoice_with_fee_usage_tiers_explain_and_pdf(acme: 
     explained = ok(acme.call("GET", f"/v1/invoices/{renewal['invoice_id']}/explain"))
     usage_line = explained["lines"][2]
     assert usage_line["usage"]["quantity"] == 2100 and usage_line["usage"]["events"] == 3
-    assert [e["type"] for e in usage_line["events"]] == ["QuotaConsumed"] * 3
+    assert [e["type"] for e in usage_line["events"]] == ["UsageRecorded"] * 3
+    assert all("idempotency_key" in e and "value" in e for e in usage_line["events"])
     assert all(e["position"] > 0 for e in usage_line["events"])
     assert usage_line["usage"]["last_position"] <= explained["usage_cutoff"]
     fee_events = explained["lines"][0]["events"]
