@@ -8,12 +8,13 @@ usage event recorded before the run is billed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from adapters.billing.usage_reader import Wanted
 from adapters.eventstore.positions import existing
+from adapters.eventstore.usage_keys import KEY_RETENTION, UsageKeyStore
 from commands.base import Command
 from commands.billing.run import BillingRun, Execute, Owned, due_command
 from commands.bus import CommandResult
@@ -105,4 +106,15 @@ def run_billing(
         run.execute_many = execute_many
     if max_actions is not None:
         run.max_actions = max_actions
-    return {**run.run(app_id, until), "usage_cutoff": cutoff}
+    report = {**run.run(app_id, until), "usage_cutoff": cutoff}
+    prune_usage_keys(system, until)
+    return report
+
+
+def prune_usage_keys(system: System, now: datetime) -> int:
+    """Forget usage idempotency keys older than KEY_RETENTION plus a day's margin (billing
+    runs do it, by the ledger's clock)."""
+    keys = system.usage.keys
+    if not isinstance(keys, UsageKeyStore):
+        return 0
+    return keys.prune(now - KEY_RETENTION - timedelta(days=1))

@@ -27,6 +27,7 @@ from adapters.bootstrap import System, bootstrap
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
+from commands.usage.record_usage import UsageEventIn
 from domain.clock import SettableClock
 from projections.queries import QueryContext, run_query
 from projections.registry import build_projectors
@@ -89,8 +90,25 @@ consumes = st.tuples(
     st.integers(0, 6),
 )
 
+# a usage batch: (tenant, feature, quantity, key, hours late) per event; keys repeat
+usage_batches = st.tuples(
+    st.just("usage"),
+    st.lists(
+        st.tuples(
+            st.integers(0, 2),
+            st.sampled_from(FEATURES),
+            st.integers(1, 30),
+            st.integers(0, 12),
+            st.sampled_from([0, 0, 0, 5, 30, 24 * 20]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+
 steps: st.SearchStrategy[Step] = st.one_of(
     plan_step(3),
+    usage_batches,
     st.tuples(st.just("start"), st.integers(0, 2), st.integers(0, 3), st.booleans()),
     st.tuples(
         st.just("subscription"),
@@ -231,6 +249,20 @@ class Program:
                     plan_key=f"p{args[1]}",
                     timing=args[2],
                 )
+        elif kind == "usage":
+            now = self.clock.now()
+            events = [
+                UsageEventIn(
+                    idempotency_key=f"k{key}",
+                    tenant_id=TENANTS[tenant],
+                    feature_key=feature,
+                    quantity=amount,
+                    timestamp=now - timedelta(hours=late) if late else None,
+                )
+                for tenant, feature, amount, key, late in args[0]
+            ]
+            self.system.usage.record(APP, events)
+            self.system.sync()
         elif kind == "consume":
             tenant, feature, amount, key = args
             self.send(
