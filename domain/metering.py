@@ -99,3 +99,13 @@ class Summary:
             Meter.LATEST: self.latest or 0,
         }
         return figures[meter]
+
+
+def percent_used(used: int | None, limit: int | None) -> float | None:
+    """How much of a limit is used, in percent to two decimals (None when unlimited; a
+    zero limit is 100% used)."""
+    if used is None or limit is None:
+        return None
+    if limit == 0:
+        return 100.0
+    return round(used * 100 / limit, 2)

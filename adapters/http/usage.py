@@ -31,6 +31,7 @@ from commands.usage.record_usage import UsageEventIn
 from domain.catalog import KEY_PATTERN
 from domain.errors import NotFound
 from domain.quota import MAX_AMOUNT
+from projections.usage.queries import MAX_HISTORY_DAYS
 
 router = APIRouter(tags=["usage"], responses=ERROR_RESPONSES)
 
@@ -146,11 +147,25 @@ def usage(
     from_: Annotated[str | None, Query(alias="from", max_length=64)] = None,
     to: Annotated[str | None, Query(max_length=64)] = None,
     format: Literal["json", "csv"] | None = None,
+    days: Annotated[int | None, Query(ge=1, le=MAX_HISTORY_DAYS)] = None,
 ) -> Response:
-    params: dict[str, Any] = {"feature": feature, "granularity": granularity, "to": to}
-    if from_ is not None:
-        params["from"] = from_
-    rows = run_query(request, "usage", app_id=principal.app_id, tenant_id=tenant_id, **params)
+    """`days=N`: the last N days by day, zero-filled (the history); otherwise the buckets
+    of `granularity` from `from` to `to`."""
+    if days is not None:
+        granularity = "day"
+        rows = run_query(
+            request,
+            "usage_history",
+            app_id=principal.app_id,
+            tenant_id=tenant_id,
+            feature=feature,
+            days=days,
+        )
+    else:
+        params: dict[str, Any] = {"feature": feature, "granularity": granularity, "to": to}
+        if from_ is not None:
+            params["from"] = from_
+        rows = run_query(request, "usage", app_id=principal.app_id, tenant_id=tenant_id, **params)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
@@ -159,3 +174,23 @@ def usage(
 
         return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
     return JSONResponse({"tenant_id": tenant_id, "granularity": granularity, "usage": rows})
+
+
+@router.get(
+    "/v1/tenants/{tenant_id}/usage/current",
+    summary="Each metered feature's usage in its current period (quota window)",
+)
+def current_usage(
+    request: Request,
+    principal: Reader,
+    tenant_id: TenantId,
+    feature: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+) -> Any:
+    rows = run_query(
+        request,
+        "usage_current_period",
+        app_id=principal.app_id,
+        tenant_id=tenant_id,
+        feature=feature,
+    )
+    return {"tenant_id": tenant_id, "usage": rows}

@@ -42,6 +42,7 @@ import orjson
 import structlog
 
 from domain.entitlement_grant import FeatureGranted, FeatureGrantRevoked
+from domain.metering import percent_used
 from domain.quota import (
     AllowanceGranted,
     GrantRevoked,
@@ -532,6 +533,7 @@ def _answer(
         "limit": limit,
         "used": used,
         "remaining": remaining,
+        "percent_used": percent_used(used, limit),
         "soft_limit": soft_limit,
         "reason": reason,
         "source": source,

@@ -117,6 +117,7 @@ def test_plan_features_boolean_metered_seats_and_unknown(system: System) -> None
         "limit": None,
         "used": None,
         "remaining": None,
+        "percent_used": None,
         "soft_limit": None,
         "reason": None,
         "source": "plan",
@@ -144,6 +145,7 @@ def test_metered_usage_and_the_hard_limit(system: System, clock: SettableClock) 
     consume(system, "api", 2, "a")
     api = check(system, "api")
     assert (api["allowed"], api["used"], api["remaining"]) == (True, 2, 1)
+    assert api["percent_used"] == 66.67  # 2 of 3, to two decimals
     consume(system, "api", 1, "b")
     api = check(system, "api")
     assert api["allowed"] is False and api["reason"] == "hard_limit_reached"
