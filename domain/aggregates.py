@@ -12,6 +12,7 @@ from domain.coupon import Coupon
 from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
+from domain.meter_catalog import MeterCatalog
 from domain.plan import Plan
 from domain.profile import BillingProfile
 from domain.quota import Quota
@@ -33,4 +34,5 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     TaxRate,
     BillingSettings,
     CreditBalance,
+    MeterCatalog,
 )

@@ -29,6 +29,8 @@ from domain.value import FrozenValue
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 MAX_PRICE = 10**15  # minor units; annualized sums (x365) stay inside a 64-bit integer
 MAX_PRICE_PLACES = 12  # decimal places of a unit price, as Stripe's unit_amount_decimal
+MAX_AMOUNT = 10**15
+"""Largest value one usage event adds (domain/quota.py's consume bound is the same)."""
 _KEY = re.compile(KEY_PATTERN)
 
 
@@ -72,6 +74,10 @@ class Meter(StrEnum):
     MAX = "max"
     UNIQUE_COUNT = "unique_count"
     LATEST = "latest"
+
+
+METER_NAMES = tuple(meter.value for meter in Meter)
+"""The built-in aggregation names; any other `meter` of a feature is a meter key."""
 
 
 # --- pricing models (the arithmetic is domain/pricing.py) ---
@@ -312,6 +318,30 @@ class FeatureSpec(_Value):
     )
     overage: PricingModel | None = None
     seat_price: Money | None = None
+    meter_key: str | None = Field(
+        default=None,
+        description="the key of the app's meter (POST /v1/meters) whose aggregation `meter` is",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _meter_key_from_meter(cls, data: Any) -> Any:
+        """`meter` names a built-in aggregation or a meter key: a key moves to `meter_key`
+        (`meter` is then filled from the meter's definition when the plan is saved)."""
+        if not isinstance(data, Mapping):
+            return data
+        named = data.get("meter")
+        if not isinstance(named, str) or named in METER_NAMES:
+            return data
+        if not _KEY.match(named):
+            return data  # neither: refused by the aggregation's own check, naming `meter`
+        key = data.get("meter_key")
+        if key is not None and key != named:
+            raise InvalidValue(
+                f"meter {named!r} and meter_key {key!r} name different meters", field="meter"
+            )
+        rest = {name: value for name, value in data.items() if name != "meter"}
+        return {**rest, "meter_key": named}
 
     @field_validator("seat_price")
     @classmethod
@@ -331,7 +361,18 @@ class FeatureSpec(_Value):
             raise InvalidValue(
                 "only metered features have overage pricing", field=f"features.{self.key}.overage"
             )
+        if self.meter_key is not None:
+            self._check_meter_key(self.meter_key)
         return self
+
+    def _check_meter_key(self, key: str) -> None:
+        field = f"features.{self.key}.meter"
+        if self.kind is not FeatureKind.METERED:
+            raise InvalidValue("only metered features name a meter key", field=field)
+        if not _KEY.match(key) or key in METER_NAMES:
+            raise InvalidValue(
+                f"meter_key must match {KEY_PATTERN}, not an aggregation", field=field
+            )
 
 
 def included_units(spec: FeatureSpec) -> int:

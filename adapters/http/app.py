@@ -22,6 +22,7 @@ from adapters.http import (
     explain,
     health,
     invoices,
+    meters,
     plans,
     pricing,
     profiles,
@@ -68,6 +69,7 @@ def create_app(
     errors.install(app)
     for module in (
         plans,
+        meters,
         subscriptions,
         usage,
         entitlements,

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from commands.base import ID_PATTERN, Command
+from commands.meters.resolve import resolve_feature_meters
 from commands.plans.terms_input import PlanTermsInput
 from commands.unit_of_work import UnitOfWork
 from domain.errors import AlreadyExists
@@ -22,7 +23,6 @@ class DefinePlan(Command, PlanTermsInput):
 def define_plan(command: DefinePlan, uow: UnitOfWork) -> dict[str, Any]:
     if uow.find(Plan, plan_id(command.app_id, command.plan_key)) is not None:
         raise AlreadyExists(f"plan {command.plan_key} already exists", field="plan_key")
-    plan = uow.add(
-        Plan.define(command.app_id, command.terms(), uow.cause, command.custom_for_tenant)
-    )
+    terms = resolve_feature_meters(uow, command.app_id, command.terms())
+    plan = uow.add(Plan.define(command.app_id, terms, uow.cause, command.custom_for_tenant))
     return {"plan_id": str(plan.id), "plan_key": command.plan_key, "version": 1}

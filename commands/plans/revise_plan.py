@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.base import Command
+from commands.meters.resolve import resolve_feature_meters
 from commands.plans.terms_input import PlanTermsInput
 from commands.unit_of_work import UnitOfWork
 from domain.plan import Plan, plan_id
@@ -18,5 +19,5 @@ def revise_plan(command: RevisePlan, uow: UnitOfWork) -> dict[str, Any]:
     plan = uow.get(
         Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
     )
-    version = plan.revise(command.terms(), uow.cause)
+    version = plan.revise(resolve_feature_meters(uow, command.app_id, command.terms()), uow.cause)
     return {"plan_id": str(plan.id), "plan_key": command.plan_key, "version": version}

@@ -42,6 +42,12 @@ PROFILE = {
     "currency": USD,
 }
 TAX_RATE = {"rate_percent": "19.0", "behavior": "exclusive"}
+METER = {
+    "key": "peak-storage",
+    "event_type": "storage",
+    "aggregation": "max",
+    "value_property": "bytes",
+}
 SETTINGS = {
     "grace_period_hours": 48,
     "proration_unit": "day",
@@ -243,6 +249,13 @@ def own_profile_only(world: World, response: httpx.Response) -> None:
     assert profile["name"] == PROFILE["name"] and profile["version"] == 1, profile
 
 
+def own_meter_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's meter of the same key: no 409
+    assert response.json()["aggregation"] == "latest"
+    meters = world.a("read").get("/v1/meters").json()["meters"]
+    assert [(m["key"], m["aggregation"]) for m in meters] == [("peak-storage", "max")], meters
+
+
 def own_settings_only(world: World, response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["grace_period_hours"] == 1
@@ -386,6 +399,7 @@ CASES = [
         body=lambda _: {"tenant_id": "tenant-a", "feature_keys": ["sso", "api-calls", "beta"]},
     ),
     Case("GET", "/v1/tenants/{tenant_id}/usage", "read", empty("usage")),
+    Case("GET", "/v1/tenants/{tenant_id}/usage/current", "read", empty("usage")),
     Case("GET", "/v1/revenue", "read", no_revenue),
     Case("GET", "/v1/metrics/subscriptions", "read", no_subscriptions),
     Case(
@@ -397,6 +411,7 @@ CASES = [
     ),
     Case("GET", "/v1/coupons", "read", empty("coupons")),
     Case("GET", "/v1/tax-rates", "read", empty("tax_rates")),
+    Case("GET", "/v1/meters", "read", empty("meters")),
     Case("GET", "/v1/billing-settings", "read", default_settings),
     Case(
         "POST",
@@ -465,6 +480,13 @@ CASES = [
         own_settings_only,
         body=lambda _: {"grace_period_hours": 1},
     ),
+    Case(
+        "POST",
+        "/v1/meters",
+        "write",
+        own_meter_only,
+        body=lambda _: {**METER, "aggregation": "latest"},
+    ),
     Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
 ]
 
@@ -493,6 +515,7 @@ def world(server: Server) -> World:
     draft = admin.post("/v1/invoices", json={**draft_for_a(built), "lines": [LINE]})
     built.invoice_id = draft.json()["invoice_id"]
     set_up_billing(admin)
+    assert admin.post("/v1/meters", json=METER).status_code == 201
     eventually(lambda: a_sees_its_data(built))
     built.b()  # B has a key (and so an app) before the checks
     return built
@@ -519,6 +542,7 @@ def a_sees_its_data(world: World) -> None:
     assert reader.get("/v1/subscriptions", params={"tenant_id": "tenant-a"}).json()["subscriptions"]
     assert reader.get("/v1/coupons").json()["coupons"]
     assert reader.get("/v1/tax-rates").json()["tax_rates"]
+    assert reader.get("/v1/meters").json()["meters"]
     assert reader.get("/v1/billing-settings").json() == SETTINGS
     simulated = world.a("write").post("/v1/simulations/pricing", json=simulation_of_gold(world))
     assert simulated.status_code == 200 and simulated.json()["tenants"], simulated.text
