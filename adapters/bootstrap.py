@@ -9,6 +9,8 @@ from typing import Any
 from uuid import UUID
 
 from adapters.billing.usage_reader import ViewUsageReader
+from adapters.eventstore.advisory import AdvisoryLocks
+from adapters.eventstore.current import CurrentAggregates
 from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
@@ -102,6 +104,8 @@ def bootstrap(
         meters=NoMeters(),
         now=clock.now,
         on_commit=listeners,
+        loader=CurrentAggregates(ledger),
+        exclusive=AdvisoryLocks(ledger.recorder).held if settings.is_postgres else None,
     )
     bus = CommandBus(
         store=ledger,

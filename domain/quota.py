@@ -23,6 +23,7 @@ remaining, window), so projectors never load the aggregate.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -51,6 +52,7 @@ MAX_AMOUNT = 10**15
 FEATURE_NOT_IN_PLAN = "feature_not_in_plan"
 
 
+@lru_cache(maxsize=65_536)
 def quota_id(app_id: str, tenant_id: str, feature_key: str) -> UUID:
     return stable_id("quota", app_id, tenant_id, feature_key)
 

@@ -59,6 +59,7 @@ class UsageTally:
     counted: list[UsageFact] = field(default_factory=list)
     late: list[UsageFact] = field(default_factory=list)
     refusals: list[tuple[UsageFact, int]] = field(default_factory=list)  # fact, used then
+    effective: int | None = None  # the effective limit at `now` (grants included)
 
     @classmethod
     def open(cls, quota: Quota, now: datetime, granted: bool = False) -> UsageTally:
@@ -71,6 +72,7 @@ class UsageTally:
             overage=state.overage,
             latest_at=state.latest_at,
             distinct=set(state.distinct_values),
+            effective=quota.effective_limit(now),
         )
 
     @property
@@ -88,7 +90,7 @@ class UsageTally:
             return state.disabled_reason or "feature_not_in_plan"
         if self.is_late(fact):
             return None
-        effective = self.quota.effective_limit(self.now)
+        effective = self.effective
         hard = state.enforcement is Enforcement.HARD
         if effective is not None and hard and self._after(fact) > effective:
             return HARD_LIMIT_EXCEEDED
@@ -101,7 +103,7 @@ class UsageTally:
         if self.is_late(fact):
             self.late.append(fact)
             return
-        effective = self.quota.effective_limit(self.now)
+        effective = self.effective
         after = self._after(fact)
         added = _over(after, effective) - _over(self.used, effective)
         self.overage = max(0, self.overage + added)

@@ -55,3 +55,27 @@ def existing(recorder: Any, aggregate_ids: Collection[UUID]) -> set[UUID]:
             [i.hex for i in ids],
         )
         return {UUID(str(row[0])) for row in cursor.fetchall()}
+
+
+def latest_versions(recorder: Any, aggregate_ids: Collection[UUID]) -> dict[UUID, int]:
+    """The stored version of each of these aggregates (absent ones left out; one query)."""
+    ids = list(aggregate_ids)
+    if not ids:
+        return {}
+    table = recorder.events_table_name
+    if hasattr(recorder.datastore, "schema"):  # PostgreSQL
+        statement = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {}.{} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(Identifier(recorder.datastore.schema), Identifier(table))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (ids,))
+            return {UUID(str(r["originator_id"])): int(r["version"]) for r in cursor.fetchall()}
+    marks = ", ".join("?" for _ in ids)
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT originator_id, MAX(originator_version) FROM {table} "
+            f"WHERE originator_id IN ({marks}) GROUP BY originator_id",
+            [i.hex for i in ids],
+        )
+        return {UUID(str(row[0])): int(row[1]) for row in cursor.fetchall()}

@@ -52,9 +52,11 @@ class KeyedPostgresRecorder(PostgresApplicationRecorder):
     def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
         for table in (KEYS, REFUSALS):
             rows = kwargs.get(table) or ()
-            if rows:
-                insert = SQL("INSERT INTO {} VALUES (%s, %s, %s)").format(self.table(table))
-                curs.executemany(insert, list(rows))
+            insert = SQL("INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k").format(
+                self.table(table)
+            )
+            for (app_id, at), keys in _grouped(rows).items():  # one statement per batch
+                curs.execute(insert, (app_id, at, keys))
         super()._insert_events(curs, stored_events, **kwargs)
 
 
@@ -132,6 +134,14 @@ class UsageKeyStore:
                     c.execute(f"DELETE FROM {table} WHERE recorded_at < ?", (_text(before),))
                     removed += c.sqlite_cursor.rowcount
         return removed
+
+
+def _grouped(rows: Iterable[KeyRow]) -> dict[tuple[str, datetime], list[str]]:
+    """Keys by (app, time): a batch's keys share both, so one array each."""
+    groups: dict[tuple[str, datetime], list[str]] = {}
+    for app_id, key, at in rows:
+        groups.setdefault((app_id, at), []).append(key)
+    return groups
 
 
 def _text(instant: datetime) -> str:

@@ -113,15 +113,29 @@ class SqlViewTx:
         """Send the buffered writes, grouped into one executemany per statement shape."""
         batches: dict[str, list[dict[str, Any]]] = {}
         for (table, _), (key, values) in self._upserts.items():
-            batches.setdefault(self._upsert_sql(table, key, values), []).append({**key, **values})
+            shape = ("upsert", table, tuple(key), tuple(values))
+            batches.setdefault(self._statement(shape), []).append({**key, **values})
         for (table, _), (key, deltas) in self._increments.items():
-            batches.setdefault(self._increment_sql(table, key, deltas), []).append(
-                {**key, **deltas}
-            )
+            shape = ("increment", table, tuple(key), tuple(deltas))
+            batches.setdefault(self._statement(shape), []).append({**key, **deltas})
         self._upserts.clear()
         self._increments.clear()
         for text, params in batches.items():
             self.store.execute_many(self.conn, text, params)
+
+    def _statement(self, shape: tuple[str, str, tuple[str, ...], tuple[str, ...]]) -> str:
+        """The SQL of a write of this shape (kind, table, key and value columns), made once
+        per shape and kept by the store: a batch of rows of one shape reuses it."""
+        known = self.store.statements.get((self.suffix, *shape))
+        if known is None:
+            kind, table, key, values = shape
+            columns = dict.fromkeys(values, 0)
+            if kind == "upsert":
+                known = self._upsert_sql(table, dict.fromkeys(key), columns)
+            else:
+                known = self._increment_sql(table, dict.fromkeys(key), columns)
+            self.store.statements[(self.suffix, *shape)] = known
+        return known
 
     def _upsert_sql(self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]) -> str:
         cols = [*key, *values]
@@ -153,6 +167,7 @@ class ViewStore:
         self.dialect, self.prefix = dialect, prefix
         self._target = target
         self._lock = threading.RLock()
+        self.statements: dict[tuple[Any, ...], str] = {}  # SQL text by write shape
         self._sqlite: sqlite3.Connection | None = None
         self._pool: Any = None
 

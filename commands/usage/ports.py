@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 from domain.errors import InvalidValue
 
@@ -52,3 +54,36 @@ class NoMeters(MeterResolver):
         field: str,
     ) -> list[Reading]:
         raise InvalidValue(f"unknown event type {event_type!r}", field=f"{field}.event_type")
+
+
+class AggregateLoader(Protocol):
+    """Port: bulk loads of the aggregates a writer keeps current (one query for many)."""
+
+    def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
+        """The stored aggregates among these ids, each at its latest version."""
+        raise NotImplementedError
+
+    def saved(self, aggregates: Iterable[Any]) -> None:
+        """These were just saved as they are."""
+        raise NotImplementedError
+
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        """These may hold changes that were never saved."""
+        raise NotImplementedError
+
+
+@dataclass
+class LoadOneByOne(AggregateLoader):
+    """Loads through the event store, one aggregate at a time (keeps nothing)."""
+
+    store: Any
+
+    def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
+        found = {i: self.store.get(i) for i in aggregate_ids}
+        return {i: a for i, a in found.items() if a is not None}
+
+    def saved(self, aggregates: Iterable[Any]) -> None:
+        return None
+
+    def forget(self, aggregate_ids: Iterable[UUID]) -> None:
+        return None

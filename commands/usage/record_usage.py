@@ -28,7 +28,13 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from commands.base import EventStore
-from commands.usage.ports import MeterResolver, Reading, UsageKeys
+from commands.usage.ports import (
+    AggregateLoader,
+    LoadOneByOne,
+    MeterResolver,
+    Reading,
+    UsageKeys,
+)
 from domain.base import Cause
 from domain.entitlement_grant import TenantGrants, tenant_grants_id
 from domain.errors import Conflict, InvalidValue
@@ -98,6 +104,13 @@ class UsageIngest:
     )
     on_commit: list[Callable[[], None]] = field(default_factory=list)
     max_attempts: int = 20
+    loader: AggregateLoader | None = None
+    exclusive: Callable[[str, Sequence[str]], AbstractContextManager[Any]] | None = None
+    """Locks across processes, taken from the second attempt on (after a conflict)."""
+
+    def __post_init__(self) -> None:
+        if self.loader is None:
+            self.loader = LoadOneByOne(self.store)
 
     def record(
         self, app_id: str, events: Sequence[UsageEventIn], actor: str = "system"
@@ -107,14 +120,22 @@ class UsageIngest:
         pending = [self._facts(app_id, i, e, now) for i, e in enumerate(events)]
         cause = Cause(occurred_at=now, actor=actor)
         tenants = sorted({e.tenant_id for e in events})
+        wanted = list(dict.fromkeys(qid for item in pending for qid, _, _ in item.facts))
+        assert self.loader is not None
         for attempt in range(self.max_attempts):
-            with self.lock(app_id, tenants):
+            exclusive = self.exclusive if attempt and self.exclusive else _unlocked
+            with self.lock(app_id, tenants), exclusive(app_id, tenants):
+                loaded = self.loader.load(wanted)
                 try:
-                    quotas = self._decide(app_id, pending, cause)
+                    quotas = self._decide(app_id, pending, cause, loaded)
                     self._save(app_id, pending, quotas, now)
+                except BaseException as error:
+                    self.loader.forget(wanted)
+                    if not isinstance(error, IntegrityError):
+                        raise
+                else:
+                    self.loader.saved(t.quota for t in quotas.values())
                     return _answer(pending, quotas, now)
-                except IntegrityError:
-                    pass
             time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
         raise Conflict("usage kept conflicting with concurrent writers; retry", field="events")
 
@@ -132,13 +153,17 @@ class UsageIngest:
             (
                 quota_id(app_id, event.tenant_id, feature),
                 feature,
-                UsageFact(key=event.idempotency_key, value=value, at=at, group=group),
+                UsageFact.model_construct(
+                    key=event.idempotency_key, value=value, at=at, group=group
+                ),
             )
             for feature, value, group in readings
         ]
         return _Pending(index=index, event=event, facts=facts)
 
-    def _decide(self, app_id: str, pending: list[_Pending], cause: Cause) -> dict[UUID, UsageTally]:
+    def _decide(
+        self, app_id: str, pending: list[_Pending], cause: Cause, loaded: dict[UUID, Any]
+    ) -> dict[UUID, UsageTally]:
         counted = self.keys.counted(app_id, (p.event.idempotency_key for p in pending))
         tallies: dict[UUID, UsageTally | None] = {}
         seen: set[str] = set()
@@ -148,10 +173,10 @@ class UsageIngest:
             if key in seen or key in counted:
                 item.status = "duplicate"
                 for qid, _, _ in item.facts:  # opened for the answer's figures only
-                    self._tally(app_id, qid, item, tallies, cause)
+                    self._tally(app_id, qid, item, tallies, cause, loaded)
                 continue
             seen.add(key)
-            self._decide_one(app_id, item, tallies, cause)
+            self._decide_one(app_id, item, tallies, cause, loaded)
         return {i: t for i, t in tallies.items() if t is not None}
 
     def _decide_one(
@@ -160,12 +185,14 @@ class UsageIngest:
         item: _Pending,
         tallies: dict[UUID, UsageTally | None],
         cause: Cause,
+        loaded: dict[UUID, Any],
     ) -> None:
         if not item.facts:
             item.status, item.error = "failed", _no_feature(item)
             return
         opened = [
-            (self._tally(app_id, qid, item, tallies, cause), fact) for qid, _, fact in item.facts
+            (self._tally(app_id, qid, item, tallies, cause, loaded), fact)
+            for qid, _, fact in item.facts
         ]
         if any(tally is None for tally, _ in opened):
             missing = next(
@@ -192,13 +219,13 @@ class UsageIngest:
         item: _Pending,
         tallies: dict[UUID, UsageTally | None],
         cause: Cause,
+        loaded: dict[UUID, Any],
     ) -> UsageTally | None:
         if qid not in tallies:
-            tallies[qid] = self._open(app_id, qid, item.event.tenant_id, cause)
+            tallies[qid] = self._open(app_id, loaded.get(qid), item.event.tenant_id, cause)
         return tallies[qid]
 
-    def _open(self, app_id: str, qid: UUID, tenant_id: str, cause: Cause) -> UsageTally | None:
-        quota = self.store.get(qid)
+    def _open(self, app_id: str, quota: Any, tenant_id: str, cause: Cause) -> UsageTally | None:
         if not isinstance(quota, Quota) or quota.state.app_id != app_id:
             return None
         if quota.window_ended(cause.occurred_at):
@@ -234,6 +261,11 @@ class UsageIngest:
             listener()
 
 
+@contextmanager
+def _unlocked(app_id: str, tenants: Sequence[str]) -> Iterator[None]:
+    yield
+
+
 def _checked_time(timestamp: datetime | None, now: datetime, field: str) -> datetime:
     if timestamp is None:
         return now
@@ -266,6 +298,7 @@ def _no_quota(item: _Pending, feature_key: str) -> dict[str, Any]:
 def _answer(
     pending: list[_Pending], tallies: dict[UUID, UsageTally], now: datetime
 ) -> dict[str, Any]:
+    figures = {qid: _figures(t.quota, now) for qid, t in tallies.items()}
     names = {
         "accepted": "accepted",
         "duplicate": "duplicates",
@@ -276,11 +309,11 @@ def _answer(
     results = []
     for item in pending:
         counts[names[item.status]] += 1
-        results.append(_result(item, tallies, now))
+        results.append(_result(item, figures))
     return {**counts, "results": results}
 
 
-def _result(item: _Pending, tallies: dict[UUID, UsageTally], now: datetime) -> dict[str, Any]:
+def _result(item: _Pending, figures: dict[UUID, dict[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "index": item.index,
         "idempotency_key": item.event.idempotency_key,
@@ -288,11 +321,7 @@ def _result(item: _Pending, tallies: dict[UUID, UsageTally], now: datetime) -> d
     }
     if item.error is not None:
         return {**result, "error": item.error}
-    features = [
-        _figures(tallies[qid].quota, feature, now)
-        for qid, feature, _ in item.facts
-        if qid in tallies
-    ]
+    features = [figures[qid] for qid, _, _ in item.facts if qid in figures]
     if features:
         result.update({k: v for k, v in features[0].items() if k != "feature_key"})
     result["allowed"] = item.status != "refused"
@@ -302,12 +331,12 @@ def _result(item: _Pending, tallies: dict[UUID, UsageTally], now: datetime) -> d
     return result
 
 
-def _figures(quota: Quota, feature_key: str, now: datetime) -> dict[str, Any]:
+def _figures(quota: Quota, now: datetime) -> dict[str, Any]:
     """The quota's figures after the batch (used, limit, remaining, overage, soft limit)."""
-    outcome = quota.outcome(now, allowed=True).model_dump(mode="json")
     state = quota.state
+    outcome = quota.outcome(now, allowed=True).model_dump(mode="json")
     return {
-        "feature_key": feature_key,
+        "feature_key": state.feature_key,
         **{k: v for k, v in outcome.items() if k not in ("allowed", "duplicate", "reason")},
         "quota_id": str(quota.id),
         "window": state.window.model_dump(mode="json") if state.window else None,

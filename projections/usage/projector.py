@@ -111,6 +111,13 @@ def bucket_text(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime(_BUCKET_FORMAT)
 
 
+def bucket_starts(instant: datetime) -> dict[str, str]:
+    """The text of the hour, day and month bucket containing `instant` (as `bucket_text`
+    of `floor_to` each, from one formatting: every fact needs all three)."""
+    hour = bucket_text(floor_to(instant, HOUR))
+    return {HOUR: hour, DAY: hour[:11] + "00:00:00Z", MONTH: hour[:8] + "01T00:00:00Z"}
+
+
 def instant_text(instant: datetime) -> str:
     """Fixed-width UTC text of a fact's time, to the microsecond."""
     return instant.astimezone(UTC).strftime(_INSTANT_FORMAT)
@@ -281,9 +288,21 @@ def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
     current window (late facts land in their own buckets only)."""
     meter = Meter(event.data["meter"])
     facts = event.data["facts"]
+    sums: dict[tuple[str, str], list[int]] = {}  # sum, count: one increment per bucket
     for index, fact in enumerate([*facts, *event.data.get("late_facts", ())]):
         occurred = parse_instant(str(fact["at"]), "at")
-        _fact(event, key, tx, meter, (f"{event.id}:{index}", int(fact["value"]), occurred))
+        fact_id, value = f"{event.id}:{index}", int(fact["value"])
+        if meter in _ORDER_FREE:
+            _fact_row(event, key, tx, meter, (fact_id, value, occurred))
+            for bucket_id in bucket_starts(occurred).items():
+                total = sums.setdefault(bucket_id, [0, 0])
+                total[0] += step(meter, 0, value, known=False, newest=True)
+                total[1] += 1
+        else:
+            _fact(event, key, tx, meter, (fact_id, value, occurred))
+    for (granularity, start), (quantity, events) in sums.items():
+        bucket = {**key, "granularity": granularity, "bucket_start": start}
+        tx.increment(BUCKETS, bucket, {"quantity": quantity, "events": events})
     return len(facts)
 
 
@@ -295,6 +314,20 @@ def _fact(
     fact: tuple[str, int, datetime],
 ) -> None:
     """One usage fact (id, value, time): its row, and its value folded into each bucket."""
+    at = _fact_row(event, key, tx, meter, fact)
+    for granularity, start in bucket_starts(fact[2]).items():
+        bucket = {**key, "granularity": granularity, "bucket_start": start}
+        _fold(tx, bucket, meter, fact[1], (at, event.position))
+
+
+def _fact_row(
+    event: EventEnvelope,
+    key: dict[str, Any],
+    tx: ViewTx,
+    meter: Meter,
+    fact: tuple[str, int, datetime],
+) -> str:
+    """The fact's row (what billing reads); answers its time as text."""
     fact_id, value, occurred = fact
     at = instant_text(occurred)
     tx.upsert(
@@ -302,13 +335,7 @@ def _fact(
         {**key, "occurred_at": at, "event_id": fact_id},
         {"position": event.position, "value": value, "meter": meter.value},
     )
-    for granularity in GRANULARITIES:
-        bucket = {
-            **key,
-            "granularity": granularity,
-            "bucket_start": bucket_text(floor_to(occurred, granularity)),
-        }
-        _fold(tx, bucket, meter, value, (at, event.position))
+    return at
 
 
 def _fold(

@@ -86,7 +86,7 @@ def test_a_collision_with_another_writer_falls_back_to_one_by_one(system: System
     calls = []
 
     def interfering_consume(command: Any, uow: UnitOfWork) -> dict[str, Any]:
-        result = HANDLERS[ConsumeQuota](command, uow)
+        result = system.bus.handlers[ConsumeQuota](command, uow)
         if not calls:  # after the batch loaded the quota, another process writes it
             outside = system.ledger.get(quota_id("acme", "t1", "api"))
             outside.consume(1, "outside", uow.cause)

@@ -731,3 +731,15 @@ def test_replayed_meters_equal_live(system: System, clock: SettableClock) -> Non
             assert dump(store) == live, batch
         finally:
             store.close()
+
+
+def test_bucket_starts_agree_with_floor_to() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from projections.usage.projector import GRANULARITIES, bucket_starts, bucket_text, floor_to
+
+    instant = datetime(2026, 2, 28, 23, 59, 59, 999999, tzinfo=UTC)
+    for offset in range(0, 24 * 40, 7):
+        at = instant + timedelta(hours=offset)
+        expected = {g: bucket_text(floor_to(at, g)) for g in GRANULARITIES}
+        assert bucket_starts(at) == expected
