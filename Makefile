@@ -43,7 +43,9 @@ clean:
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 # A benchmark, not a test: figures from ../shared/spec/TARGETS.md beside raw baselines.
-# BENCH_EVENTS=100000 make bench for a quicker run.
+# The benchmarks live in benchmarks/ (not in the wheel); `tally bench` runs the same from a
+# checkout. BENCH_EVENTS=100000 make bench for a quicker run; each step's knobs (e.g.
+# BENCH_INGEST_BATCHES, BENCH_BILLABLE_SECONDS) are listed in docs/benchmarks.md.
 BENCH_EVENTS ?= 1000000
 bench: venv services
-	.venv/bin/tally bench --events $(BENCH_EVENTS)
+	.venv/bin/python -m benchmarks --events $(BENCH_EVENTS)

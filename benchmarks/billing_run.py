@@ -32,7 +32,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from adapters.bench.common import (
+from adapters.billing.runs import run_billing
+from benchmarks.common import (
     T0,
     bench_system,
     create_schema,
@@ -40,8 +41,7 @@ from adapters.bench.common import (
     percentile,
     seed_tenants,
 )
-from adapters.bench.report import Figure
-from adapters.billing.runs import run_billing
+from benchmarks.report import Figure
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.finalize_invoice import FinalizeInvoice
 from commands.quotas.consume_quota import ConsumeQuota

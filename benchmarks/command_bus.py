@@ -32,11 +32,11 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from adapters.bench.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
-from adapters.bench.report import Figure
+from benchmarks.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
+from benchmarks.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 APP = "bench"
 
@@ -180,7 +180,7 @@ def _spawn_server(pg_url: str, nats_url: str, schema: str, prefix: str) -> subpr
         "options": json.loads(os.environ.get("TALLY_BENCH_BUS_OPTIONS", "{}")),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.bench.command_bus", "serve", json.dumps(config)],
+        [sys.executable, "-m", "benchmarks.command_bus", "serve", json.dumps(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

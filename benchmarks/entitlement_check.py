@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from adapters.bench.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
-from adapters.bench.report import Figure
+from benchmarks.common import bench_system, create_schema, drop_schema, percentile, seed_tenants
+from benchmarks.report import Figure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 APP = "bench"
 FEATURES = ["api", "sso"]
 
@@ -312,7 +312,7 @@ def _spawn_server(
 ) -> subprocess.Popen[bytes]:
     config = {"pg_url": pg_url, "schema": schema, "redis_url": redis_url, "port": port}
     process = subprocess.Popen(
-        [sys.executable, "-m", "adapters.bench.entitlement_check", "serve", json.dumps(config)],
+        [sys.executable, "-m", "benchmarks.entitlement_check", "serve", json.dumps(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

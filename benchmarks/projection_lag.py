@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.bench.common import create_schema, drop_schema, percentile, seed_tenants
-from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.nats.projector_worker import ProjectorWorker
 from adapters.nats.relay import Relay
 from adapters.nats.workers import build_projector_worker, build_relay
 from adapters.settings import Settings
+from benchmarks.common import create_schema, drop_schema, percentile, seed_tenants
+from benchmarks.report import Figure
 from commands.quotas.consume_quota import ConsumeQuota
 from domain.clock import SettableClock
 from projections.envelope import EventEnvelope

@@ -13,11 +13,11 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
-from adapters.bench.common import create_schema, drop_schema, seed_tenants
-from adapters.bench.report import Figure
 from adapters.bootstrap import System, bootstrap
 from adapters.readmodels.replay import replay
 from adapters.settings import Settings
+from benchmarks.common import create_schema, drop_schema, seed_tenants
+from benchmarks.report import Figure
 from commands.quotas.consume_quota import ConsumeQuota
 from domain.clock import SettableClock
 from domain.quota import quota_id

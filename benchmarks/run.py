@@ -1,4 +1,5 @@
-"""`tally bench` / `make bench`: measure the TARGETS.md figures this build supports."""
+"""`make bench` / `python -m benchmarks` / `tally bench`: measure the TARGETS.md figures this
+build supports. Each step's sizes come from its env knobs (docs/benchmarks.md lists them)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from adapters.bench import (
+from benchmarks import (
     billing_run,
     command_bus,
     entitlement_check,
     projection_lag,
     replay_rate,
+    usage_billable,
+    usage_ingest,
 )
-from adapters.bench.report import Figure, write
+from benchmarks.report import Figure, write
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
@@ -48,8 +51,14 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
         os.environ.get("BENCH_BILLING_SUBSCRIPTIONS", DEFAULT_BILLING_SUBSCRIPTIONS)
     )
     profile = os.environ.get("BENCH_BILLING_PROFILE") == "1"  # P6 run under cProfile (slower)
+    ingest, billable = usage_ingest.Knobs.from_env(), usage_billable.Knobs.from_env()
     steps: list[Callable[[], list[Figure]]] = [
         lambda: command_bus.measure(pg_url, nats_url, console.print),
+        lambda: [
+            usage_ingest.measure(
+                pg_url, console.print, nats_url=nats_url, redis_url=redis_url, knobs=ingest
+            )
+        ],
         lambda: entitlement_check.measure(pg_url, console.print, redis_url=redis_url),
         lambda: [
             projection_lag.measure(pg_url, nats_url, 1000, 10.0, console.print),
@@ -57,6 +66,11 @@ def run(events: int, out: Path, markdown: Path) -> list[Figure]:
         ],
         lambda: [replay_rate.measure(pg_url, events, console.print)],
         lambda: billing_run.measure(pg_url, subscriptions, console.print, profile=profile),
+        lambda: [
+            usage_billable.measure(
+                pg_url, console.print, nats_url=nats_url, redis_url=redis_url, knobs=billable
+            )
+        ],
     ]
     figures: list[Figure] = []
     for step in steps:

@@ -144,7 +144,17 @@ def bench(
     """Benchmarks from TARGETS.md, each beside its raw baseline (a benchmark, not a test)."""
     from pathlib import Path
 
-    from adapters.bench import run as bench_run
+    try:  # the top-level benchmarks/ package: in a source checkout, never in the wheel
+        from benchmarks import run as bench_run
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "benchmarks":
+            raise
+        typer.echo(
+            "tally bench needs the benchmarks/ package of a source checkout (it is not in "
+            "the wheel or the image): run it from a clone, e.g. `make bench`",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
     bench_run.run(events, Path(out), Path(markdown))
 

@@ -1,4 +1,4 @@
-"""The P6 benchmark (adapters/bench/billing_run.py) at a tiny size on real PostgreSQL: the
+"""The P6 benchmark (benchmarks/billing_run.py) at a tiny size on real PostgreSQL: the
 figures are sane (no timing assertions: a benchmark measures, a test checks it works)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from adapters.bench.billing_run import _check, _usage_problems, measure_invoice, measure_run
+from benchmarks.billing_run import _check, _usage_problems, measure_invoice, measure_run
 from domain.invoice import LineKind
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]

@@ -80,6 +80,54 @@ def test_projections_never_import_adapters_or_commands() -> None:
     assert not bad, "projections must not depend on adapters or commands:\n  " + "\n  ".join(bad)
 
 
+PRODUCT_PACKAGES = ("domain", "commands", "projections", "adapters")
+# The one product module that may load the benchmarks: `tally bench`, lazily, inside the
+# command (benchmarks/ is not in the wheel; the command says so when it is missing).
+BENCH_ENTRY_POINT = Path("adapters/cli/main.py")
+
+
+def bench_imports(relative: Path, source: str) -> list[str]:
+    """The imports of benchmarks in a product module that break the rule."""
+    package = ".".join(relative.parts[:-1])
+    module_level = {
+        node.lineno
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    }
+    return [
+        f"{relative}:{line}: imports {module!r}"
+        for line, module in imports_in(source, package)
+        if within(module, ("benchmarks",))
+        and (relative != BENCH_ENTRY_POINT or line in module_level)
+    ]
+
+
+def test_product_packages_never_import_the_benchmarks() -> None:
+    bad = [
+        problem
+        for folder in PRODUCT_PACKAGES
+        for path in python_files(folder)
+        for problem in bench_imports(path.relative_to(ROOT), path.read_text(encoding="utf-8"))
+    ]
+    assert not bad, (
+        "domain/, commands/, projections/ and adapters/ must not import benchmarks/ (only "
+        f"{BENCH_ENTRY_POINT} may, lazily inside `tally bench`):\n  " + "\n  ".join(bad)
+    )
+
+
+def test_the_benchmarks_rule_allows_only_a_lazy_import_in_the_entry_point() -> None:
+    lazy = "def bench():\n    from benchmarks import run\n"
+    eager = "from benchmarks.report import Figure\n"
+    assert bench_imports(BENCH_ENTRY_POINT, lazy) == []
+    assert bench_imports(BENCH_ENTRY_POINT, eager) == [
+        f"{BENCH_ENTRY_POINT}:1: imports 'benchmarks.report'"
+    ]
+    assert len(bench_imports(Path("adapters/http/app.py"), lazy)) == 1
+    assert len(bench_imports(Path("domain/money.py"), "import benchmarks.run\n")) == 1
+    source = (ROOT / BENCH_ENTRY_POINT).read_text(encoding="utf-8")
+    assert "from benchmarks import run" in source, "tally bench moved: update this rule"
+
+
 def test_the_checker_resolves_relative_and_nested_imports() -> None:
     source = "from . import money\nfrom ..adapters import x\ndef f():\n    import redis\n"
     assert [m for _, m in imports_in(source, "domain")] == ["domain", "adapters", "redis"]
