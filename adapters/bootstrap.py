@@ -18,11 +18,11 @@ from adapters.eventstore.usage_keys import UsageKeyStore
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
+from adapters.usage.meters import CatalogMeters
 from commands.base import Command
 from commands.billing.compose import BillingPorts
 from commands.bus import CommandBus, CommandResult
 from commands.registry import build_handlers
-from commands.usage.ports import NoMeters
 from commands.usage.record_usage import UsageIngest
 from domain.clock import Clock, SettableClock, SystemClock
 from projections.ports import EntitlementCache
@@ -101,7 +101,7 @@ def bootstrap(
     usage = UsageIngest(
         store=ledger,
         keys=UsageKeyStore(ledger.recorder),
-        meters=NoMeters(),
+        meters=CatalogMeters(ledger, index),
         now=clock.now,
         on_commit=listeners,
         loader=CurrentAggregates(ledger),

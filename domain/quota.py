@@ -104,6 +104,7 @@ class QuotaState(AggregateState):
     soft_threshold_percent: int
     period: QuotaPeriod
     meter: Meter = Meter.SUM
+    meter_key: str | None = None  # the catalog meter that feeds it (typed usage events)
     anchor: datetime
     window: Period | None
     used: int = 0
@@ -130,6 +131,7 @@ class QuotaConfigured(QuotaEvent, CreatedEvent):
     soft_threshold_percent: int
     period: QuotaPeriod
     meter: Meter = Meter.SUM
+    meter_key: str | None = None
     anchor: datetime
     window: Period | None
 
@@ -144,6 +146,7 @@ class QuotaConfigured(QuotaEvent, CreatedEvent):
             soft_threshold_percent=self.soft_threshold_percent,
             period=self.period,
             meter=self.meter,
+            meter_key=self.meter_key,
             anchor=self.anchor,
             window=self.window,
         )
@@ -160,6 +163,7 @@ class QuotaReconfigured(QuotaEvent):
     soft_threshold_percent: int
     period: QuotaPeriod
     meter: Meter = Meter.SUM
+    meter_key: str | None = None
     window: Period | None
     used: int
     remaining: int | None
@@ -175,6 +179,7 @@ class QuotaReconfigured(QuotaEvent):
         state.soft_threshold_percent = self.soft_threshold_percent
         state.period = self.period
         state.meter = self.meter
+        state.meter_key = self.meter_key
         state.window = self.window
         state.soft_warned = self.soft_warned
         state.enabled = True
@@ -361,6 +366,7 @@ class Quota(Aggregate[QuotaState]):
             soft_threshold_percent=spec.soft_threshold_percent,
             period=spec.period,
             meter=spec.meter,
+            meter_key=spec.meter_key,
             anchor=anchor,
             window=_window(spec.period, anchor, max(anchor, cause.occurred_at)),
         )
@@ -384,6 +390,7 @@ class Quota(Aggregate[QuotaState]):
             spec.soft_threshold_percent,
             spec.period,
             spec.meter,
+            spec.meter_key,
             subscription_id,
         )
         old = (
@@ -392,6 +399,7 @@ class Quota(Aggregate[QuotaState]):
             state.soft_threshold_percent,
             state.period,
             state.meter,
+            state.meter_key,
             state.subscription_id,
         )
         if new == old and state.enabled:
@@ -413,6 +421,7 @@ class Quota(Aggregate[QuotaState]):
             soft_threshold_percent=spec.soft_threshold_percent,
             period=spec.period,
             meter=spec.meter,
+            meter_key=spec.meter_key,
             window=window,
             used=state.used,
             remaining=_remaining(effective, state.used),

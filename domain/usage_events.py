@@ -19,6 +19,7 @@ one `Reading` per meter of its type whose filter matches. Bad input raises Inval
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -293,3 +294,16 @@ def read(
 
 def _path(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def fact_value(reading: Reading) -> int:
+    """The value a quota and billing fold for this reading. For unique_count it must tell
+    distinct values apart: an integer property is itself; any other text becomes a stable
+    number from its digest (below MAX_AMOUNT; two texts share one with a chance of about
+    n²/2·10⁻¹⁵ for n distinct texts, e.g. 5·10⁻⁶ for 100,000)."""
+    if reading.aggregation is not Meter.UNIQUE_COUNT:
+        return reading.value
+    if reading.distinct.isdigit() and int(reading.distinct) <= MAX_AMOUNT:
+        return int(reading.distinct)
+    digest = hashlib.blake2b(reading.distinct.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % MAX_AMOUNT

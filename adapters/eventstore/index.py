@@ -40,6 +40,10 @@ ATTENTION_TOPICS = (
 )
 
 
+# Quota events that say which catalog meter feeds a tenant's feature (typed usage events).
+METER_TOPICS = ("QuotaConfigured", "QuotaReconfigured")
+
+
 def _needs_attention(topic: str, state: dict[str, Any]) -> bool:
     if topic == "InvoiceDrafted":
         return True
@@ -53,6 +57,7 @@ class OwnershipIndex:
         self._ids: dict[tuple[str, str], dict[UUID, str | None]] = defaultdict(dict)
         self._attention: dict[UUID, tuple[int, bool]] = {}  # invoice -> (position, needs it)
         self._monthly_quotas: set[UUID] = set()
+        self._fed: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
         self._lock = threading.Lock()
 
     def apps(self) -> list[str]:
@@ -87,7 +92,7 @@ class OwnershipIndex:
         with self._lock:
             head = self.recorder.max_notification_id() or 0
             start = max(0, self._position - self.overlap)
-            topics = tuple(dict.fromkeys((*CREATION_TOPICS, *ATTENTION_TOPICS)))
+            topics = tuple(dict.fromkeys((*CREATION_TOPICS, *ATTENTION_TOPICS, *METER_TOPICS)))
             while start < head:
                 notes = self.recorder.select_notifications(
                     start=start + 1, limit=self.batch, stop=head, topics=topics
@@ -99,7 +104,21 @@ class OwnershipIndex:
                 start = notes[-1].id
             self._position = max(self._position, head)
 
+    def fed_by(
+        self, app_id: str, tenant_id: str, meter_key: str, refresh: bool = True
+    ) -> list[str]:
+        """The tenant's metered features that a catalog meter feeds, by feature key
+        (`refresh=False`: as of the last refresh, for many lookups in a row)."""
+        if refresh:
+            self.refresh()
+        with self._lock:
+            fed = self._fed.get((app_id, tenant_id), {})
+            return sorted(feature for feature, key in fed.items() if key == meter_key)
+
     def _note(self, note: Any, state: dict[str, Any]) -> None:
+        if note.topic in METER_TOPICS:
+            fed = self._fed[(str(state.get("app_id")), str(state.get("tenant_id")))]
+            fed[str(state.get("feature_key"))] = state.get("meter_key")
         if note.topic in ATTENTION_TOPICS:
             seen = self._attention.get(note.originator_id)
             if seen is None or seen[0] <= note.id:

@@ -148,9 +148,11 @@ def usage(
     to: Annotated[str | None, Query(max_length=64)] = None,
     format: Literal["json", "csv"] | None = None,
     days: Annotated[int | None, Query(ge=1, le=MAX_HISTORY_DAYS)] = None,
+    groups: bool = False,
 ) -> Response:
     """`days=N`: the last N days by day, zero-filled (the history); otherwise the buckets
-    of `granularity` from `from` to `to`."""
+    of `granularity` from `from` to `to`; `groups=true`: one row per group of a grouped
+    meter, each with its `group`."""
     if days is not None:
         granularity = "day"
         rows = run_query(
@@ -162,7 +164,12 @@ def usage(
             days=days,
         )
     else:
-        params: dict[str, Any] = {"feature": feature, "granularity": granularity, "to": to}
+        params: dict[str, Any] = {
+            "feature": feature,
+            "granularity": granularity,
+            "to": to,
+            "groups": groups,
+        }
         if from_ is not None:
             params["from"] = from_
         rows = run_query(request, "usage", app_id=principal.app_id, tenant_id=tenant_id, **params)

@@ -26,34 +26,34 @@ Reading = tuple[str, int, dict[str, Any] | None]
 """(feature_key, value, group) of one typed event for one of the tenant's features."""
 
 
-class MeterResolver(Protocol):
-    """Port: what a typed usage event feeds (meters of the app, features of the tenant)."""
+@dataclass(frozen=True)
+class TypedEvent:
+    """A typed usage event to resolve: `field` is where it sits in the request."""
 
-    def resolve(
-        self,
-        app_id: str,
-        tenant_id: str,
-        event_type: str,
-        properties: Mapping[str, Any],
-        field: str,
-    ) -> list[Reading]:
-        """One reading per feature of the tenant the event feeds; InvalidValue naming
-        `<field>.event_type` or `<field>.properties.<name>` for bad input."""
+    tenant_id: str
+    event_type: str
+    properties: Mapping[str, Any]
+    field: str
+
+
+class MeterResolver(Protocol):
+    """Port: what typed usage events feed (the app's meters, the tenant's features)."""
+
+    def resolve(self, app_id: str, events: Sequence[TypedEvent]) -> list[list[Reading]]:
+        """Per event, one reading per feature of its tenant that it feeds; InvalidValue
+        naming `<field>.event_type` or `<field>.properties.<name>` for bad input."""
         raise NotImplementedError
 
 
 class NoMeters(MeterResolver):
     """No meter catalog: only plain {feature_key, quantity} events are known."""
 
-    def resolve(
-        self,
-        app_id: str,
-        tenant_id: str,
-        event_type: str,
-        properties: Mapping[str, Any],
-        field: str,
-    ) -> list[Reading]:
-        raise InvalidValue(f"unknown event type {event_type!r}", field=f"{field}.event_type")
+    def resolve(self, app_id: str, events: Sequence[TypedEvent]) -> list[list[Reading]]:
+        for event in events:
+            raise InvalidValue(
+                f"unknown event type {event.event_type!r}", field=f"{event.field}.event_type"
+            )
+        return []
 
 
 class AggregateLoader(Protocol):

@@ -33,6 +33,7 @@ from commands.usage.ports import (
     LoadOneByOne,
     MeterResolver,
     Reading,
+    TypedEvent,
     UsageKeys,
 )
 from domain.base import Cause
@@ -117,7 +118,8 @@ class UsageIngest:
     ) -> dict[str, Any]:
         """Counts and one result per event, in order (see the module docstring)."""
         now = self.now()
-        pending = [self._facts(app_id, i, e, now) for i, e in enumerate(events)]
+        typed = self._typed_readings(app_id, events)
+        pending = [self._facts(app_id, i, e, now, typed) for i, e in enumerate(events)]
         cause = Cause(occurred_at=now, actor=actor)
         tenants = sorted({e.tenant_id for e in events})
         wanted = list(dict.fromkeys(qid for item in pending for qid, _, _ in item.facts))
@@ -139,16 +141,34 @@ class UsageIngest:
             time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
         raise Conflict("usage kept conflicting with concurrent writers; retry", field="events")
 
-    def _facts(self, app_id: str, index: int, event: UsageEventIn, now: datetime) -> _Pending:
-        prefix = f"events.{index}"
-        at = _checked_time(event.timestamp, now, f"{prefix}.timestamp")
+    def _typed_readings(
+        self, app_id: str, events: Sequence[UsageEventIn]
+    ) -> dict[int, list[Reading]]:
+        """The readings of the typed events, by index (one call for the whole batch)."""
+        typed = [
+            (i, TypedEvent(e.tenant_id, e.event_type, e.properties, f"events.{i}"))
+            for i, e in enumerate(events)
+            if e.event_type is not None
+        ]
+        if not typed:
+            return {}
+        found = self.meters.resolve(app_id, [event for _, event in typed])
+        return {i: readings for (i, _), readings in zip(typed, found, strict=True)}
+
+    def _facts(
+        self,
+        app_id: str,
+        index: int,
+        event: UsageEventIn,
+        now: datetime,
+        typed: dict[int, list[Reading]],
+    ) -> _Pending:
+        at = _checked_time(event.timestamp, now, f"events.{index}.timestamp")
         if event.event_type is None:
             assert event.feature_key is not None
             readings: list[Reading] = [(event.feature_key, event.quantity, None)]
         else:
-            readings = self.meters.resolve(
-                app_id, event.tenant_id, event.event_type, event.properties, prefix
-            )
+            readings = typed[index]
         facts = [
             (
                 quota_id(app_id, event.tenant_id, feature),

@@ -29,6 +29,7 @@ feature_key, occurred_at): the index a per-tenant period query needs.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -54,6 +55,12 @@ WINDOWS = "usage_windows"
 FACTS = "usage_facts"
 BUCKET_VALUES = "usage_bucket_values"
 BUCKET_LATEST = "usage_bucket_latest"
+GROUP_BUCKETS = "usage_group_buckets"
+GROUP_VALUES = "usage_group_values"
+GROUP_LATEST = "usage_group_latest"
+PLAIN = (BUCKETS, BUCKET_VALUES, BUCKET_LATEST)
+GROUPED = (GROUP_BUCKETS, GROUP_VALUES, GROUP_LATEST)
+Tables = tuple[str, str, str]  # the buckets, their distinct values, their latest marks
 
 _BUCKET_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -199,6 +206,65 @@ class UsageProjector(Projector):
             ],
             ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
         ),
+        **{
+            table: (
+                [*columns[:5], "group_key TEXT NOT NULL", *columns[5:]],
+                [*key[:5], "group_key", *key[5:]],
+            )
+            for table, (columns, key) in (
+                (
+                    GROUP_BUCKETS,
+                    (
+                        [
+                            "app_id TEXT NOT NULL",
+                            "tenant_id TEXT NOT NULL",
+                            "feature_key TEXT NOT NULL",
+                            "granularity TEXT NOT NULL",
+                            "bucket_start TEXT NOT NULL",
+                            "quantity BIGINT NOT NULL DEFAULT 0",
+                            "events BIGINT NOT NULL DEFAULT 0",
+                        ],
+                        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
+                    ),
+                ),
+                (
+                    GROUP_VALUES,
+                    (
+                        [
+                            "app_id TEXT NOT NULL",
+                            "tenant_id TEXT NOT NULL",
+                            "feature_key TEXT NOT NULL",
+                            "granularity TEXT NOT NULL",
+                            "bucket_start TEXT NOT NULL",
+                            "value BIGINT NOT NULL",
+                        ],
+                        [
+                            "app_id",
+                            "tenant_id",
+                            "feature_key",
+                            "granularity",
+                            "bucket_start",
+                            "value",
+                        ],
+                    ),
+                ),
+                (
+                    GROUP_LATEST,
+                    (
+                        [
+                            "app_id TEXT NOT NULL",
+                            "tenant_id TEXT NOT NULL",
+                            "feature_key TEXT NOT NULL",
+                            "granularity TEXT NOT NULL",
+                            "bucket_start TEXT NOT NULL",
+                            "occurred_at TEXT NOT NULL",
+                            "position BIGINT NOT NULL",
+                        ],
+                        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
+                    ),
+                ),
+            )
+        },
     }
     HANDLES: ClassVar[frozenset[str]] = frozenset(
         {
@@ -284,26 +350,46 @@ def _count(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> None:
 
 
 def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
-    """A batch (UsageRecorded): each fact at its own time; answers how many count in the
-    current window (late facts land in their own buckets only)."""
+    """A batch (UsageRecorded): each fact at its own time, in the plain buckets and, when it
+    carries a group (a grouped meter), in its group's buckets too; answers how many count
+    in the current window (late facts land in their own buckets only)."""
     meter = Meter(event.data["meter"])
     facts = event.data["facts"]
-    sums: dict[tuple[str, str], list[int]] = {}  # sum, count: one increment per bucket
+    sums: dict[tuple[str, ...], list[int]] = {}  # sum, count: one increment per bucket
     for index, fact in enumerate([*facts, *event.data.get("late_facts", ())]):
         occurred = parse_instant(str(fact["at"]), "at")
-        fact_id, value = f"{event.id}:{index}", int(fact["value"])
-        if meter in _ORDER_FREE:
-            _fact_row(event, key, tx, meter, (fact_id, value, occurred))
-            for bucket_id in bucket_starts(occurred).items():
-                total = sums.setdefault(bucket_id, [0, 0])
-                total[0] += step(meter, 0, value, known=False, newest=True)
-                total[1] += 1
-        else:
-            _fact(event, key, tx, meter, (fact_id, value, occurred))
-    for (granularity, start), (quantity, events) in sums.items():
-        bucket = {**key, "granularity": granularity, "bucket_start": start}
-        tx.increment(BUCKETS, bucket, {"quantity": quantity, "events": events})
+        reading = (f"{event.id}:{index}", int(fact["value"]), occurred)
+        at = _fact_row(event, key, tx, meter, reading)
+        group = group_key(fact.get("group"))
+        for granularity, start in bucket_starts(occurred).items():
+            for bucket_id in ((granularity, start), (granularity, start, group))[
+                : 2 if group else 1
+            ]:
+                if meter in _ORDER_FREE:
+                    total = sums.setdefault(bucket_id, [0, 0])
+                    total[0] += step(meter, 0, reading[1], known=False, newest=True)
+                    total[1] += 1
+                else:
+                    bucket, tables = _bucket(key, bucket_id)
+                    _fold(tx, bucket, meter, reading[1], (at, event.position), tables)
+    for summed, (quantity, events) in sums.items():
+        bucket, tables = _bucket(key, summed)
+        tx.increment(tables[0], bucket, {"quantity": quantity, "events": events})
     return len(facts)
+
+
+def group_key(group: Any) -> str:
+    """A group's canonical text (JSON, keys sorted); "" for none."""
+    if not group:
+        return ""
+    return json.dumps(group, sort_keys=True, separators=(",", ":"))
+
+
+def _bucket(key: dict[str, Any], bucket_id: tuple[str, ...]) -> tuple[dict[str, Any], Tables]:
+    bucket = {**key, "granularity": bucket_id[0], "bucket_start": bucket_id[1]}
+    if len(bucket_id) == 2:
+        return bucket, PLAIN
+    return {**bucket, "group_key": bucket_id[2]}, GROUPED
 
 
 def _fact(
@@ -317,7 +403,7 @@ def _fact(
     at = _fact_row(event, key, tx, meter, fact)
     for granularity, start in bucket_starts(fact[2]).items():
         bucket = {**key, "granularity": granularity, "bucket_start": start}
-        _fold(tx, bucket, meter, fact[1], (at, event.position))
+        _fold(tx, bucket, meter, fact[1], (at, event.position), PLAIN)
 
 
 def _fact_row(
@@ -339,32 +425,38 @@ def _fact_row(
 
 
 def _fold(
-    tx: ViewTx, bucket: dict[str, Any], meter: Meter, value: int, order: tuple[str, int]
+    tx: ViewTx,
+    bucket: dict[str, Any],
+    meter: Meter,
+    value: int,
+    order: tuple[str, int],
+    tables: Tables,
 ) -> None:
+    buckets, values, _ = tables
     if meter in _ORDER_FREE:
         delta = step(meter, 0, value, known=False, newest=True)
-        tx.increment(BUCKETS, bucket, {"quantity": delta, "events": 1})
+        tx.increment(buckets, bucket, {"quantity": delta, "events": 1})
     elif remembers_values(meter):
-        known = tx.get(BUCKET_VALUES, {**bucket, "value": value}) is not None
+        known = tx.get(values, {**bucket, "value": value}) is not None
         if not known:
-            tx.upsert(BUCKET_VALUES, {**bucket, "value": value}, {})
+            tx.upsert(values, {**bucket, "value": value}, {})
         delta = step(meter, 0, value, known=known, newest=True)
-        tx.increment(BUCKETS, bucket, {"quantity": delta, "events": 1})
+        tx.increment(buckets, bucket, {"quantity": delta, "events": 1})
     else:
-        row = tx.get(BUCKETS, bucket)
+        row = tx.get(buckets, bucket)
         quantity = int(row["quantity"]) if row is not None else 0
         events = int(row["events"]) if row is not None else 0
-        newest = meter is Meter.LATEST and _takes_latest(tx, bucket, order)
+        newest = meter is Meter.LATEST and _takes_latest(tx, bucket, order, tables[2])
         quantity = step(meter, quantity, value, known=False, newest=newest)
-        tx.upsert(BUCKETS, bucket, {"quantity": quantity, "events": events + 1})
+        tx.upsert(buckets, bucket, {"quantity": quantity, "events": events + 1})
 
 
-def _takes_latest(tx: ViewTx, bucket: dict[str, Any], order: tuple[str, int]) -> bool:
+def _takes_latest(tx: ViewTx, bucket: dict[str, Any], order: tuple[str, int], marks: str) -> bool:
     """Whether the event at `order` (time text, position) decides the bucket's latest;
     remembers it when it does."""
-    mark = tx.get(BUCKET_LATEST, bucket)
+    mark = tx.get(marks, bucket)
     current = (str(mark["occurred_at"]), int(mark["position"])) if mark is not None else None
     if not is_newest(order, current):
         return False
-    tx.upsert(BUCKET_LATEST, bucket, {"occurred_at": order[0], "position": order[1]})
+    tx.upsert(marks, bucket, {"occurred_at": order[0], "position": order[1]})
     return True

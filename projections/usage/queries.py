@@ -42,6 +42,7 @@ from projections.usage.projector import (
     DAY,
     FACTS,
     GRANULARITIES,
+    GROUP_BUCKETS,
     WINDOWS,
     bucket_text,
     ceil_to,
@@ -99,13 +100,16 @@ def reject_unknown(params: Mapping[str, Any], allowed: Iterable[str] = ("from", 
 
 
 def _bucket_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    found = {
         "feature": row["feature_key"],
         "granularity": row["granularity"],
         "bucket_start": row["bucket_start"],
         "quantity": int(row["quantity"]),
         "events": int(row["events"]),
     }
+    if "group_key" in row:
+        found["group"] = json.loads(row["group_key"])
+    return found
 
 
 def _buckets(
@@ -116,6 +120,7 @@ def _buckets(
     granularity: str,
     start: datetime | None,
     end: datetime | None,
+    grouped: bool = False,
 ) -> list[dict[str, Any]]:
     where = ["app_id = :app_id", "tenant_id = :tenant_id", "granularity = :granularity"]
     values: dict[str, Any] = {"app_id": app_id, "tenant_id": tenant_id, "granularity": granularity}
@@ -128,9 +133,11 @@ def _buckets(
     if end is not None:
         where.append("bucket_start < :range_end")
         values["range_end"] = bucket_text(end)
+    table, group = (GROUP_BUCKETS, ", group_key") if grouped else (BUCKETS, "")
     rows = ctx.views.query(
-        "SELECT feature_key, granularity, bucket_start, quantity, events "
-        f"FROM {{{BUCKETS}}} WHERE {' AND '.join(where)} ORDER BY bucket_start, feature_key",
+        f"SELECT feature_key, granularity, bucket_start, quantity, events{group} "
+        f"FROM {{{table}}} WHERE {' AND '.join(where)} "
+        f"ORDER BY bucket_start, feature_key{group}",
         values,
     )
     return [_bucket_row(row) for row in rows]
@@ -144,17 +151,19 @@ def usage(
     feature: str | None = None,
     granularity: str = DAY,
     to: str | None = None,
+    groups: bool = False,
     **params: Any,
 ) -> list[dict[str, Any]]:
-    """Usage buckets, oldest first: [{feature, granularity, bucket_start, quantity, events}].
-    Pass the start as `from` (e.g. `**{"from": ...}`) or `from_`."""
+    """Usage buckets, oldest first: [{feature, granularity, bucket_start, quantity, events}];
+    with `groups`, one row per group of a grouped meter, each with its `group`. Pass the
+    start as `from` (e.g. `**{"from": ...}`) or `from_`."""
     reject_unknown(params)
     app_id = required_text(app_id, "app_id")
     tenant_id = required_text(tenant_id, "tenant_id")
     feature = optional_text(feature, "feature")
     granularity = check_granularity(granularity)
     start, end = time_range(params, to, granularity)
-    return _buckets(ctx, app_id, tenant_id, feature, granularity, start, end)
+    return _buckets(ctx, app_id, tenant_id, feature, granularity, start, end, groups is True)
 
 
 @query("usage_history")
@@ -250,9 +259,12 @@ def usage_csv(rows: Iterable[Mapping[str, Any]]) -> str:
     """CSV of usage rows: a header line, then one line per row (columns CSV_COLUMNS)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    rows = list(rows)
+    grouped = any("group" in row for row in rows)
+    writer.writerow([*CSV_COLUMNS, "group"] if grouped else CSV_COLUMNS)
     for row in rows:
-        writer.writerow([row[column] for column in CSV_COLUMNS])
+        line = [row[column] for column in CSV_COLUMNS]
+        writer.writerow([*line, json.dumps(row.get("group"), sort_keys=True)] if grouped else line)
     return out.getvalue()
 
 
