@@ -34,12 +34,11 @@ def consume_quota_handler(keys: UsageKeys) -> Any:
         outcome (allowed false for a refusal; the QuotaExceeded event is still saved)."""
         quota = command.load(uow)
         key, app_id = command.idempotency_key, command.app_id
-        if keys.counted(app_id, [key]):
-            return _reply(
-                quota, quota.outcome(uow.now, allowed=True, duplicate=True).model_dump(mode="json")
-            )
         if quota.window_ended(uow.now):
             quota.reset(uow.cause)
+        if keys.counted(app_id, [key]):
+            duplicate = quota.outcome(uow.now, allowed=True, duplicate=True)
+            return _reply(quota, duplicate.model_dump(mode="json"))
         granted = not quota.state.enabled and _feature_granted(command, uow)
         refused_before = bool(keys.refused(app_id, [key]))
         outcome = quota.consume(

@@ -719,7 +719,8 @@ def test_replayed_meters_equal_live(system: System, clock: SettableClock) -> Non
     consume(system, "max", 1, "after-change")
     system.sync()
     live = dump(system.views)
-    assert all(live[table] for table in UsageProjector.TABLES)
+    grouped = {"usage_group_buckets", "usage_group_values", "usage_group_latest"}
+    assert all(live[table] for table in UsageProjector.TABLES if table not in grouped)
     events = read_envelopes(system.ledger.recorder, 0, 10_000)
     for batch in (1, 3, 1000):
         store = ViewStore("sqlite", ":memory:")
