@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from adapters.alerts.evaluator import AlertEvaluator
+from adapters.alerts.runner import EvaluatingRunner
 from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.advisory import AdvisoryLocks
 from adapters.eventstore.current import CurrentAggregates
@@ -121,7 +123,8 @@ def bootstrap(
         cache = RedisEntitlementCache.from_url(
             settings.redis_url, namespace=settings.redis_namespace or schema
         )
-    runner = ProjectionRunner(ledger.recorder, views, build_projectors(cache))
+    alerts = AlertEvaluator(ledger, views, clock, BillingPorts(usage=usage_reader), bus.on_commit)
+    runner = EvaluatingRunner(ledger.recorder, views, build_projectors(cache), alerts)
     load_queries()
     runner.ensure_tables()
     system = System(

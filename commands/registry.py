@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from commands.alerts.create_alert import CreateAlert, create_alert
+from commands.alerts.delete_alert import DeleteAlert, delete_alert
 from commands.base import Command
 from commands.billing.compose import BillingPorts
 from commands.billing.configure_billing import ConfigureBilling, configure_billing
@@ -128,6 +130,9 @@ HANDLERS: dict[type[Command], Handler] = {
     # api keys
     CreateApiKey: create_api_key,
     RevokeApiKey: revoke_api_key,
+    # alerts
+    CreateAlert: create_alert,
+    DeleteAlert: delete_alert,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.alert import Alert
 from domain.api_key import ApiKey
 from domain.balance import CreditBalance
 from domain.base import Aggregate
@@ -34,5 +35,6 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     TaxRate,
     BillingSettings,
     CreditBalance,
+    Alert,
     MeterCatalog,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from projections.alerts.projector import AlertsProjector
 from projections.base import Projector
 from projections.entitlements.projector import EntitlementsProjector
 from projections.ports import EntitlementCache
@@ -15,11 +16,13 @@ def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     projectors.append(EntitlementsProjector(cache))
     projectors.append(UsageProjector())
     projectors.append(RevenueProjector())
+    projectors.append(AlertsProjector())
     return projectors
 
 
 def load_queries() -> None:
     """Import every query module so their @query registrations exist."""
+    import projections.alerts.queries
     import projections.entitlements.queries
     import projections.revenue.queries
     import projections.usage.queries  # noqa: F401

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from adapters.http import (
+    alerts,
     billing_runs,
     billing_settings,
     commands,
@@ -73,6 +74,7 @@ def create_app(
         subscriptions,
         usage,
         entitlements,
+        alerts,
         invoices,
         explain,
         coupons,

@@ -33,6 +33,13 @@ PLAN = {
     ],
 }
 COUPON = {"code": "welcome", "percent_off": 10, "duration": "forever"}
+# never fires: tenant-a uses 7 of its 100 api-calls
+ALERT = {
+    "tenant_id": "tenant-a",
+    "kind": "usage",
+    "feature_key": "api-calls",
+    "thresholds": [{"percent": 90}],
+}
 PROFILE = {
     "name": "Alpha Ltd",
     "email": "billing@alpha.example",
@@ -77,6 +84,7 @@ class World:
     server: Server
     subscription_id: str = ""
     invoice_id: str = ""
+    alert_id: str = ""
     clients: dict[tuple[str, str], httpx.Client] = field(default_factory=dict)
 
     def client(self, app_id: str, scope: str) -> httpx.Client:
@@ -107,6 +115,7 @@ class Case:
         return self.template.format(
             subscription_id=world.subscription_id,
             invoice_id=world.invoice_id,
+            alert_id=world.alert_id,
             plan_key="gold",
             tenant_id="tenant-a",
             feature_key="beta",
@@ -282,6 +291,13 @@ def simulation_of_gold(_: World) -> dict[str, Any]:
     }
 
 
+def own_alert_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's alert on its own tenant-a
+    assert response.json()["alert_id"] != world.alert_id
+    alerts = world.a("read").get("/v1/alerts").json()["alerts"]
+    assert [a["alert_id"] for a in alerts] == [world.alert_id], alerts
+
+
 def billing_until(world: World) -> dict[str, str]:
     subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
     return {"until": subscription["trial_end"].replace("+00:00", "Z")}
@@ -370,6 +386,7 @@ CASES = [
         body=lambda _: {"code": COUPON["code"]},
     ),
     Case("GET", "/v1/coupons/{code}", "read", not_found_naming("code")),
+    Case("DELETE", "/v1/alerts/{alert_id}", "write", not_found_naming("alert_id")),
     Case("GET", "/v1/tenants/{tenant_id}/profile", "read", not_found_naming("tenant_id")),
     Case(
         "GET",
@@ -410,6 +427,7 @@ CASES = [
         params={"tenant_id": "tenant-a"},
     ),
     Case("GET", "/v1/coupons", "read", empty("coupons")),
+    Case("GET", "/v1/alerts", "read", empty("alerts")),
     Case("GET", "/v1/tax-rates", "read", empty("tax_rates")),
     Case("GET", "/v1/meters", "read", empty("meters")),
     Case("GET", "/v1/billing-settings", "read", default_settings),
@@ -487,6 +505,7 @@ CASES = [
         own_meter_only,
         body=lambda _: {**METER, "aggregation": "latest"},
     ),
+    Case("POST", "/v1/alerts", "write", own_alert_only, body=lambda _: ALERT),
     Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
 ]
 
@@ -514,6 +533,9 @@ def world(server: Server) -> World:
     assert granted.status_code == 201
     draft = admin.post("/v1/invoices", json={**draft_for_a(built), "lines": [LINE]})
     built.invoice_id = draft.json()["invoice_id"]
+    alert = admin.post("/v1/alerts", json=ALERT)
+    assert alert.status_code == 201, alert.text
+    built.alert_id = alert.json()["alert_id"]
     set_up_billing(admin)
     assert admin.post("/v1/meters", json=METER).status_code == 201
     eventually(lambda: a_sees_its_data(built))
@@ -541,6 +563,7 @@ def a_sees_its_data(world: World) -> None:
         assert response.status_code == 200, (path, response.text)
     assert reader.get("/v1/subscriptions", params={"tenant_id": "tenant-a"}).json()["subscriptions"]
     assert reader.get("/v1/coupons").json()["coupons"]
+    assert reader.get("/v1/alerts").json()["alerts"]
     assert reader.get("/v1/tax-rates").json()["tax_rates"]
     assert reader.get("/v1/meters").json()["meters"]
     assert reader.get("/v1/billing-settings").json() == SETTINGS

@@ -1,0 +1,1 @@
+"""Alert evaluation off the command path: an evaluator that follows the event log."""

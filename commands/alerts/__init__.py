@@ -1,0 +1,1 @@
+"""Alert commands: create and delete alerts; record what the evaluator saw crossing them."""
