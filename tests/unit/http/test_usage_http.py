@@ -74,3 +74,13 @@ def test_history_of_n_days_current_period_and_csv(
     assert_error(acme.call("GET", "/v1/tenants/t1/usage?days=0"), 422, "validation_error", "days")
     entitlement = acme.call("GET", "/v1/tenants/t1/entitlements/api-calls").json()
     assert entitlement["percent_used"] == 7.0  # 7 of 100
+
+
+def test_an_event_is_plain_or_typed_not_both_nor_neither(acme: Api) -> None:
+    subscribe(acme)
+    neither = {"idempotency_key": "n", "tenant_id": "t1"}
+    assert_error(post(acme, {"events": [event("a"), neither]}), 422, "validation_error", "events.1")
+    both = event("b", event_type="storage")
+    assert_error(post(acme, {"events": [both]}), 422, "validation_error", "events.0")
+    typed_quantity = {**neither, "event_type": "storage", "quantity": 3}
+    assert_error(post(acme, typed_quantity), 422, "validation_error", "body")
