@@ -249,6 +249,18 @@ class Program:
                     plan_key=f"p{args[1]}",
                     timing=args[2],
                 )
+        elif kind == "meter":
+            self.send("define_meter", **args[0])
+        elif kind == "typed":
+            tenant, key, event_type, properties = args
+            typed = UsageEventIn(
+                idempotency_key=key,
+                tenant_id=TENANTS[tenant],
+                event_type=event_type,
+                properties=properties,
+            )
+            self.system.usage.record(APP, [typed])
+            self.system.sync()
         elif kind == "usage":
             now = self.clock.now()
             events = [
@@ -435,7 +447,16 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
     tables that really hold rows (usage buckets and windows, every revenue table), and that
     the usage and revenue queries answer on PostgreSQL, the same from live and replayed rows."""
     program: list[Step] = [
+        ("meter", {"key": "by-endpoint", "event_type": "api_request", "aggregation": "count",
+                   "group_by": ["endpoint"]}),
+        ("meter", {"key": "users", "event_type": "login", "aggregation": "unique_count",
+                   "value_property": "user", "group_by": ["region"]}),
+        ("meter", {"key": "level", "event_type": "gauge", "aggregation": "latest",
+                   "value_property": "level", "group_by": ["region"]}),
         ("define_plan", 0, 1000, "USD", "month", 3, [
+            {"key": "requests", "kind": "metered", "meter": "by-endpoint"},
+            {"key": "logins", "kind": "metered", "meter": "users"},
+            {"key": "gauge", "kind": "metered", "meter": "level"},
             {"key": "api_calls", "kind": "metered", "limit": 10, "period": "day",
              "enforcement": "soft"},
             {"key": "storage", "kind": "metered", "meter": "unique_count"},
@@ -457,6 +478,14 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
         ("consume", 0, "storage", 5, 5),
         ("consume", 0, "seats_peak", 5, 6),
         ("consume", 0, "seats_peak", 3, 7),
+        ("typed", 0, "r1", "api_request",
+         {"endpoint": "/a", "method": "GET", "status": 200, "duration_ms": 5}),
+        ("typed", 0, "r2", "api_request",
+         {"endpoint": "/b", "method": "GET", "status": 200, "duration_ms": 7}),
+        ("typed", 0, "l1", "login", {"user": "ann", "region": "eu"}),
+        ("typed", 0, "l2", "login", {"user": "ann", "region": "eu"}),
+        ("typed", 0, "g1", "gauge", {"level": 4, "region": "us"}),
+        ("typed", 0, "g2", "gauge", {"level": 2, "region": "us"}),
         ("cancel", 1, False),
         ("draft_invoice", 0, "USD", 1000),
         ("invoice", "finalize_invoice", 0),
@@ -536,8 +565,13 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
                 13,
                 2,
             ]
-            calls, peak, storage = answers["usage_current_period", str(questions[3][1])]
+            current = {
+                row["feature"]: row for row in answers["usage_current_period", str(questions[3][1])]
+            }
+            calls, peak, storage = (current[f] for f in ("api_calls", "seats_peak", "storage"))
             assert (calls["quantity"], calls["enabled"]) == (2, True)
+            typed = [current[f]["quantity"] for f in ("requests", "logins", "gauge")]
+            assert typed == [2, 1, 2]  # count, unique_count of users, latest level
             assert (peak["quantity"], storage["quantity"]) == (3, 2)
             billed = answers["billable_usage", str(questions[4][1])]
             assert (billed["quantity"], billed["events"]) == (2, 3)
