@@ -83,6 +83,16 @@ def worker_projector(name: str = typer.Argument(..., help="the projector's NAME"
         raise typer.BadParameter(str(error.args[0]), param_hint="NAME") from None
 
 
+@worker_app.command("alerts")
+def worker_alerts() -> None:
+    """Evaluate alerts from the event log and record AlertTriggered (one active; others
+    wait to take over)."""
+    _need_nats()
+    from adapters.nats.workers import run_alerts
+
+    run_alerts()
+
+
 @worker_app.command("command-bus")
 def worker_command_bus(
     prefix: str = typer.Option("tally", help="subjects <prefix>.cmd.* and <prefix>.query.*"),

@@ -112,3 +112,20 @@ def run_projector(name: str) -> None:
         run_until_signalled(worker.run)
     finally:
         system.close()
+
+
+def run_alerts() -> None:
+    """`tally worker alerts`."""
+    from adapters.alerts.worker import AlertsWorker, evaluator_of
+    from adapters.bootstrap import bootstrap
+
+    system = bootstrap(deliver_in_process=False)
+    try:
+        worker = AlertsWorker(
+            evaluator_of(system),
+            _lock(system, "alerts"),
+            poll_seconds=0.25,
+        )
+        run_until_signalled(worker.run)
+    finally:
+        system.close()

@@ -21,6 +21,7 @@ def test_compose_runs_the_api_and_every_worker() -> None:
     assert ["serve", "--host", "0.0.0.0", "--port", "8000"] in commands
     assert ["worker", "relay"] in commands
     assert ["worker", "command-bus"] in commands
+    assert ["worker", "alerts"] in commands  # the alert evaluator
     for projector in build_projectors():
         assert ["worker", "projector", projector.NAME] in commands
 
