@@ -83,8 +83,9 @@ async def _run(
     def timed(events: Sequence[EventEnvelope]) -> None:
         now = time.time()
         for event in events:
-            if event.type == "QuotaConsumed" and event.recorded_at:
-                lags.append((now - datetime.fromisoformat(event.recorded_at).timestamp()) * 1000)
+            if event.recorded_at:
+                lag = (now - datetime.fromisoformat(event.recorded_at).timestamp()) * 1000
+                lags.extend([lag] * usage_events_in(event))
         original(events)
 
     usage.after_commit = timed  # type: ignore[method-assign]
@@ -107,6 +108,16 @@ async def _run(
         worker.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
     return lags, produced
+
+
+def usage_events_in(event: EventEnvelope) -> int:
+    """How many consume commands an event counted: one for QuotaConsumed, and a group
+    commit's UsageRecorded (one per quota per batch) carries one fact per command."""
+    if event.type == "QuotaConsumed":
+        return 1
+    if event.type == "UsageRecorded":
+        return len(event.data.get("facts", [])) + len(event.data.get("late_facts", []))
+    return 0
 
 
 def _produce(pg_url: str, schema: str, rate: int, seconds: float) -> int:
