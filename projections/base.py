@@ -24,6 +24,10 @@ class ViewTx(Protocol):
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None: ...
 
+    def prefetch(self, table: str, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Read these rows (all with the same key columns) in one go, so the `get`s that
+        follow answer from memory; an optimization only, never required."""
+
 
 class Projector:
     """Builds one read model from events; never loads aggregates (events carry enough).
@@ -40,6 +44,10 @@ class Projector:
     def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
         """Change view rows for one event (only called for types in HANDLES)."""
         raise NotImplementedError
+
+    def prefetch(self, events: Sequence[EventEnvelope], tx: ViewTx) -> None:
+        """Before a batch is applied: read the rows its events will `get`, in one query per
+        table (optional; the default reads nothing ahead)."""
 
     def after_commit(self, events: Sequence[EventEnvelope]) -> None:
         """Side effects after the rows are durable (e.g. refresh a Redis hot copy)."""

@@ -47,6 +47,7 @@ def replay(
 
 
 def _apply(tx: SqlViewTx, projector: Projector, envelopes: list[EventEnvelope]) -> None:
+    projector.prefetch(envelopes, tx)
     for event in envelopes:
         if event.type in projector.HANDLES:
             projector.apply(event, tx)

@@ -28,6 +28,7 @@ def ident(name: str) -> str:
 
 
 RowKey = tuple[str, tuple[tuple[str, Any], ...]]
+PREFETCH_CHUNK = 300  # keys per prefetch query (parameters stay far below SQLite's limit)
 
 
 class SqlViewTx:
@@ -97,11 +98,40 @@ class SqlViewTx:
         self.flush()
         return self._select(table, where)
 
+    def prefetch(self, table: str, keys: Sequence[Mapping[str, Any]]) -> None:
+        """Read the rows of these keys not known yet, PREFETCH_CHUNK keys per query; each
+        key is then known as its row or as absent."""
+        wanted = {self._key(table, key): key for key in keys}
+        missing = [key for row_key, key in wanted.items() if row_key not in self._rows]
+        if not missing:
+            return
+        self.flush()
+        columns = list(missing[0])
+        for start in range(0, len(missing), PREFETCH_CHUNK):
+            chunk = missing[start : start + PREFETCH_CHUNK]
+            for key in chunk:
+                self._rows.setdefault(self._key(table, key), None)
+            for row in self._select_keys(table, columns, chunk):
+                self._rows[self._key(table, {c: row[c] for c in columns})] = row
+
     def _select(self, table: str, where: Mapping[str, Any]) -> list[Row]:
         clause = " AND ".join(f"{ident(k)} = :{k}" for k in where) or "1 = 1"
         return self.store.fetch(
             self.conn, f"SELECT * FROM {self.table(table)} WHERE {clause}", dict(where)
         )
+
+    def _select_keys(
+        self, table: str, columns: list[str], keys: Sequence[Mapping[str, Any]]
+    ) -> list[Row]:
+        """The rows of these keys: one query with a row-value IN list."""
+        params = {f"k{i}_{j}": key[c] for i, key in enumerate(keys) for j, c in enumerate(columns)}
+        tuples = ", ".join(
+            "(" + ", ".join(f":k{i}_{j}" for j in range(len(columns))) + ")"
+            for i in range(len(keys))
+        )
+        names = ", ".join(ident(c) for c in columns)
+        text = f"SELECT * FROM {self.table(table)} WHERE ({names}) IN ({tuples})"
+        return self.store.fetch(self.conn, text, params)
 
     def delete(self, table: str, key: Mapping[str, Any]) -> None:
         self.flush()
@@ -295,6 +325,7 @@ class ViewStore:
         with self.transaction() as conn:
             position = self.position(projector.NAME, conn, lock=True)
             tx = SqlViewTx(self, conn)
+            projector.prefetch([e for e in events if e.position > position], tx)
             for event in events:
                 if event.position <= position:
                     continue

@@ -237,9 +237,18 @@ class EntitlementsProjector(Projector):
                 _set_plan_feature(row, features.get(key))
             _save(tx, row, event, now)
 
+    def prefetch(self, events: Sequence[EventEnvelope], tx: ViewTx) -> None:
+        """The feature rows (and their tenants) the batch's quota and grant events read."""
+        features = [e for e in events if e.type in QUOTA_EVENTS or e.type in GRANT_EVENTS]
+        if not features:
+            return
+        tx.prefetch(TABLE, [_feature_key(e) for e in features])
+        tenants = {(e.app_id, str(e.tenant_id)) for e in features}
+        tx.prefetch(TENANTS, [{"app_id": a, "tenant_id": t} for a, t in sorted(tenants)])
+
     def _feature(self, event: EventEnvelope, tx: ViewTx, change: RowChange) -> None:
         app_id, tenant_id = event.app_id, str(event.tenant_id)
-        key = {"app_id": app_id, "tenant_id": tenant_id, "feature_key": event.data["feature_key"]}
+        key = _feature_key(event)
         found = tx.get(TABLE, key)
         if found is None:
             row = blank_row(app_id, tenant_id, key["feature_key"])
@@ -344,6 +353,14 @@ def _set_plan_feature(row: Row, spec: Mapping[str, Any] | None) -> None:
     else:
         row["enforcement"] = None
         row["soft_threshold_percent"] = None
+
+
+def _feature_key(event: EventEnvelope) -> dict[str, Any]:
+    return {
+        "app_id": event.app_id,
+        "tenant_id": str(event.tenant_id),
+        "feature_key": event.data["feature_key"],
+    }
 
 
 def _quota_change(row: Row, event: EventEnvelope) -> None:

@@ -30,6 +30,7 @@ feature_key, occurred_at): the index a per-tenant period query needs.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -277,13 +278,15 @@ class UsageProjector(Projector):
         }
     )
 
+    def prefetch(self, events: Sequence[EventEnvelope], tx: ViewTx) -> None:
+        """The quota window rows the batch's events read, in one query."""
+        keys = [_window_key(e) for e in events if e.type in self.HANDLES]
+        if keys:
+            tx.prefetch(WINDOWS, keys)
+
     def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
         data = event.data
-        key = {
-            "app_id": event.app_id,
-            "tenant_id": event.tenant_id or "",
-            "feature_key": str(data["feature_key"]),
-        }
+        key = _window_key(event)
         start, end = _window(data)
         if event.type == QuotaConfigured.NAME:
             tx.upsert(
@@ -333,6 +336,14 @@ class UsageProjector(Projector):
                 **values,
             }
         tx.upsert(WINDOWS, key, values)
+
+
+def _window_key(event: EventEnvelope) -> dict[str, Any]:
+    return {
+        "app_id": event.app_id,
+        "tenant_id": event.tenant_id or "",
+        "feature_key": str(event.data["feature_key"]),
+    }
 
 
 def _period_of(start: str | None, end: str | None) -> str:
