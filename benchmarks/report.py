@@ -46,7 +46,15 @@ def write(figures: list[Figure], json_path: Path, markdown_path: Path) -> None:
     rows = [{**asdict(f), "ratio": f.ratio, "verdict": f.verdict} for f in figures]
     json_path.write_text(json.dumps({"meta": meta, "figures": rows}, indent=2))
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
-    markdown_path.write_text(markdown(figures, meta))
+    kept = kept_sections(markdown_path.read_text()) if markdown_path.exists() else ""
+    markdown_path.write_text(markdown(figures, meta) + kept)
+
+
+def kept_sections(text: str) -> str:
+    """The hand-written part of the page: from its first `## ` heading on (the generated part,
+    the title, table and notes, has none), so a run rewrites the figures and keeps the rest."""
+    start = text.find("\n## ")
+    return "" if start < 0 else "\n" + text[start + 1 :]
 
 
 def markdown(figures: list[Figure], meta: dict[str, str]) -> str:

@@ -1,0 +1,44 @@
+"""benchmarks/report.py: a run rewrites the figures of docs/benchmarks.md and keeps the
+hand-written sections after them (from the first `## ` heading on)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.report import Figure, write
+
+FIGURE = Figure(
+    key="P2",
+    what="usage ingest",
+    value=5000.0,
+    unit="events/s",
+    target="≥ 100,000 events/s",
+    baseline=100_000.0,
+    baseline_what="rows/s COPY",
+    ratio_target=0.35,
+    notes="durability check passed",
+)
+
+
+def test_a_run_rewrites_the_figures_and_keeps_the_hand_written_sections(tmp_path: Path) -> None:
+    page, results = tmp_path / "benchmarks.md", tmp_path / "r.json"
+    page.write_text("# Benchmarks\n\n| old | table |\n\n- **P9**: old\n\n## Notes\n\nkept\n")
+    write([FIGURE], results, page)
+    text = page.read_text()
+    assert "| old | table |" not in text and "**P9**" not in text
+    assert "| P2 | usage ingest | 5,000.0 events/s |" in text
+    assert "0.05× (≥ 0.35×) | below |" in text
+    assert text.endswith("\n## Notes\n\nkept\n")
+    assert text.count("## Notes") == 1
+    write([FIGURE], results, page)  # again: nothing doubled
+    assert page.read_text() == text
+    [row] = json.loads(results.read_text())["figures"]
+    assert row["key"] == "P2" and row["verdict"] == "below"
+
+
+def test_a_new_page_has_only_the_figures(tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "benchmarks.md"
+    write([FIGURE], tmp_path / "r.json", page)
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n") and "\n## " not in text
