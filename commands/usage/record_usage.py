@@ -15,6 +15,7 @@ The steps, for one request of up to 1,000 events:
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -36,6 +37,7 @@ from commands.usage.ports import (
     TypedEvent,
     UsageKeys,
 )
+from commands.usage.shared_commits import SharedCommits
 from domain.base import Cause
 from domain.entitlement_grant import TenantGrants, tenant_grants_id
 from domain.errors import Conflict, InvalidValue
@@ -61,6 +63,10 @@ class UsageEventIn:
     properties: Mapping[str, Any] = field(default_factory=dict)
 
 
+MAX_GROUP_EVENTS = 10_000
+"""Most events decided and saved in one transaction when requests share a commit."""
+
+
 @dataclass
 class _Pending:
     """One event being decided: its facts per quota, then its outcome."""
@@ -71,6 +77,15 @@ class _Pending:
     status: str = ""
     reason: str | None = None
     error: dict[str, Any] | None = None
+
+
+@dataclass
+class _Request:
+    """One request's events on their way through a shared commit, then its answer."""
+
+    pending: list[_Pending]
+    actor: str
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
 class TenantStripes:
@@ -112,16 +127,35 @@ class UsageIngest:
     def __post_init__(self) -> None:
         if self.loader is None:
             self.loader = LoadOneByOne(self.store)
+        self._groups: dict[str, SharedCommits[_Request]] = {}
+        self._groups_lock = threading.Lock()
 
     def record(
         self, app_id: str, events: Sequence[UsageEventIn], actor: str = "system"
     ) -> dict[str, Any]:
-        """Counts and one result per event, in order (see the module docstring)."""
+        """Counts and one result per event, in order (see the module docstring). Requests
+        that arrive together share one decision and one transaction (SharedCommits)."""
         now = self.now()
         typed = self._typed_readings(app_id, events)
         pending = [self._facts(app_id, i, e, now, typed) for i, e in enumerate(events)]
-        cause = Cause(occurred_at=now, actor=actor)
-        tenants = sorted({e.tenant_id for e in events})
+        request = _Request(pending, actor)
+        self._group_of(app_id).submit(request, len(pending))
+        return request.answer
+
+    def _group_of(self, app_id: str) -> SharedCommits[_Request]:
+        with self._groups_lock:
+            if app_id not in self._groups:
+                run = functools.partial(self._record_group, app_id)
+                self._groups[app_id] = SharedCommits(run, max_size=MAX_GROUP_EVENTS)
+            return self._groups[app_id]
+
+    def _record_group(self, app_id: str, requests: Sequence[_Request]) -> None:
+        """Decide and save the requests' events as one batch, then answer each request."""
+        now = self.now()
+        pending = [item for request in requests for item in request.pending]
+        actors = {request.actor for request in requests}
+        cause = Cause(occurred_at=now, actor=actors.pop() if len(actors) == 1 else "usage")
+        tenants = sorted({item.event.tenant_id for item in pending})
         wanted = list(dict.fromkeys(qid for item in pending for qid, _, _ in item.facts))
         assert self.loader is not None
         for attempt in range(self.max_attempts):
@@ -130,14 +164,17 @@ class UsageIngest:
                 loaded = self.loader.load(wanted)
                 try:
                     quotas = self._decide(app_id, pending, cause, loaded)
-                    self._save(app_id, pending, quotas, now)
+                    self._save(app_id, pending, quotas, cause)
                 except BaseException as error:
                     self.loader.forget(wanted)
                     if not isinstance(error, IntegrityError):
                         raise
                 else:
                     self.loader.saved(t.quota for t in quotas.values())
-                    return _answer(pending, quotas, now)
+                    figures = {qid: _figures(t.quota, now) for qid, t in quotas.items()}
+                    for request in requests:
+                        request.answer = _answer(request.pending, figures)
+                    return
             time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
         raise Conflict("usage kept conflicting with concurrent writers; retry", field="events")
 
@@ -262,11 +299,11 @@ class UsageIngest:
         return quota.state.feature_key in grants.active_grants(cause.occurred_at)
 
     def _save(
-        self, app_id: str, pending: list[_Pending], tallies: dict[UUID, UsageTally], now: datetime
+        self, app_id: str, pending: list[_Pending], tallies: dict[UUID, UsageTally], cause: Cause
     ) -> None:
+        now = cause.occurred_at
         refused_keys = {f.key for t in tallies.values() for f, _ in t.refusals}
         refused_before = frozenset(self.keys.refused(app_id, refused_keys))
-        cause = Cause(occurred_at=now, actor="usage")
         for tally in tallies.values():
             tally.quota.record_usage(tally, cause, refused_before)
         changed = [t.quota for t in tallies.values() if t.quota.pending_events]
@@ -315,10 +352,7 @@ def _no_quota(item: _Pending, feature_key: str) -> dict[str, Any]:
     }
 
 
-def _answer(
-    pending: list[_Pending], tallies: dict[UUID, UsageTally], now: datetime
-) -> dict[str, Any]:
-    figures = {qid: _figures(t.quota, now) for qid, t in tallies.items()}
+def _answer(pending: list[_Pending], figures: dict[UUID, dict[str, Any]]) -> dict[str, Any]:
     names = {
         "accepted": "accepted",
         "duplicate": "duplicates",
