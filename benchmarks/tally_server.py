@@ -147,6 +147,24 @@ def delivery(nats_url: str | None) -> str:
     return "read models fed in process (no NATS)"
 
 
+def forget_run(nats_url: str | None, redis_url: str | None, run_id: str) -> None:
+    """Remove what a run left outside its database: its JetStream stream, its Redis keys."""
+    if nats_url:
+        import asyncio
+
+        asyncio.run(delete_stream(nats_url, f"BENCH_{run_id.upper()}"))
+    if redis_url:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"*bench-{run_id}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
 async def delete_stream(nats_url: str, stream: str) -> None:
     """Remove the JetStream stream a run created (nothing if it does not exist)."""
     import nats

@@ -40,8 +40,8 @@ from benchmarks.common import percentile
 from benchmarks.report import Figure
 from benchmarks.tally_server import (
     TallyServer,
-    delete_stream,
     delivery,
+    forget_run,
     scratch_database,
     server_env,
 )
@@ -150,8 +150,7 @@ def measure(
         finally:
             server.stop()
             server.discard_log()
-            if nats_url:
-                asyncio.run(delete_stream(nats_url, f"BENCH_{run_id.upper()}"))
+            forget_run(nats_url, redis_url, run_id)
     return figure(knobs, run, len(schedule), served=delivery(nats_url))
 
 
