@@ -219,8 +219,10 @@ class CommandBus:
     ) -> list[CommandResult | DomainError]:
         outcomes: list[CommandResult | DomainError] = []
         rows: dict[str, list[Any]] = {}
+        batch: dict[str, Any] = {"commands": commands}  # handlers may ask once for the batch
         for command, instant in zip(commands, instants, strict=True):
-            uow = UnitOfWork(self.store, self._cause(command, instant), shared, absent, rows)
+            cause = self._cause(command, instant)
+            uow = UnitOfWork(self.store, cause, shared, absent, rows, batch)
             try:
                 handler = self._handler(command)
                 digest = self._digest(command)

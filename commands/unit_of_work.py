@@ -22,6 +22,7 @@ class UnitOfWork:
         shared: dict[UUID, Aggregate[Any]] | None = None,
         absent: set[UUID] | None = None,
         batch_rows: dict[str, list[Any]] | None = None,
+        batch: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.cause = cause
@@ -30,6 +31,7 @@ class UnitOfWork:
         self._absent = absent if absent is not None else set()  # ids known not to exist
         self.rows: dict[str, list[Any]] = {}  # saved beside the events (e.g. usage keys)
         self._batch_rows = batch_rows  # a group commit's rows, from earlier commands
+        self.batch = batch if batch is not None else {}  # what a group commit's handlers share
 
     @property
     def now(self) -> Any:

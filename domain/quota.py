@@ -471,6 +471,12 @@ class Quota(Aggregate[QuotaState]):
         self.record_usage(tally, cause, frozenset({idempotency_key} if refused_before else ()))
         return self.outcome(cause.occurred_at, allowed=reason is None, reason=reason)
 
+    def refusal(self, amount: int, at: datetime, granted: bool = False) -> str | None:
+        """Why a usage of value `amount` at `at` would be refused now (None: it would count);
+        records nothing."""
+        fact = UsageFact.model_construct(key="", value=amount, at=at)
+        return UsageTally.open(self, at, granted).refusal(fact)
+
     def record_usage(
         self, tally: UsageTally, cause: Cause, refused_before: frozenset[str] = frozenset()
     ) -> None:

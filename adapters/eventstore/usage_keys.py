@@ -49,15 +49,17 @@ class KeyedPostgresRecorder(PostgresApplicationRecorder):
     def table(self, name: str) -> Any:
         return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
 
-    def _insert_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
-        for table in (KEYS, REFUSALS):
-            rows = kwargs.get(table) or ()
-            insert = SQL("INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k").format(
-                self.table(table)
-            )
-            for (app_id, at), keys in _grouped(rows).items():  # one statement per batch
-                curs.execute(insert, (app_id, at, keys))
-        super()._insert_events(curs, stored_events, **kwargs)
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[Any], **kwargs: Any) -> None:
+        # After the events (so a collision of events stays the first error of the pipeline),
+        # on a cursor of its own (the events' cursor still holds their notification ids).
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        with curs.connection.cursor() as keys_cursor:
+            for table in (KEYS, REFUSALS):
+                insert = SQL(
+                    "INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k"
+                ).format(self.table(table))
+                for (app_id, at), keys in _grouped(kwargs.get(table) or ()).items():
+                    keys_cursor.execute(insert, (app_id, at, keys))
 
 
 class KeyedSQLiteRecorder(SQLiteApplicationRecorder):

@@ -27,7 +27,8 @@ class ConsumeQuota(QuotaCommand):
 
 
 def consume_quota_handler(keys: UsageKeys) -> Any:
-    """The handler, with the port that knows the keys already counted."""
+    """The handler, with the port that knows the keys already counted. In a group commit,
+    the first consume asks about the keys of every consume of the batch in one query."""
 
     def consume_quota(command: ConsumeQuota, uow: UnitOfWork) -> dict[str, Any]:
         """Roll the window over if the clock passed its end, then consume. The reply is the
@@ -36,22 +37,37 @@ def consume_quota_handler(keys: UsageKeys) -> Any:
         key, app_id = command.idempotency_key, command.app_id
         if quota.window_ended(uow.now):
             quota.reset(uow.cause)
-        if keys.counted(app_id, [key]):
+        if key in _counted(keys, command, uow):
             duplicate = quota.outcome(uow.now, allowed=True, duplicate=True)
             return _reply(quota, duplicate.model_dump(mode="json"))
         granted = not quota.state.enabled and _feature_granted(command, uow)
-        refused_before = bool(keys.refused(app_id, [key]))
+        hard_refusal = quota.refusal(command.amount, uow.now, granted) == HARD_LIMIT_EXCEEDED
+        refused_before = hard_refusal and bool(keys.refused(app_id, [key]))
         outcome = quota.consume(
             command.amount, key, uow.cause, granted=granted, refused_before=refused_before
         )
         row = [(app_id, key, uow.now)]
         if outcome.allowed:
             uow.record_rows("usage_keys", row)
+            uow.batch.get("counted_usage_keys", set()).add(key)  # a later repeat in the batch
         elif outcome.reason == HARD_LIMIT_EXCEEDED and not refused_before:
             uow.record_rows("usage_refusals", row)
         return _reply(quota, outcome.model_dump(mode="json"))
 
     return consume_quota
+
+
+def _counted(keys: UsageKeys, command: ConsumeQuota, uow: UnitOfWork) -> set[str]:
+    """The keys already counted among this command's (or, in a group commit, among every
+    consume of the batch, asked once and kept for the batch)."""
+    batch = uow.batch
+    if "commands" not in batch:
+        return keys.counted(command.app_id, [command.idempotency_key])
+    known: set[str] | None = batch.get("counted_usage_keys")
+    if known is None:
+        wanted = [c.idempotency_key for c in batch["commands"] if isinstance(c, ConsumeQuota)]
+        known = batch["counted_usage_keys"] = keys.counted(command.app_id, wanted)
+    return known
 
 
 def _reply(quota: Quota, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ def test_the_worker_fires_alerts_without_sync_and_hands_over(
     async def scenario() -> None:
         stop_first, stop_second = asyncio.Event(), asyncio.Event()
         running = asyncio.create_task(first.run(stop_first))
+        await _until(lambda: first.lock.still_held())
         waiting = asyncio.create_task(second.run(stop_second))
         await _until(lambda: triggered(system) == 1)
         assert first.lock.still_held() and not second.lock.still_held()

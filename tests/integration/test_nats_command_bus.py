@@ -452,7 +452,7 @@ def test_r2_every_command_delivered_three_times_totals_exact(
             for e in system.ledger.recorder.select_events(quota.id)
         )
         # each delivered command recorded once: 20 consumed, 10 refused
-        assert kinds["QuotaConsumed"] == 20 and kinds["QuotaExceeded"] == 10, kinds
+        assert kinds["UsageRecorded"] == 20 and kinds["QuotaExceeded"] == 10, kinds
 
 
 # --- outages and stopping ------------------------------------------------------------------------

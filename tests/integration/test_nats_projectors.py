@@ -81,7 +81,7 @@ def test_command_to_event_to_relay_to_nats_to_projector_to_read_model(
     asyncio.run(scenario())
     live = read_model(nats_system.views)
     assert sum(row["n"] for row in live["event_counts"]) == len(committed(nats_system))
-    assert {"QuotaConsumed", "SubscriptionStarted", "PlanDefined"} <= {
+    assert {"UsageRecorded", "SubscriptionStarted", "PlanDefined"} <= {
         row["event_type"] for row in live["event_counts"]
     }
     assert live == rebuild_from_scratch(nats_system, pg_url, other_schema)
