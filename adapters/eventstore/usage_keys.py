@@ -55,9 +55,9 @@ class KeyedPostgresRecorder(PostgresApplicationRecorder):
         super()._insert_stored_events(curs, stored_events, **kwargs)
         with curs.connection.cursor() as keys_cursor:
             for table in (KEYS, REFUSALS):
-                insert = SQL(
-                    "INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k"
-                ).format(self.table(table))
+                insert = SQL("INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k").format(
+                    self.table(table)
+                )
                 for (app_id, at), keys in _grouped(kwargs.get(table) or ()).items():
                     keys_cursor.execute(insert, (app_id, at, keys))
 

@@ -27,12 +27,12 @@ from domain.quota import (
     Quota,
     QuotaConfigured,
     QuotaConsumed,
-    UsageRecorded,
     QuotaDisabled,
     QuotaExceeded,
     QuotaReconfigured,
     QuotaReset,
     SoftLimitReached,
+    UsageRecorded,
     quota_id,
 )
 from tests.factories import T0, cause, embedded_system, ok
