@@ -138,23 +138,57 @@ def _window(data: dict[str, Any]) -> tuple[str | None, str | None]:
     return str(window["start"]), str(window["end"])
 
 
+_BUCKET_TABLES: dict[str, tuple[list[str], list[str]]] = {
+    BUCKETS: (
+        [
+            "app_id TEXT NOT NULL",
+            "tenant_id TEXT NOT NULL",
+            "feature_key TEXT NOT NULL",
+            "granularity TEXT NOT NULL",
+            "bucket_start TEXT NOT NULL",
+            "quantity BIGINT NOT NULL DEFAULT 0",
+            "events BIGINT NOT NULL DEFAULT 0",
+        ],
+        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
+    ),
+    BUCKET_VALUES: (
+        [
+            "app_id TEXT NOT NULL",
+            "tenant_id TEXT NOT NULL",
+            "feature_key TEXT NOT NULL",
+            "granularity TEXT NOT NULL",
+            "bucket_start TEXT NOT NULL",
+            "value BIGINT NOT NULL",
+        ],
+        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start", "value"],
+    ),
+    BUCKET_LATEST: (
+        [
+            "app_id TEXT NOT NULL",
+            "tenant_id TEXT NOT NULL",
+            "feature_key TEXT NOT NULL",
+            "granularity TEXT NOT NULL",
+            "bucket_start TEXT NOT NULL",
+            "occurred_at TEXT NOT NULL",
+            "position BIGINT NOT NULL",
+        ],
+        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
+    ),
+}
+
+
+def _with_group(columns: list[str], key: list[str]) -> tuple[list[str], list[str]]:
+    """A bucket table's grouped twin: the same columns and key, with the group after the
+    bucket's start."""
+    grouped_columns = [*columns[:5], "group_key TEXT NOT NULL", *columns[5:]]
+    return grouped_columns, [*key[:5], "group_key", *key[5:]]
+
+
 class UsageProjector(Projector):
     """Builds the usage buckets, facts and quota windows from quota events."""
 
     NAME: ClassVar[str] = "usage"
     TABLES: ClassVar[dict[str, tuple[list[str], list[str]]]] = {  # type: ignore[assignment]
-        BUCKETS: (
-            [
-                "app_id TEXT NOT NULL",
-                "tenant_id TEXT NOT NULL",
-                "feature_key TEXT NOT NULL",
-                "granularity TEXT NOT NULL",
-                "bucket_start TEXT NOT NULL",
-                "quantity BIGINT NOT NULL DEFAULT 0",
-                "events BIGINT NOT NULL DEFAULT 0",
-            ],
-            ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
-        ),
         WINDOWS: (
             [
                 "app_id TEXT NOT NULL",
@@ -184,87 +218,10 @@ class UsageProjector(Projector):
             ],
             ["app_id", "tenant_id", "feature_key", "occurred_at", "event_id"],
         ),
-        BUCKET_VALUES: (
-            [
-                "app_id TEXT NOT NULL",
-                "tenant_id TEXT NOT NULL",
-                "feature_key TEXT NOT NULL",
-                "granularity TEXT NOT NULL",
-                "bucket_start TEXT NOT NULL",
-                "value BIGINT NOT NULL",
-            ],
-            ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start", "value"],
-        ),
-        BUCKET_LATEST: (
-            [
-                "app_id TEXT NOT NULL",
-                "tenant_id TEXT NOT NULL",
-                "feature_key TEXT NOT NULL",
-                "granularity TEXT NOT NULL",
-                "bucket_start TEXT NOT NULL",
-                "occurred_at TEXT NOT NULL",
-                "position BIGINT NOT NULL",
-            ],
-            ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
-        ),
+        **_BUCKET_TABLES,
         **{
-            table: (
-                [*columns[:5], "group_key TEXT NOT NULL", *columns[5:]],
-                [*key[:5], "group_key", *key[5:]],
-            )
-            for table, (columns, key) in (
-                (
-                    GROUP_BUCKETS,
-                    (
-                        [
-                            "app_id TEXT NOT NULL",
-                            "tenant_id TEXT NOT NULL",
-                            "feature_key TEXT NOT NULL",
-                            "granularity TEXT NOT NULL",
-                            "bucket_start TEXT NOT NULL",
-                            "quantity BIGINT NOT NULL DEFAULT 0",
-                            "events BIGINT NOT NULL DEFAULT 0",
-                        ],
-                        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
-                    ),
-                ),
-                (
-                    GROUP_VALUES,
-                    (
-                        [
-                            "app_id TEXT NOT NULL",
-                            "tenant_id TEXT NOT NULL",
-                            "feature_key TEXT NOT NULL",
-                            "granularity TEXT NOT NULL",
-                            "bucket_start TEXT NOT NULL",
-                            "value BIGINT NOT NULL",
-                        ],
-                        [
-                            "app_id",
-                            "tenant_id",
-                            "feature_key",
-                            "granularity",
-                            "bucket_start",
-                            "value",
-                        ],
-                    ),
-                ),
-                (
-                    GROUP_LATEST,
-                    (
-                        [
-                            "app_id TEXT NOT NULL",
-                            "tenant_id TEXT NOT NULL",
-                            "feature_key TEXT NOT NULL",
-                            "granularity TEXT NOT NULL",
-                            "bucket_start TEXT NOT NULL",
-                            "occurred_at TEXT NOT NULL",
-                            "position BIGINT NOT NULL",
-                        ],
-                        ["app_id", "tenant_id", "feature_key", "granularity", "bucket_start"],
-                    ),
-                ),
-            )
+            grouped: _with_group(*_BUCKET_TABLES[plain])
+            for plain, grouped in zip(PLAIN, GROUPED, strict=True)
         },
     }
     HANDLES: ClassVar[frozenset[str]] = frozenset(
