@@ -198,7 +198,7 @@ def check_explain(reader: httpx.Client, invoice: dict[str, Any]) -> None:
     assert len(usage_lines) == 2
     for line in usage_lines:
         assert line["usage"]["quantity"] == 2101 and line["usage"]["events"] == 3, line
-        assert [event["type"] for event in line["events"]] == ["QuotaConsumed"] * 3
+        assert [event["type"] for event in line["events"]] == ["UsageRecorded"] * 3
         assert all(0 < event["position"] <= cutoff for event in line["events"]), line
         assert line["usage"]["last_position"] <= cutoff
         assert line["unresolved_event_ids"] == []
