@@ -27,6 +27,9 @@ class AlertsWorker:
     ) -> None:
         self.evaluator, self.lock, self.poll_seconds = evaluator, lock, poll_seconds
 
+    def stop(self) -> None:
+        """Nothing to interrupt: `run` ends when its stop event is set."""
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if not await wait_for_lock(self.lock, stop, self.poll_seconds):

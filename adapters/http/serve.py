@@ -35,10 +35,11 @@ log = structlog.get_logger(__name__)
 
 
 def _workers(system: System) -> list[Any]:
-    """The relay and a projector worker per read model, when NATS is configured."""
+    """The relay, a projector worker per read model and the alerts worker, when NATS is
+    configured."""
     if not system.settings.nats_url or not system.settings.serve_workers:
         return []  # embedded delivery, or workers run as `tally worker ...` (scale-out)
-    from adapters.nats.workers import build_projector_worker, build_relay
+    from adapters.nats.workers import build_alerts_worker, build_projector_worker, build_relay
 
     relay = build_relay(system)
     system.bus.on_commit.append(relay.wake)  # publish right after each commit here
@@ -47,7 +48,7 @@ def _workers(system: System) -> list[Any]:
         build_projector_worker(system, projector.NAME, projector)
         for projector in system.runner.projectors
     ]
-    return workers
+    return [*workers, build_alerts_worker(system)]
 
 
 def build(system: System) -> FastAPI:

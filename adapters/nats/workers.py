@@ -114,18 +114,19 @@ def run_projector(name: str) -> None:
         system.close()
 
 
+def build_alerts_worker(system: System) -> Any:
+    """The alert evaluator's worker (one active per read-model store)."""
+    from adapters.alerts.worker import AlertsWorker, evaluator_of
+
+    return AlertsWorker(evaluator_of(system), _lock(system, "alerts"), poll_seconds=0.25)
+
+
 def run_alerts() -> None:
     """`tally worker alerts`."""
-    from adapters.alerts.worker import AlertsWorker, evaluator_of
     from adapters.bootstrap import bootstrap
 
     system = bootstrap(deliver_in_process=False)
     try:
-        worker = AlertsWorker(
-            evaluator_of(system),
-            _lock(system, "alerts"),
-            poll_seconds=0.25,
-        )
-        run_until_signalled(worker.run)
+        run_until_signalled(build_alerts_worker(system).run)
     finally:
         system.close()
