@@ -78,3 +78,18 @@ async def _until(condition: object, seconds: float = 10) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+def test_serve_runs_the_alerts_worker_beside_the_relay_and_projectors(
+    pg_url: str, pg_schema: str, clock: SettableClock
+) -> None:
+    from adapters.http.serve import _workers
+
+    settings = Settings(database_url=pg_url, nats_url="nats://127.0.0.1:4222")
+    system = bootstrap(settings, clock, schema=pg_schema, deliver_in_process=False)
+    try:
+        workers = _workers(system)
+        assert sum(isinstance(worker, AlertsWorker) for worker in workers) == 1
+        assert len(workers) == 2 + len(system.runner.projectors)  # relay, projectors, alerts
+    finally:
+        system.close()
