@@ -262,11 +262,17 @@ def usage_lines(point: BillingPoint, usage: Mapping[str, UsageTotal]) -> list[In
     return lines
 
 
+def rated_lines(spec: FeatureSpec, total: UsageTotal, period: Period) -> list[InvoiceLine]:
+    """The usage lines of one feature's total over a period (none without overage model)."""
+    rating = rate_feature(spec, total.quantity)
+    return [] if rating is None else _rated_lines(spec, total, rating, period)
+
+
 def _rated_lines(
     spec: FeatureSpec, total: UsageTotal, rating: Rating, period: Period
 ) -> list[InvoiceLine]:
     evidence = UsageEvidence(
-        **total.model_dump(exclude={"event_ids"}), included=included_units(spec)
+        **total.model_dump(exclude={"event_ids"}), included=included_units(spec), spec=spec
     )
     lines = []
     for index, rated in enumerate(rating.lines):

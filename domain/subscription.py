@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -10,6 +11,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
+from domain.billed_usage import KEPT_FOR, BilledUsage, UsageAdjustment
 from domain.catalog import PlanTerms
 from domain.errors import InvalidTransition, InvalidValue, SubscriptionAlreadyActive
 from domain.money import Money
@@ -60,6 +62,8 @@ class SubscriptionState(AggregateState):
     previous_period: Period | None = None  # the paid period before the current one
     previous_terms: PlanTerms | None = None  # the terms in force at its end
     invoiced_through: datetime | None = None  # the last billing point invoiced
+    recent_invoices: list[UUID] = Field(default_factory=list)  # the last RECENT_INVOICES
+    billed_usage: list[BilledUsage] = Field(default_factory=list)  # still correctable
     pending_prorations: list[ProrationItem] = Field(default_factory=list)
     period_event_ids: list[str] = Field(default_factory=list)  # what shaped this period
 
@@ -179,6 +183,11 @@ class SeatsChanged(SubscriptionEvent):
         state.period_event_ids.append(str(self.event_id))
 
 
+RECENT_INVOICES = 40
+"""How many of its latest invoices a subscription remembers (late usage is corrected on the
+next invoice for up to 35 days: 40 covers daily periods)."""
+
+
 class SubscriptionInvoiced(SubscriptionEvent):
     """The invoice of a billing point was drafted; its pending prorations are on it."""
 
@@ -186,12 +195,30 @@ class SubscriptionInvoiced(SubscriptionEvent):
     point: datetime | None = None  # None for an immediate proration invoice
     invoice_id: UUID
     prorations_billed: int = 0
+    usage: list[BilledUsage] = Field(default_factory=list)  # what it billed of usage
+    adjustments: list[UsageAdjustment] = Field(default_factory=list)  # late usage corrected
 
     def apply(self, aggregate: Any) -> None:
         state = aggregate.state
         if self.point is not None:
             state.invoiced_through = self.point
         state.pending_prorations = state.pending_prorations[self.prorations_billed :]
+        state.recent_invoices = [*state.recent_invoices, self.invoice_id][-RECENT_INVOICES:]
+        kept = [u for u in state.billed_usage if u.period.end + KEPT_FOR > self.timestamp]
+        state.billed_usage = [_adjusted(u, self.adjustments) for u in kept] + self.usage
+
+
+def _adjusted(billed: BilledUsage, adjustments: list[UsageAdjustment]) -> BilledUsage:
+    """The billed usage with the adjustments made for it added up."""
+    mine = [
+        a.amount
+        for a in adjustments
+        if (a.invoice_id, a.feature_key) == (billed.invoice_id, billed.feature_key)
+    ]
+    if not mine:
+        return billed
+    total = sum(mine, billed.adjusted or Money.zero(billed.amount.currency))
+    return billed.model_copy(update={"adjusted": total})
 
 
 class PlanChangeScheduled(SubscriptionEvent):
@@ -576,10 +603,17 @@ class Subscription(Aggregate[SubscriptionState]):
         )
 
     def record_invoice(
-        self, invoice_id: UUID, cause: Cause, point: datetime | None, prorations_billed: int
+        self,
+        invoice_id: UUID,
+        cause: Cause,
+        point: datetime | None,
+        prorations_billed: int,
+        usage: Sequence[BilledUsage] = (),
+        adjustments: Sequence[UsageAdjustment] = (),
     ) -> None:
         """An invoice now holds this billing point (or, with no point, the first
-        `prorations_billed` pending prorations)."""
+        `prorations_billed` pending prorations), the usage it billed and the late-usage
+        adjustments it made."""
         if not 0 <= prorations_billed <= len(self.state.pending_prorations):
             raise InvalidValue("more prorations billed than pending", field="prorations")
         self._trigger(
@@ -588,6 +622,8 @@ class Subscription(Aggregate[SubscriptionState]):
             point=point,
             invoice_id=invoice_id,
             prorations_billed=prorations_billed,
+            usage=list(usage),
+            adjustments=list(adjustments),
         )
 
     def mark_past_due(self, cause: Cause, reason: str | None = None) -> None:

@@ -41,19 +41,22 @@ def usage_cutoff(system: System, timeout: float = CATCH_UP_SECONDS) -> int:
     return system.usage_reader.wait_for(head, timeout)
 
 
-def usage_wanted(aggregate: Any) -> Wanted | None:
+def usage_wanted(aggregate: Any) -> list[Wanted]:
     """The usage a subscription's next invoice will read: that of its due billing point,
-    else (a renewal is due) of the period ending, under the terms in force."""
+    else (a renewal is due) of the period ending, under the terms in force; and that of the
+    periods it already billed, which the invoice re-reads for late usage."""
     if not isinstance(aggregate, Subscription):
-        return None
+        return []
     state = aggregate.state
     point = next_billing_point(state)
     period = point.usage_period if point is not None else state.current_period
     terms = point.usage_terms if point is not None else state.terms
     features = [(f.key, f.meter.value) for f in priced_features(terms)]
-    if period is None or not features:
-        return None
-    return state.tenant_id, features, period
+    wanted: list[Wanted] = (
+        [] if period is None or not features else [(state.tenant_id, features, period)]
+    )
+    billed = [(state.tenant_id, [(b.feature_key, b.meter)], b.period) for b in state.billed_usage]
+    return wanted + billed
 
 
 def run_billing(
@@ -92,7 +95,7 @@ def run_billing(
             loaded: dict[UUID, Any],
         ) -> list[Outcome]:
             absent = lookups - existing(system.ledger.recorder, lookups)
-            wanted = [w for w in map(usage_wanted, loaded.values()) if w is not None]
+            wanted = [w for aggregate in loaded.values() for w in usage_wanted(aggregate)]
             system.usage_reader.prefetch(app_id, wanted, cutoff)
             try:
                 outcomes = system.bus.handle_many(commands, at, run.touched, absent, loaded)

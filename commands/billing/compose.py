@@ -30,6 +30,7 @@ from domain.billing_settings import BillingSettings, BillingSettingsTerms, billi
 from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_discounts_id
 from domain.invoice import InvoiceLine, LineKind, compute_totals
 from domain.money import Money
+from domain.recompute import adjustment_line, correction
 from domain.subscription import Subscription
 from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_discount
 
@@ -67,7 +68,8 @@ def compose(
     preview), else the coupons record what they take off this invoice."""
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
-    lines = fee_lines(state, point) + usage_lines(point, usage) + proration_lines(state)
+    late = late_usage_lines(ports.usage, subscription, cutoff)
+    lines = fee_lines(state, point) + usage_lines(point, usage) + late + proration_lines(state)
     return ComposedInvoice(
         lines=finish(uow, subscription, lines, invoice_id),
         prorations_billed=len(state.pending_prorations),
@@ -95,6 +97,22 @@ def read_usage(
         return {}
     state = subscription.state
     return reader.totals(state.app_id, state.tenant_id, features, point.usage_period, cutoff)
+
+
+def late_usage_lines(
+    reader: UsageReader, subscription: Subscription, cutoff: int | None
+) -> list[InvoiceLine]:
+    """Corrections for usage that reached an already invoiced period (domain/recompute.py):
+    each billed feature re-read up to this invoice's cut-off."""
+    state = subscription.state
+    lines: list[InvoiceLine] = []
+    for billed in state.billed_usage:
+        features = [(billed.feature_key, billed.meter)]
+        total = reader.totals(state.app_id, state.tenant_id, features, billed.period, cutoff)
+        amount = correction(billed, total[billed.feature_key])
+        if amount.amount != 0:
+            lines.append(adjustment_line(billed, amount, total[billed.feature_key]))
+    return lines
 
 
 def discount_lines(

@@ -19,6 +19,7 @@ from commands.subscriptions.target import SubscriptionCommand
 from commands.unit_of_work import UnitOfWork
 from domain.billing import BillingPoint, next_billing_point, subscription_invoice_id
 from domain.invoice import Invoice
+from domain.recompute import adjustments_of, billed_usage
 from domain.subscription import Subscription
 
 
@@ -68,7 +69,14 @@ def draft_point_invoice(
     state = subscription.state
     invoice_id = subscription_invoice_id(state.app_id, subscription.id, point.at)
     composed = compose(uow, subscription, point, ports, cutoff=cutoff, invoice_id=invoice_id)
-    subscription.record_invoice(invoice_id, uow.cause, point.at, composed.prorations_billed)
+    subscription.record_invoice(
+        invoice_id,
+        uow.cause,
+        point.at,
+        composed.prorations_billed,
+        usage=billed_usage(invoice_id, composed.lines, cutoff),
+        adjustments=adjustments_of(composed.lines),
+    )
     if not composed.lines:
         return None
     origin = "final" if point.kind == "final" else "subscription"

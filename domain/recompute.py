@@ -1,0 +1,88 @@
+"""Recompute and diff: usage that arrives after its period was invoiced is billed as a
+correction on the next invoice, never by editing the finalized one.
+
+For each usage feature an invoice billed (a `BilledUsage` the subscription keeps), the next
+invoice re-rates the period's usage as the facts stand at its own cut-off, with the feature
+as it was priced; the recomputed amount less what was billed and less what earlier
+corrections already added is an `adjustment` line (either sign: late usage under `latest`
+or `max` can lower a quantity), citing the usage facts and carrying the recomputed evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from domain.billed_usage import BilledUsage, UsageAdjustment
+from domain.billing import UsageTotal, rated_lines
+from domain.invoice import InvoiceLine, LineKind
+from domain.money import Money
+
+
+def billed_usage(
+    invoice_id: UUID, lines: Sequence[InvoiceLine], cutoff: int | None
+) -> list[BilledUsage]:
+    """What an invoice's usage lines billed, per feature (lines priced with their spec)."""
+    found: dict[str, BilledUsage] = {}
+    for line in lines:
+        evidence = line.usage
+        if line.kind is not LineKind.USAGE or evidence is None or evidence.spec is None:
+            continue
+        if line.period is None:
+            continue
+        known = found.get(evidence.feature_key)
+        amount = line.amount if known is None else known.amount + line.amount
+        found[evidence.feature_key] = BilledUsage(
+            invoice_id=invoice_id,
+            feature_key=evidence.feature_key,
+            meter=evidence.meter,
+            period=line.period,
+            spec=evidence.spec,
+            amount=amount,
+            cutoff=cutoff,
+        )
+    return list(found.values())
+
+
+def recomputed_amount(billed: BilledUsage, total: UsageTotal) -> Money:
+    """The feature's usage amount for the period as the facts stand now."""
+    lines = rated_lines(billed.spec, total, billed.period)
+    return sum((line.amount for line in lines), Money.zero(billed.amount.currency))
+
+
+def correction(billed: BilledUsage, total: UsageTotal) -> Money:
+    """Recomputed - billed - already corrected (0 when nothing late changed the amount)."""
+    adjusted = billed.adjusted or Money.zero(billed.amount.currency)
+    return recomputed_amount(billed, total) - billed.amount - adjusted
+
+
+def adjustment_line(billed: BilledUsage, amount: Money, total: UsageTotal) -> InvoiceLine:
+    """The correction as a line of the next invoice, citing the facts of the period."""
+    evidence = rated_lines(billed.spec, total, billed.period)
+    usage = evidence[0].usage if evidence else None
+    invoice = billed.number_text or str(billed.invoice_id)
+    return InvoiceLine(
+        line_id=f"adjustment:{billed.invoice_id}:{billed.feature_key}",
+        kind=LineKind.ADJUSTMENT,
+        description=f"{billed.feature_key}: usage recorded after {invoice} was billed",
+        quantity=1,
+        unit_amount=amount,
+        amount=amount,
+        period=billed.period,
+        source_event_ids=list(total.event_ids),
+        usage=usage,
+        adjusts=billed.invoice_id,
+    )
+
+
+def adjustments_of(lines: Sequence[InvoiceLine]) -> list[UsageAdjustment]:
+    """The corrections an invoice's lines make, for the subscription to remember."""
+    return [
+        UsageAdjustment(
+            invoice_id=line.adjusts,
+            feature_key=line.usage.feature_key if line.usage else line.line_id.split(":")[-1],
+            amount=line.amount,
+        )
+        for line in lines
+        if line.kind is LineKind.ADJUSTMENT and line.adjusts is not None
+    ]

@@ -1,0 +1,108 @@
+"""Late usage: usage timed in a period already invoiced is billed as an adjustment line on
+the next invoice (citing the usage facts), never by editing the finalized invoice; each late
+fact is corrected once.
+
+Worked example (Lago, "Late events": https://docs.getlago.com/guide/events/ingesting-usage —
+events with a past timestamp are attached to the billing period their timestamp names; and
+Kill Bill invoice adjustments, https://docs.killbill.io/latest/invoice_subsystem.html, where a
+repair on a later invoice corrects an earlier one): 10 units at 25 cents in January billed on
+Feb 1 as 250; 4 more units timed January 20 arrive on Feb 3: the March 1 invoice carries
++100 for January besides February's own usage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from domain.clock import SettableClock
+from tests.factories import T0
+from tests.unit.http.support import Api
+
+PLAN = {
+    "plan_key": "meter",
+    "name": "Metered",
+    "base_price": {"amount": 1000, "currency": "USD"},
+    "base_fee_timing": "in_arrears",
+    "features": [
+        {
+            "key": "api",
+            "kind": "metered",
+            "enforcement": "soft",
+            "overage": {"model": "per_unit", "unit_price": {"amount": 25, "currency": "USD"}},
+        }
+    ],
+}
+
+
+def ok(response: Any, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def use(acme: Api, quantity: int, key: str, at: Any = None, status: str = "accepted") -> None:
+    event: dict[str, Any] = {"tenant_id": "t1", "feature_key": "api", "quantity": quantity}
+    if at is not None:
+        event["timestamp"] = at.isoformat()
+    answer = ok(acme.call("POST", "/v1/usage", json={**event, "idempotency_key": key}))
+    assert answer["results"][0]["status"] == status
+
+
+def run(acme: Api, clock: SettableClock, days: int) -> None:
+    clock.set(T0 + timedelta(days=days))
+    ok(acme.call("POST", "/v1/billing-runs", json={"until": clock.now().isoformat()}))
+
+
+def invoices(acme: Api) -> list[dict[str, Any]]:
+    listed = ok(acme.call("GET", "/v1/invoices?tenant_id=t1"))["invoices"]
+    return sorted(listed, key=lambda invoice: invoice["number"] or 0)
+
+
+def kinds(invoice: dict[str, Any]) -> list[tuple[str, int]]:
+    return [(line["kind"], line["amount"]["amount"]) for line in invoice["lines"]]
+
+
+def test_late_usage_is_an_adjustment_on_the_next_invoice_once(
+    acme: Api, clock: SettableClock
+) -> None:
+    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    clock.set(T0 + timedelta(days=10))
+    use(acme, 10, "jan-1")
+    run(acme, clock, 31)  # Feb 1: January billed
+    [january] = invoices(acme)
+    assert kinds(january) == [("base_fee", 1000), ("usage", 250)]
+
+    clock.set(T0 + timedelta(days=33))  # Feb 3
+    use(acme, 4, "jan-late", at=T0 + timedelta(days=19))  # timed January 20: late
+    use(acme, 2, "feb-1")
+    upcoming = ok(
+        acme.call("GET", f"/v1/subscriptions/{january['subscription_id']}/upcoming-invoice")
+    )
+    assert ("adjustment", 100) in kinds(upcoming)
+
+    run(acme, clock, 59)  # Mar 1: February billed, January corrected
+    january_again, february = invoices(acme)
+    assert january_again["lines"] == january["lines"]  # the finalized invoice is untouched
+    assert kinds(february) == [("base_fee", 1000), ("usage", 50), ("adjustment", 100)]
+    adjustment = february["lines"][2]
+    assert adjustment["adjusts"] == january["invoice_id"]
+    assert adjustment["period"] == january["lines"][1]["period"]
+    explained = ok(acme.call("GET", f"/v1/invoices/{february['invoice_id']}/explain"))
+    cited = explained["lines"][2]["events"]
+    assert {event["idempotency_key"] for event in cited} == {"jan-1", "jan-late"}
+
+    run(acme, clock, 90)  # Apr 1: nothing late any more, nothing corrected again
+    march = invoices(acme)[-1]
+    assert kinds(march) == [("base_fee", 1000), ("usage", 0)]  # no adjustment again
+
+
+def test_a_recompute_finding_no_change_adds_no_line(acme: Api, clock: SettableClock) -> None:
+    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    clock.set(T0 + timedelta(days=10))
+    use(acme, 3, "a")
+    run(acme, clock, 31)
+    clock.set(T0 + timedelta(days=40))
+    use(acme, 3, "a", at=T0 + timedelta(days=10), status="duplicate")  # billed already
+    run(acme, clock, 59)
+    assert kinds(invoices(acme)[-1]) == [("base_fee", 1000), ("usage", 0)]
