@@ -20,6 +20,11 @@ from commands.coupons.create_coupon import CreateCoupon, create_coupon
 from commands.coupons.deactivate_coupon import DeactivateCoupon, deactivate_coupon
 from commands.coupons.redeem_coupon import RedeemCoupon, redeem_coupon
 
+# prepaid credits
+from commands.credits.expire_credit_grants import ExpireCreditGrants, expire_credit_grants
+from commands.credits.grant_credit import GrantCredit, grant_credit
+from commands.credits.void_credit_grant import VoidCreditGrant, void_credit_grant
+
 # entitlements
 from commands.entitlements.grant_feature import GrantFeature, grant_feature
 from commands.entitlements.revoke_feature import RevokeFeature, revoke_feature
@@ -133,6 +138,10 @@ HANDLERS: dict[type[Command], Handler] = {
     # alerts
     CreateAlert: create_alert,
     DeleteAlert: delete_alert,
+    # prepaid credits
+    GrantCredit: grant_credit,
+    VoidCreditGrant: void_credit_grant,
+    ExpireCreditGrants: expire_credit_grants,
 }
 
 

@@ -10,6 +10,7 @@ from domain.balance import CreditBalance
 from domain.base import Aggregate
 from domain.billing_settings import BillingSettings
 from domain.coupon import Coupon
+from domain.credit_grant import TenantCredits
 from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
@@ -37,4 +38,5 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     CreditBalance,
     Alert,
     MeterCatalog,
+    TenantCredits,
 )

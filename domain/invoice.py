@@ -10,7 +10,8 @@ Totals rule (documented once, used everywhere; docs/pricing.md "Invoice totals")
 - tax_total = sum of tax lines, exclusive and inclusive; inclusive tax is already inside
   the lines it taxes, so it is reported but not added again;
 - total = subtotal - discount_total + exclusive tax;
-- amount_due = max(total - balance_applied, 0): the tenant's credit balance is drawn last.
+- amount_due = max(total - credits_applied - balance_applied, 0): prepaid credit grants
+  (domain/credit_grant.py) are drawn first, then the tenant's credit balance.
 
 An invoice whose total is below zero (a downgrade's proration) finalizes with amount_due 0;
 the rest (`balance_created`) becomes the tenant's credit balance, drawn on the next invoice.
@@ -28,7 +29,6 @@ from uuid import UUID
 from pydantic import ConfigDict, Field, model_validator
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
-from domain.catalog import FeatureSpec
 from domain.clock import ensure_aware
 from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, InvoiceFrozen
 from domain.money import Money, validate_currency
@@ -85,7 +85,6 @@ class UsageEvidence(FrozenValue):
     last_position: int | None = None
     first_at: str | None = None
     last_at: str | None = None
-    spec: FeatureSpec | None = None  # the feature as priced: the invoice can be recomputed
 
 
 class InvoiceLine(FrozenValue):
@@ -109,7 +108,6 @@ class InvoiceLine(FrozenValue):
     applies_to: str | None = None
     tax_inclusive: bool = False
     usage: UsageEvidence | None = None
-    adjusts: UUID | None = None  # an adjustment: the earlier invoice it corrects
 
     @model_validator(mode="after")
     def _amounts(self) -> InvoiceLine:
@@ -189,6 +187,7 @@ class InvoiceState(AggregateState):
     number_text: str | None = None
     totals: InvoiceTotals | None = None  # frozen at finalize
     amount_due: Money | None = None  # frozen at finalize
+    credits_applied: Money | None = None  # drawn from prepaid credit grants at finalize
     balance_applied: Money | None = None
     balance_created: Money | None = None
     origin: str = "manual"
@@ -264,6 +263,7 @@ class InvoiceFinalized(FinalizedInvoiceEvent):
     inclusive_tax: Money | None = None
     lines: list[InvoiceLine]
     amount_due: Money | None = None  # None in events from before credit balances: = total
+    credits_applied: Money | None = None  # None in events from before credit grants: none
     balance_applied: Money | None = None
     balance_created: Money | None = None
 
@@ -281,6 +281,7 @@ class InvoiceFinalized(FinalizedInvoiceEvent):
             inclusive_tax=self.inclusive_tax,
         )
         state.amount_due = self.amount_due if self.amount_due is not None else self.total
+        state.credits_applied = self.credits_applied
         state.balance_applied = self.balance_applied
         state.balance_created = self.balance_created
         state.finalized_at = self.timestamp
@@ -404,14 +405,19 @@ class Invoice(Aggregate[InvoiceState]):
         return self.totals.total
 
     def finalize(
-        self, numbering: InvoiceNumbering, cause: Cause, balance: Money | None = None
+        self,
+        numbering: InvoiceNumbering,
+        cause: Cause,
+        balance: Money | None = None,
+        credits: Money | None = None,
     ) -> int:
         """Freeze lines and totals and take the app's next number; returns the number.
 
         `balance` is the tenant's credit balance in this currency (drawn first; a negative
         total adds to it, see split_due). Load the numbering in the same unit of work: its
         optimistic concurrency keeps the numbers unique and gap-free when invoices are
-        finalized concurrently.
+        finalized concurrently. `credits` is what prepaid credit grants pay (drawn before the
+        balance; at most the total).
         """
         self._require_draft("finalize")
         if not self.state.lines:
@@ -419,7 +425,11 @@ class Invoice(Aggregate[InvoiceState]):
         totals = compute_totals(self.state.currency, self.state.lines)
         if numbering.state.app_id != self.state.app_id:
             raise InvalidValue("invoice numbering belongs to another app", field="app_id")
-        applied, due, created = split_due(totals.total, balance or Money.zero(self.state.currency))
+        zero = Money.zero(self.state.currency)
+        drawn = credits or zero
+        if drawn.amount < 0 or drawn > max(totals.total, zero):
+            raise InvalidValue("credits applied exceed the invoice total", field="credits_applied")
+        applied, due, created = split_due(totals.total - drawn, balance or zero)
         number = numbering.assign(self.id, cause)
         self._trigger(
             InvoiceFinalized,
@@ -433,6 +443,7 @@ class Invoice(Aggregate[InvoiceState]):
             total=totals.total,
             lines=list(self.state.lines),
             amount_due=due,
+            credits_applied=drawn,
             balance_applied=applied,
             balance_created=created,
             **self._context(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections.alerts.projector import AlertsProjector
 from projections.base import Projector
+from projections.credits.projector import CreditsProjector
 from projections.entitlements.projector import EntitlementsProjector
 from projections.ports import EntitlementCache
 from projections.revenue.projector import RevenueProjector
@@ -17,12 +18,14 @@ def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     projectors.append(UsageProjector())
     projectors.append(RevenueProjector())
     projectors.append(AlertsProjector())
+    projectors.append(CreditsProjector())
     return projectors
 
 
 def load_queries() -> None:
     """Import every query module so their @query registrations exist."""
     import projections.alerts.queries
+    import projections.credits.queries
     import projections.entitlements.queries
     import projections.revenue.queries
     import projections.usage.queries  # noqa: F401

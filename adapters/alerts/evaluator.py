@@ -9,7 +9,11 @@ database's tracking table), the events it needs (a topic filter in the database)
   alert, once per batch, the upcoming invoice's total (commands/billing/upcoming.py);
 - QuotaReset: a new window (its thresholds re-arm);
 - CreditBalanceOpened / CreditBalanceMoved: the balance against credit_balance alerts; a
-  threshold re-arms when the balance rises above it.
+  threshold re-arms when the balance rises above it;
+- CreditGranted / CreditDrawn / CreditExpired / CreditVoided: the prepaid balance (what the
+  tenant's active credit grants in the currency hold, the events' `balance`) against the
+  same credit_balance alerts, watched as a balance of its own beside the CreditBalance
+  (subject `<tenant>:grants:<threshold>`, docs/credits.md): each fires and re-arms apart.
 
 Periods (what "once per period" counts in) and their `rank` (their order, see
 domain/alert.py):
@@ -66,7 +70,10 @@ USAGE_TOPICS = frozenset({"QuotaConsumed", "UsageRecorded"})
 RESET_TOPIC = "QuotaReset"
 BALANCE_OPENED, BALANCE_MOVED = "CreditBalanceOpened", "CreditBalanceMoved"
 DEFINITION_TOPICS = frozenset({AlertCreated.NAME, AlertDeleted.NAME})
-TOPICS = DEFINITION_TOPICS | USAGE_TOPICS | {RESET_TOPIC, BALANCE_OPENED, BALANCE_MOVED}
+GRANT_TOPICS = frozenset({"CreditGranted", "CreditDrawn", "CreditExpired", "CreditVoided"})
+TOPICS = (
+    DEFINITION_TOPICS | USAGE_TOPICS | GRANT_TOPICS | {RESET_TOPIC, BALANCE_OPENED, BALANCE_MOVED}
+)
 _EPOCH_ZERO = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -192,6 +199,8 @@ class Batch:
             self._reset(event, event.tenant_id)
         elif event.type in (BALANCE_OPENED, BALANCE_MOVED):
             self._balance(event, event.tenant_id)
+        elif event.type in GRANT_TOPICS:
+            self._balance(event, event.tenant_id, source="grants:")
 
     def watching(self, app_id: str, tenant_id: str, kind: AlertKind) -> list[Rule]:
         rules = self.rules.get(app_id, {}).values()
@@ -257,9 +266,10 @@ class Batch:
             period = _period_text(event.data.get("window") or {})
             self._open((event.app_id, tenant, f"usage:{feature}"), period, event)
 
-    def _balance(self, event: EventEnvelope, tenant: str) -> None:
+    def _balance(self, event: EventEnvelope, tenant: str, source: str = "") -> None:
         """Per threshold of the currency: its period opens when the balance rises above it
-        (a credit), and the balance at or below it is observed in that period."""
+        (a credit), and the balance at or below it is observed in that period. `source`
+        names a balance other than the CreditBalance ("grants:", the prepaid grants')."""
         balance, moved = event.data["balance"], event.data["amount"]
         currency, value = str(balance["currency"]), int(balance["amount"])
         before = value - int(moved["amount"])  # a balance opens from nothing
@@ -268,7 +278,7 @@ class Batch:
                 if threshold.amount is None or threshold.amount.currency != currency:
                     continue
                 level = threshold.amount.amount
-                key = (event.app_id, tenant, f"credit:{currency}:{level}")
+                key = (event.app_id, tenant, f"credit:{source}{currency}:{level}")
                 if before <= level < value:
                     self._open(key, "", event)
                 if value > level:
@@ -277,8 +287,10 @@ class Batch:
                 observation = _observation(
                     event,
                     tenant,
-                    subject=f"{tenant}:{threshold.key}",
-                    period_key=f"credit@{epoch.epoch}",
+                    subject=f"{tenant}:{source}{threshold.key}",
+                    period_key=f"credit:{source}@{epoch.epoch}"
+                    if source
+                    else f"credit@{epoch.epoch}",
                     rank=epoch.epoch,
                     start=epoch.opened_at,
                     end=None,

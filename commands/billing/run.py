@@ -9,7 +9,9 @@ due instant before acting, so every event carries the time it fell due):
   out a cancel scheduled for the period end or applies a plan change scheduled for it;
 - a quota whose window ended: `reset_quota`;
 - a draft whose grace period ended: `finalize_invoice`;
-- an open invoice whose `next_retry_at` came: `retry_invoice_payment` (dunning).
+- an open invoice whose `next_retry_at` came: `retry_invoice_payment` (dunning);
+- a tenant's credit grant whose `expires_at` came: `expire_credit_grants` (what is left
+  lapses, CreditExpired).
 An invoice due at an instant comes before a renewal at the same instant. Paused, canceled
 and expired subscriptions have nothing due but their final invoice. Usage is counted up to
 `cutoff`, the log position the usage read model had applied when the run started (the
@@ -31,6 +33,7 @@ from uuid import UUID
 from commands.base import Command
 from commands.billing.invoice_subscription import InvoiceSubscription
 from commands.bus import CommandResult
+from commands.credits.expire_credit_grants import ExpireCreditGrants
 from commands.invoices.finalize_invoice import FinalizeInvoice
 from commands.invoices.retry_invoice_payment import RetryInvoicePayment
 from commands.quotas.reset_quota import ResetQuota
@@ -40,6 +43,7 @@ from domain.balance import balance_id
 from domain.billing import next_billing_point
 from domain.billing_settings import billing_settings_id
 from domain.clock import SettableClock
+from domain.credit_grant import TenantCredits, tenant_credits_id
 from domain.discount import subscription_discounts_id
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
@@ -51,7 +55,7 @@ MAX_ACTIONS = 10_000
 ACTOR = "billing-run"
 # what a run looks at: every subscription, the quotas no renewal resets, and the invoices
 # that may need something (drafts, payment retries); see the ownership index
-KINDS = ("subscription", "quota_standalone", "invoice_attention")
+KINDS = ("subscription", "quota_standalone", "invoice_attention", "credit_ledger")
 
 Due = tuple[datetime, int, str, UUID]  # (instant, order at that instant, action, id)
 Owned = Callable[[str, str], list[UUID]]  # (app_id, kind) -> aggregate ids
@@ -65,6 +69,7 @@ COUNTED = {
     "reset_quota": "quotas_reset",
     "finalize": "finalized",
     "retry_payment": "payments_retried",
+    "expire_credits": "credits_expired",
 }
 
 
@@ -108,8 +113,16 @@ def payment_retry_due(invoice: Any) -> Due | None:
     return invoice.state.next_retry_at, 3, "retry_payment", invoice.id
 
 
+def credits_due(ledger: Any) -> Due | None:
+    """A tenant's credit grants lapse at the earliest expires_at of one with something left."""
+    if not isinstance(ledger, TenantCredits):
+        return None
+    instant = ledger.due_expiry()
+    return None if instant is None else (instant, 2, "expire_credits", ledger.id)
+
+
 def due_of(aggregate: Any) -> Due | None:
-    for rule in (subscription_due, quota_due, invoice_due, payment_retry_due):
+    for rule in (subscription_due, quota_due, invoice_due, payment_retry_due, credits_due):
         found = rule(aggregate)
         if found is not None:
             return found
@@ -127,6 +140,8 @@ def due_command(
             feature_key=aggregate.state.feature_key,
             only_if_ended=True,
         )
+    if action == "expire_credits":
+        return ExpireCreditGrants(app_id=app_id, actor=actor, tenant_id=aggregate.state.tenant_id)
     if action == "finalize":
         return FinalizeInvoice(app_id=app_id, actor=actor, invoice_id=aggregate.id)
     if action == "retry_payment":
@@ -161,6 +176,7 @@ def lookups_of(aggregate: Any) -> list[UUID]:
         subscription_discounts_id(state.app_id, aggregate.id),
         billing_profile_id(state.app_id, state.tenant_id),
         balance_id(state.app_id, state.tenant_id, state.price.currency),
+        tenant_credits_id(state.app_id, state.tenant_id),
         billing_settings_id(state.app_id),
     ]
 
@@ -297,6 +313,8 @@ def _count(
     result = outcome.result
     if action == "renew" and result.get("status") == Status.CANCELED.value:
         counts["canceled"] += 1
+    elif action == "expire_credits":
+        counts["credits_expired"] += int(result.get("expired", 0))
     elif action not in ("invoice", "reset_quota") or result.get("invoiced") or result.get("reset"):
         counts[COUNTED[action]] += 1
     counts["quotas_reset"] += int(result.get("quotas_reset", 0)) if action == "renew" else 0
@@ -330,6 +348,7 @@ def _report(
         "invoiced": counts["invoiced"],
         "finalized": counts["finalized"],
         "payments_retried": counts["payments_retried"],
+        "credits_expired": counts["credits_expired"],
         "errors": errors,
         "complete": complete,
     }

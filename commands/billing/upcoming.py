@@ -17,6 +17,7 @@ from commands.unit_of_work import UnitOfWork
 from domain.balance import CreditBalance, balance_id
 from domain.base import Cause
 from domain.billing import upcoming_point
+from domain.credit_grant import TenantCredits, tenant_credits_id
 from domain.errors import NotFound
 from domain.invoice import compute_totals, split_due
 from domain.money import Money
@@ -41,9 +42,14 @@ def upcoming_invoice(
     currency = state.price.currency
     totals = compute_totals(currency, composed.lines)
     found = uow.find(CreditBalance, balance_id(app_id, state.tenant_id, currency))
-    applied, due, created = split_due(
-        totals.total, found.balance if found else Money.zero(currency)
+    ledger = uow.find(TenantCredits, tenant_credits_id(app_id, state.tenant_id))
+    zero = Money.zero(currency)
+    credits = (
+        min(ledger.available(currency, now), totals.total)
+        if ledger is not None and totals.total.amount > 0
+        else zero
     )
+    applied, due, created = split_due(totals.total - credits, found.balance if found else zero)
     period = point.period
     return {
         "invoice_id": None,
@@ -61,6 +67,7 @@ def upcoming_invoice(
         "tax_total": totals.tax_total.model_dump(),
         "total": totals.total.model_dump(),
         "amount_due": due.model_dump(),
+        "credits_applied": credits.model_dump(),
         "balance_applied": applied.model_dump(),
         "balance_created": created.model_dump(),
         "usage_cutoff": cutoff,

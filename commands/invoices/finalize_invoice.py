@@ -8,7 +8,9 @@ from commands.invoices.target import InvoiceCommand
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
 from domain.balance import CreditBalance, balance_id
-from domain.invoice import Invoice, InvoiceNumbering, invoice_numbering_id
+from domain.credit_grant import TenantCredits, tenant_credits_id
+from domain.invoice import Invoice, InvoiceNumbering, compute_totals, invoice_numbering_id
+from domain.money import Money
 
 
 class FinalizeInvoice(InvoiceCommand):
@@ -25,14 +27,31 @@ def finalize_invoice(command: FinalizeInvoice, uow: UnitOfWork) -> dict[str, Any
 def finalize_now(uow: UnitOfWork, invoice: Invoice) -> None:
     """Finalize with the app's numbering and the tenant's credit balance in the same unit
     of work: a concurrent finalize conflicts on the numbering's version and the bus retries
-    it with the next number; the balance drawn or created moves in the same transaction."""
+    it with the next number; the prepaid credit grants drawn (first) and the balance drawn
+    or created (then) move in the same transaction."""
     app_id, state = invoice.state.app_id, invoice.state
     numbering = uow.find(InvoiceNumbering, invoice_numbering_id(app_id))
     if numbering is None:
         numbering = uow.add(InvoiceNumbering.start(app_id, uow.cause))
     balance = uow.find(CreditBalance, balance_id(app_id, state.tenant_id, state.currency))
-    invoice.finalize(numbering, uow.cause, balance.balance if balance is not None else None)
+    credits = _draw_credits(uow, invoice)
+    invoice.finalize(
+        numbering, uow.cause, balance.balance if balance is not None else None, credits
+    )
     _move_balance(uow, invoice, balance)
+
+
+def _draw_credits(uow: UnitOfWork, invoice: Invoice) -> Money | None:
+    """Draw the tenant's credit grants in the invoice's currency, up to its total."""
+    state = invoice.state
+    ledger = uow.find(TenantCredits, tenant_credits_id(state.app_id, state.tenant_id))
+    if ledger is None:
+        return None
+    total = compute_totals(state.currency, state.lines).total
+    if total.amount <= 0:
+        ledger.expire_due(uow.cause)
+        return None
+    return ledger.draw(total, uow.cause, invoice_id=invoice.id)
 
 
 def _move_balance(uow: UnitOfWork, invoice: Invoice, balance: CreditBalance | None) -> None:

@@ -36,6 +36,7 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "tax_total": totals.tax_total.model_dump(),
         "total": totals.total.model_dump(),
         "amount_due": invoice.amount_due.model_dump(),
+        "credits_applied": _money(state.credits_applied),
         "balance_applied": _money(state.balance_applied),
         "balance_created": _money(state.balance_created),
         "origin": state.origin,

@@ -85,6 +85,7 @@ class World:
     subscription_id: str = ""
     invoice_id: str = ""
     alert_id: str = ""
+    grant_id: str = ""
     clients: dict[tuple[str, str], httpx.Client] = field(default_factory=dict)
 
     def client(self, app_id: str, scope: str) -> httpx.Client:
@@ -116,6 +117,7 @@ class Case:
             subscription_id=world.subscription_id,
             invoice_id=world.invoice_id,
             alert_id=world.alert_id,
+            grant_id=world.grant_id,
             plan_key="gold",
             tenant_id="tenant-a",
             feature_key="beta",
@@ -298,6 +300,19 @@ def own_alert_only(world: World, response: httpx.Response) -> None:
     assert [a["alert_id"] for a in alerts] == [world.alert_id], alerts
 
 
+CREDIT = {"amount": {"amount": 1234, "currency": USD}, "priority": 0, "reason": "prepaid"}
+
+
+def own_credit_only(world: World, response: httpx.Response) -> None:
+    assert response.status_code == 201, response.text  # B's grant to its own tenant-a
+    assert response.json()["grant_id"] != world.grant_id
+    time.sleep(0.5)
+    grants = world.a("read").get("/v1/tenants/tenant-a/credits").json()["grants"]
+    assert [(g["grant_id"], g["remaining"]["amount"]) for g in grants] == [
+        (world.grant_id, 1234)
+    ], grants
+
+
 def billing_until(world: World) -> dict[str, str]:
     subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
     return {"until": subscription["trial_end"].replace("+00:00", "Z")}
@@ -387,6 +402,12 @@ CASES = [
     ),
     Case("GET", "/v1/coupons/{code}", "read", not_found_naming("code")),
     Case("DELETE", "/v1/alerts/{alert_id}", "write", not_found_naming("alert_id")),
+    Case(
+        "POST",
+        "/v1/tenants/{tenant_id}/credits/{grant_id}/void",
+        "write",
+        not_found_naming("grant_id"),
+    ),
     Case("GET", "/v1/tenants/{tenant_id}/profile", "read", not_found_naming("tenant_id")),
     Case(
         "GET",
@@ -428,6 +449,7 @@ CASES = [
     ),
     Case("GET", "/v1/coupons", "read", empty("coupons")),
     Case("GET", "/v1/alerts", "read", empty("alerts")),
+    Case("GET", "/v1/tenants/{tenant_id}/credits", "read", empty("grants")),
     Case("GET", "/v1/tax-rates", "read", empty("tax_rates")),
     Case("GET", "/v1/meters", "read", empty("meters")),
     Case("GET", "/v1/billing-settings", "read", default_settings),
@@ -506,6 +528,9 @@ CASES = [
         body=lambda _: {**METER, "aggregation": "latest"},
     ),
     Case("POST", "/v1/alerts", "write", own_alert_only, body=lambda _: ALERT),
+    Case(
+        "POST", "/v1/tenants/{tenant_id}/credits", "write", own_credit_only, body=lambda _: CREDIT
+    ),
     Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
 ]
 
@@ -536,6 +561,9 @@ def world(server: Server) -> World:
     alert = admin.post("/v1/alerts", json=ALERT)
     assert alert.status_code == 201, alert.text
     built.alert_id = alert.json()["alert_id"]
+    credit = admin.post("/v1/tenants/tenant-a/credits", json=CREDIT)
+    assert credit.status_code == 201, credit.text
+    built.grant_id = credit.json()["grant_id"]
     set_up_billing(admin)
     assert admin.post("/v1/meters", json=METER).status_code == 201
     eventually(lambda: a_sees_its_data(built))
@@ -564,6 +592,7 @@ def a_sees_its_data(world: World) -> None:
     assert reader.get("/v1/subscriptions", params={"tenant_id": "tenant-a"}).json()["subscriptions"]
     assert reader.get("/v1/coupons").json()["coupons"]
     assert reader.get("/v1/alerts").json()["alerts"]
+    assert reader.get("/v1/tenants/tenant-a/credits").json()["grants"]
     assert reader.get("/v1/tax-rates").json()["tax_rates"]
     assert reader.get("/v1/meters").json()["meters"]
     assert reader.get("/v1/billing-settings").json() == SETTINGS
