@@ -29,6 +29,7 @@ from uuid import UUID
 from pydantic import ConfigDict, Field, model_validator
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
+from domain.catalog import FeatureSpec
 from domain.clock import ensure_aware
 from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, InvoiceFrozen
 from domain.money import Money, validate_currency
@@ -85,6 +86,7 @@ class UsageEvidence(FrozenValue):
     last_position: int | None = None
     first_at: str | None = None
     last_at: str | None = None
+    spec: FeatureSpec | None = None  # the feature as priced: the invoice can be recomputed
 
 
 class InvoiceLine(FrozenValue):
@@ -108,6 +110,7 @@ class InvoiceLine(FrozenValue):
     applies_to: str | None = None
     tax_inclusive: bool = False
     usage: UsageEvidence | None = None
+    adjusts: UUID | None = None  # an adjustment: the earlier invoice it corrects
 
     @model_validator(mode="after")
     def _amounts(self) -> InvoiceLine:
