@@ -9,6 +9,7 @@ import typer
 
 from adapters.cli import demo as demo_module
 from adapters.cli import events as events_module
+from adapters.cli import invoices as invoices_module
 from adapters.cli import keys as keys_module
 
 app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
@@ -46,6 +47,7 @@ def serve(
 
 
 app.add_typer(keys_module.keys_app, name="keys")
+app.add_typer(invoices_module.invoices_app, name="invoices")
 
 worker_app = typer.Typer(
     help="Workers for the real stack (NATS JetStream); SIGTERM/SIGINT stop them gracefully.",

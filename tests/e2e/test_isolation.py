@@ -380,6 +380,7 @@ CASES = [
     ),
     Case("POST", "/v1/invoices/{invoice_id}/uncollectible", "write", not_found),
     Case("GET", "/v1/invoices/{invoice_id}/explain", "read", not_found_naming("invoice_id")),
+    Case("GET", "/v1/invoices/{invoice_id}/recompute", "read", not_found_naming("invoice_id")),
     Case(
         "GET",
         "/v1/subscriptions/{subscription_id}/upcoming-invoice",
@@ -602,6 +603,7 @@ def a_sees_its_data(world: World) -> None:
 
 READABLE_BY_A = [
     ("/v1/invoices/{invoice_id}/explain", {}),
+    ("/v1/invoices/{invoice_id}/recompute", {}),
     ("/v1/subscriptions/{subscription_id}/upcoming-invoice", {}),
     ("/v1/coupons/welcome", {}),
     ("/v1/tenants/tenant-a/profile", {}),

@@ -106,3 +106,27 @@ def test_a_recompute_finding_no_change_adds_no_line(acme: Api, clock: SettableCl
     use(acme, 3, "a", at=T0 + timedelta(days=10), status="duplicate")  # billed already
     run(acme, clock, 59)
     assert kinds(invoices(acme)[-1]) == [("base_fee", 1000), ("usage", 0)]
+
+
+def test_recompute_shows_the_late_usage_beside_what_was_billed(
+    acme: Api, clock: SettableClock
+) -> None:
+    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    clock.set(T0 + timedelta(days=10))
+    use(acme, 10, "jan-1")
+    run(acme, clock, 31)
+    [january] = invoices(acme)
+    before = ok(acme.call("GET", f"/v1/invoices/{january['invoice_id']}/recompute"))
+    [api] = before["features"]
+    assert (api["billed"]["amount"], api["recomputed"]["amount"]) == (250, 250)
+    assert api["difference"]["amount"] == 0 and api["late_event_ids"] == []
+    clock.set(T0 + timedelta(days=33))
+    use(acme, 4, "jan-late", at=T0 + timedelta(days=19))
+    after = ok(acme.call("GET", f"/v1/invoices/{january['invoice_id']}/recompute"))
+    [api] = after["features"]
+    assert (api["recomputed"]["amount"], api["difference"]["amount"]) == (350, 100)
+    assert api["quantity"] == 14 and len(api["late_event_ids"]) == 1
+    assert (
+        ok(acme.call("GET", f"/v1/invoices/{january['invoice_id']}"))["lines"] == january["lines"]
+    )
