@@ -19,6 +19,11 @@ from commands.coupons.attach_coupon import AttachCoupon, attach_coupon
 from commands.coupons.create_coupon import CreateCoupon, create_coupon
 from commands.coupons.deactivate_coupon import DeactivateCoupon, deactivate_coupon
 from commands.coupons.redeem_coupon import RedeemCoupon, redeem_coupon
+from commands.credit_notes.issue_credit_note import (
+    IssueCreditNote,
+    issue_credit_note,
+    issue_credit_note_handler,
+)
 
 # prepaid credits
 from commands.credits.expire_credit_grants import ExpireCreditGrants, expire_credit_grants
@@ -125,6 +130,7 @@ HANDLERS: dict[type[Command], Handler] = {
     FailInvoicePayment: fail_invoice_payment,
     VoidInvoice: void_invoice,
     MarkInvoiceUncollectible: mark_invoice_uncollectible,
+    IssueCreditNote: issue_credit_note,
     CreateCoupon: create_coupon,
     RedeemCoupon: redeem_coupon,
     AttachCoupon: attach_coupon,
@@ -158,5 +164,6 @@ def build_handlers(
         InvoiceSubscription: invoice_subscription_handler(ports),
         RenewSubscription: renew_subscription_handler(ports),
         PayInvoice: pay_invoice_handler(invoices),
+        IssueCreditNote: issue_credit_note_handler(invoices),
         RetryInvoicePayment: retry_invoice_payment_handler(ports.payments, invoices),
     }

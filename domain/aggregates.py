@@ -11,6 +11,7 @@ from domain.base import Aggregate
 from domain.billing_settings import BillingSettings
 from domain.coupon import Coupon
 from domain.credit_grant import TenantCredits
+from domain.credit_note import CreditNote, CreditNoteNumbering
 from domain.discount import SubscriptionDiscounts
 from domain.entitlement_grant import TenantGrants
 from domain.invoice import Invoice, InvoiceNumbering
@@ -28,6 +29,8 @@ ALL_AGGREGATES: tuple[type[Aggregate[Any]], ...] = (
     Quota,
     Invoice,
     InvoiceNumbering,
+    CreditNote,
+    CreditNoteNumbering,
     Coupon,
     SubscriptionDiscounts,
     TenantGrants,

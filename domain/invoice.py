@@ -206,6 +206,12 @@ class InvoiceState(AggregateState):
     voided_at: datetime | None = None
     void_reason: str | None = None
     marked_uncollectible_at: datetime | None = None
+    # credit notes (domain/credit_note.py): what each line and the invoice had credited
+    credit_note_ids: list[UUID] = Field(default_factory=list)
+    credited_amounts: dict[str, int] = Field(default_factory=dict)  # line -> minor units
+    credited_quantities: dict[str, int] = Field(default_factory=dict)
+    credited_total: int = 0  # the credit notes' totals, tax included
+    refunded_total: int = 0  # of which owed back to the payment method
 
 
 class InvoiceEvent(DomainEvent):
@@ -340,6 +346,76 @@ class InvoiceMarkedUncollectible(FinalizedInvoiceEvent):
         state.status = InvoiceStatus.UNCOLLECTIBLE
         state.marked_uncollectible_at = self.timestamp
         state.next_retry_at = None
+
+
+# --- credit notes: what a finalized invoice had credited (rules in domain/credit_note.py) ---
+
+CREDITABLE_KINDS = frozenset(LineKind) - NOT_IN_SUBTOTAL  # charges; discount and tax follow
+
+
+class CreditMethod(StrEnum):
+    REFUND = "refund"  # owed back to the payment method (a paid invoice)
+    CREDIT_BALANCE = "credit_balance"  # to the tenant's credit balance, drawn next invoice
+    REDUCE_AMOUNT_DUE = "reduce_amount_due"  # an open invoice owes less
+
+
+class CreditExceeded(InvalidTransition):
+    """A credit note would credit more than is left creditable."""
+
+    code = "credit_exceeds_creditable"
+
+
+class LineCredit(FrozenValue):
+    """What one credit note takes off one invoice line: `amount` of the line's own amount
+    (before its discount share, as the line shows it), with its share of the line's
+    discount and tax; `tax` is exclusive (added to the total), `tax_included` inside
+    `amount` (inclusive tax, reported only)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_id: str
+    kind: LineKind
+    description: str
+    period: Period | None = None
+    quantity: int = 0  # the units credited (0: credited by amount)
+    amount: Money
+    discount: Money
+    tax: Money
+    tax_included: Money
+
+    @property
+    def total(self) -> Money:
+        """What the tenant gets back for this line: amount - discount + exclusive tax."""
+        return self.amount - self.discount + self.tax
+
+    @property
+    def revenue(self) -> Money:
+        """The revenue it takes back: amount - discount - inclusive tax (tax is never revenue)."""
+        return self.amount - self.discount - self.tax_included
+
+
+class InvoiceCredited(FinalizedInvoiceEvent):
+    """A credit note credited these lines; `amount_due` is what the invoice owes after it."""
+
+    NAME: ClassVar[str] = "InvoiceCredited"
+    credit_note_id: UUID
+    credit_note_number_text: str
+    method: CreditMethod
+    lines: list[LineCredit]
+    amount: Money  # the credit note's total
+    amount_due: Money
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.credit_note_ids.append(self.credit_note_id)
+        for line in self.lines:
+            amounts, quantities = state.credited_amounts, state.credited_quantities
+            amounts[line.line_id] = amounts.get(line.line_id, 0) + line.amount.amount
+            quantities[line.line_id] = quantities.get(line.line_id, 0) + line.quantity
+        state.credited_total += self.amount.amount
+        if self.method is CreditMethod.REFUND:
+            state.refunded_total += self.amount.amount
+        state.amount_due = self.amount_due
 
 
 class Invoice(Aggregate[InvoiceState]):
@@ -500,6 +576,12 @@ class Invoice(Aggregate[InvoiceState]):
 
     def void(self, reason: str, cause: Cause) -> None:
         self._require(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, action="void")
+        if self.state.credit_note_ids:
+            raise InvalidTransition(
+                "an invoice with credit notes cannot be voided; credit what is left instead",
+                field="status",
+                status=self.status.value,
+            )
         if not reason.strip():
             raise InvalidValue("say why the invoice is voided", field="reason")
         self._trigger(
@@ -513,6 +595,130 @@ class Invoice(Aggregate[InvoiceState]):
     def mark_uncollectible(self, cause: Cause) -> None:
         self._require(InvoiceStatus.OPEN, action="mark uncollectible")
         self._trigger(InvoiceMarkedUncollectible, cause, **self._finalized_context())
+
+    # --- credit notes ---
+
+    def find_line(self, line_id: str) -> InvoiceLine | None:
+        return next((line for line in self.state.lines if line.line_id == line_id), None)
+
+    def creditable_amount(self, line_id: str) -> Money:
+        """What is left to credit of a line's own amount (zero for discount and tax lines,
+        which are credited with the lines they belong to)."""
+        line = self.find_line(line_id)
+        if line is None or line.kind not in CREDITABLE_KINDS:
+            return Money.zero(self.state.currency)
+        return line.amount - line.amount.with_amount(self.state.credited_amounts.get(line_id, 0))
+
+    def creditable_quantity(self, line_id: str) -> int:
+        line = self.find_line(line_id)
+        if line is None:
+            return 0
+        return line.quantity - self.state.credited_quantities.get(line_id, 0)
+
+    @property
+    def creditable_total(self) -> Money:
+        """What credit notes may still take off the invoice: its total less their totals."""
+        total = self.totals.total
+        return max(total - total.with_amount(self.state.credited_total), Money.zero(total.currency))
+
+    def credit(
+        self,
+        credit_note_id: UUID,
+        number_text: str,
+        method: CreditMethod,
+        lines: Sequence[LineCredit],
+        cause: Cause,
+    ) -> Money:
+        """Record a credit note on this open or paid invoice; returns its total. Never more
+        than what is left of each line, of the invoice's total, of the amount due
+        (reduce_amount_due) or of the amount paid (refund); an open invoice whose amount due
+        reaches zero is paid (Stripe's rule)."""
+        self._require(InvoiceStatus.OPEN, InvoiceStatus.PAID, action="credit")
+        total = self._check_credit_lines(lines)
+        self._check_method(method, total)
+        due = self.amount_due - total if method is CreditMethod.REDUCE_AMOUNT_DUE else None
+        self._trigger(
+            InvoiceCredited,
+            cause,
+            credit_note_id=credit_note_id,
+            credit_note_number_text=number_text,
+            method=method,
+            lines=list(lines),
+            amount=total,
+            amount_due=due if due is not None else self.amount_due,
+            **self._finalized_context(),
+        )
+        if due is not None and due.is_zero():
+            self._trigger(
+                InvoicePaid,
+                cause,
+                amount=due,
+                paid_at=cause.occurred_at,
+                payment_reference=number_text,
+                previous_status=InvoiceStatus.OPEN,
+                **self._finalized_context(),
+            )
+        return total
+
+    def _check_credit_lines(self, lines: Sequence[LineCredit]) -> Money:
+        zero = Money.zero(self.state.currency)
+        if not lines:
+            raise InvalidTransition("nothing is left to credit on this invoice", field="lines")
+        total = zero
+        for index, credit in enumerate(lines):
+            left = self.creditable_amount(credit.line_id)
+            if credit.amount.currency != left.currency:
+                raise CurrencyMismatch(
+                    f"the invoice is in {left.currency}", field=f"lines.{index}.amount"
+                )
+            same_sign = credit.amount.amount * left.amount > 0
+            if not same_sign or abs(credit.amount.amount) > abs(left.amount):
+                raise CreditExceeded(
+                    f"line {credit.line_id} has {left} left to credit, not {credit.amount}",
+                    field=f"lines.{index}.amount",
+                )
+            if credit.quantity > self.creditable_quantity(credit.line_id):
+                raise CreditExceeded(
+                    f"line {credit.line_id} has {self.creditable_quantity(credit.line_id)} "
+                    f"units left to credit, not {credit.quantity}",
+                    field=f"lines.{index}.quantity",
+                )
+            total = total + credit.total
+        if total.amount <= 0:
+            raise InvalidTransition("nothing is left to credit on this invoice", field="lines")
+        if total > self.creditable_total:
+            raise CreditExceeded(
+                f"the credit note's total {total} exceeds the {self.creditable_total} left "
+                "of the invoice's total",
+                field="lines",
+            )
+        return total
+
+    def _check_method(self, method: CreditMethod, total: Money) -> None:
+        if method is CreditMethod.REDUCE_AMOUNT_DUE:
+            if self.status is not InvoiceStatus.OPEN:
+                raise InvalidTransition(
+                    f"reduce_amount_due needs an open invoice, this one is {self.status.value}",
+                    field="method",
+                )
+            if total > self.amount_due:
+                raise CreditExceeded(
+                    f"the credit {total} exceeds the amount due {self.amount_due}",
+                    field="method",
+                )
+        if method is CreditMethod.REFUND:
+            paid = self.state.amount_paid
+            if self.status is not InvoiceStatus.PAID or paid is None:
+                raise InvalidTransition(
+                    f"a refund needs a paid invoice, this one is {self.status.value}",
+                    field="method",
+                )
+            left = paid - paid.with_amount(self.state.refunded_total)
+            if total > left:
+                raise CreditExceeded(
+                    f"the refund {total} exceeds the {left} paid and not yet refunded",
+                    field="method",
+                )
 
     def _context(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,11 @@ Built from event data and this projector's own rows only (never from aggregates)
   `earned` what became earned that day among billed invoices (a share of service day d of an
   invoice finalized on day F is earned on max(d, F)); deferred revenue at the end of day T
   is the sum of billed - earned over days <= T.
+- credit notes (CreditNoteIssued) take each credited line's revenue (its amount less its
+  discount share and inclusive tax) off that line's service period, the days the invoice
+  recognized it on, with the same daily split; `billed` goes down on the credit note's day
+  and `earned` by the share of each service day on max(day, credit note's day), so deferred
+  revenue loses what was not yet earned. A credit note never counts as an invoice.
 - `revenue_recognition_invoices` per (app, invoice): the invoice's recognition segments, so
   that InvoiceVoided can take the invoice out of every day again (a void is reversed
   ENTIRELY, as if the invoice had never been issued).
@@ -45,6 +50,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from domain.credit_note import CreditNoteIssued
 from domain.invoice import (
     InvoiceFinalized,
     InvoicePaid,
@@ -257,6 +263,28 @@ def recognition_rows(
     return {day: row for day, row in sorted(rows.items()) if any(row.values())}
 
 
+def credit_segments(lines: Sequence[Mapping[str, Any]], finalized_day: date) -> list[Segment]:
+    """What a credit note takes back: each credited line's revenue (credit_note LineCredit in
+    its JSON form, `revenue` = amount - discount - inclusive tax) as a negative segment over
+    the line's service period (a line without one: the invoice's finalize day)."""
+    segments = []
+    for line in lines:
+        revenue = int(line["amount"]["amount"]) - int(line["discount"]["amount"])
+        revenue -= int(line["tax_included"]["amount"])
+        if revenue:
+            segments.append(_segment(RecognitionLine.of(line), -revenue, finalized_day))
+    return segments
+
+
+def credit_rows(segments: Sequence[Segment], credited_day: date) -> dict[date, dict[str, int]]:
+    """A credit note's (negative) contribution to the recognition rows: amounts, billed on
+    its day, earned on max(service day, its day); it counts as no invoice."""
+    rows = recognition_rows(segments, credited_day)
+    for row in rows.values():
+        row["invoices"] = row["first_in_month"] = 0
+    return rows
+
+
 def segments_text(segments: Sequence[Segment]) -> str:
     """The JSON text a segment list is stored as (segments_from reads it back)."""
     return json.dumps([[s.first_day.isoformat(), s.days, s.amount] for s in segments])
@@ -396,11 +424,14 @@ class RevenueProjector(Projector):
         InvoiceVoided.NAME,
         InvoicePaid.NAME,
         InvoicePaymentFailed.NAME,
+        CreditNoteIssued.NAME,
     }
 
     def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
         if event.type == InvoiceFinalized.NAME:
             self._invoice_finalized(event, tx)
+        elif event.type == CreditNoteIssued.NAME:
+            self._credit_note_issued(event, tx)
         elif event.type == InvoiceVoided.NAME:
             self._invoice_voided(event, tx)
         elif event.type == InvoicePaid.NAME:
@@ -433,6 +464,18 @@ class RevenueProjector(Projector):
             },
         )
         _post(tx, event.app_id, currency, recognition_rows(segments, day), +1)
+
+    @staticmethod
+    def _credit_note_issued(event: EventEnvelope, tx: ViewTx) -> None:
+        """Take the credited lines' revenue off their service days (see credit_segments)."""
+        data = event.data
+        day = parse_instant(event.occurred_at, "occurred_at").date()
+        finalized = data.get("invoice_finalized_at")
+        finalized_day = (
+            parse_instant(finalized, "invoice_finalized_at").date() if finalized else day
+        )
+        segments = credit_segments(data["lines"], finalized_day)
+        _post(tx, event.app_id, str(data["currency"]), credit_rows(segments, day), +1)
 
     @staticmethod
     def _invoice_voided(event: EventEnvelope, tx: ViewTx) -> None:

@@ -86,6 +86,7 @@ class World:
     invoice_id: str = ""
     alert_id: str = ""
     grant_id: str = ""
+    credit_note_id: str = ""
     clients: dict[tuple[str, str], httpx.Client] = field(default_factory=dict)
 
     def client(self, app_id: str, scope: str) -> httpx.Client:
@@ -118,6 +119,7 @@ class Case:
             invoice_id=world.invoice_id,
             alert_id=world.alert_id,
             grant_id=world.grant_id,
+            credit_note_id=world.credit_note_id,
             plan_key="gold",
             tenant_id="tenant-a",
             feature_key="beta",
@@ -380,6 +382,17 @@ CASES = [
     ),
     Case("POST", "/v1/invoices/{invoice_id}/uncollectible", "write", not_found),
     Case("GET", "/v1/invoices/{invoice_id}/explain", "read", not_found_naming("invoice_id")),
+    Case(
+        "POST",
+        "/v1/invoices/{invoice_id}/credit-notes",
+        "write",
+        not_found_naming("invoice_id"),
+        body=lambda _: {"reason": "not yours", "method": "credit_balance"},
+    ),
+    Case("GET", "/v1/credit-notes/{credit_note_id}", "read", not_found_naming("credit_note_id")),
+    Case(
+        "GET", "/v1/credit-notes/{credit_note_id}/pdf", "read", not_found_naming("credit_note_id")
+    ),
     Case("GET", "/v1/invoices/{invoice_id}/recompute", "read", not_found_naming("invoice_id")),
     Case(
         "GET",
@@ -427,6 +440,7 @@ CASES = [
     # lists and reads: none of A's data
     Case("GET", "/v1/plans", "read", no_a_ids("plans", "plan_key")),
     Case("GET", "/v1/invoices", "read", empty("invoices")),
+    Case("GET", "/v1/credit-notes", "read", empty("credit_notes")),
     Case("GET", "/v1/events", "read", only_own_events, params={"limit": "1000"}),
     Case("GET", "/v1/tenants/{tenant_id}/entitlements", "read", empty("entitlements")),
     Case("GET", "/v1/tenants/{tenant_id}/entitlements/{feature_key}", "read", nothing_allowed),
@@ -559,6 +573,7 @@ def world(server: Server) -> World:
     assert granted.status_code == 201
     draft = admin.post("/v1/invoices", json={**draft_for_a(built), "lines": [LINE]})
     built.invoice_id = draft.json()["invoice_id"]
+    built.credit_note_id = credit_note_for_a(admin, built)
     alert = admin.post("/v1/alerts", json=ALERT)
     assert alert.status_code == 201, alert.text
     built.alert_id = alert.json()["alert_id"]
@@ -570,6 +585,20 @@ def world(server: Server) -> World:
     eventually(lambda: a_sees_its_data(built))
     built.b()  # B has a key (and so an app) before the checks
     return built
+
+
+def credit_note_for_a(admin: httpx.Client, world: World) -> str:
+    """A finalized invoice of tenant-a with a credit note on it (B must not see it)."""
+    drafted = admin.post("/v1/invoices", json={**draft_for_a(world), "lines": [LINE]})
+    invoice = drafted.json()
+    assert admin.post(f"/v1/invoices/{invoice['invoice_id']}/finalize").status_code == 200
+    line = {"line_id": invoice["lines"][0]["line_id"], "amount": {"amount": 1000, "currency": USD}}
+    note = admin.post(
+        f"/v1/invoices/{invoice['invoice_id']}/credit-notes",
+        json={"reason": "goodwill", "method": "reduce_amount_due", "lines": [line]},
+    )
+    assert note.status_code == 201, note.text
+    return str(note.json()["credit_note_id"])
 
 
 def set_up_billing(admin: httpx.Client) -> None:
@@ -592,6 +621,7 @@ def a_sees_its_data(world: World) -> None:
         assert response.status_code == 200, (path, response.text)
     assert reader.get("/v1/subscriptions", params={"tenant_id": "tenant-a"}).json()["subscriptions"]
     assert reader.get("/v1/coupons").json()["coupons"]
+    assert reader.get("/v1/credit-notes").json()["credit_notes"]
     assert reader.get("/v1/alerts").json()["alerts"]
     assert reader.get("/v1/tenants/tenant-a/credits").json()["grants"]
     assert reader.get("/v1/tax-rates").json()["tax_rates"]
@@ -603,6 +633,9 @@ def a_sees_its_data(world: World) -> None:
 
 READABLE_BY_A = [
     ("/v1/invoices/{invoice_id}/explain", {}),
+    ("/v1/credit-notes/{credit_note_id}", {}),
+    ("/v1/credit-notes/{credit_note_id}/pdf", {}),
+    ("/v1/credit-notes", {"tenant_id": "tenant-a"}),
     ("/v1/invoices/{invoice_id}/recompute", {}),
     ("/v1/subscriptions/{subscription_id}/upcoming-invoice", {}),
     ("/v1/coupons/welcome", {}),
