@@ -247,6 +247,42 @@ def fee_lines(state: SubscriptionState, point: BillingPoint) -> list[InvoiceLine
     return lines
 
 
+def commitment_lines(
+    state: SubscriptionState, point: BillingPoint, usage: Sequence[InvoiceLine]
+) -> list[InvoiceLine]:
+    """The true-up of a minimum spend (`minimum_spend` of the usage period's terms), at the
+    end of a whole billing period (a cancel at the period's end included): the period's base
+    fee and seats at their full price plus its usage lines, before discounts and tax; what
+    falls short of the minimum is billed. A period cut short by a cancel has no true-up, and
+    prorations are not counted (docs/pricing.md)."""
+    terms = point.usage_terms
+    minimum, period = terms.minimum_spend, point.usage_period
+    whole = point.kind == "period" or period == state.current_period
+    if minimum is None or period is None or not whole:
+        return []
+    spend = terms.price_for(state.pricing_zone)
+    seat = terms.seat_price()
+    if seat is not None:
+        spend = spend + seat * state.seats
+    spend = sum((line.amount for line in usage), spend)
+    if spend.amount >= minimum.amount:
+        return []
+    shortfall = minimum - spend
+    description = f"{terms.name}: minimum spend {minimum.amount} {minimum.currency}, true-up"
+    return [
+        _line(
+            "commitment_true_up",
+            LineKind.COMMITMENT_TRUE_UP,
+            description,
+            1,
+            shortfall,
+            shortfall,
+            period,
+            list(state.period_event_ids),
+        )
+    ]
+
+
 def usage_lines(point: BillingPoint, usage: Mapping[str, UsageTotal]) -> list[InvoiceLine]:
     """One line per tier, package step or unit price reached, for each priced feature."""
     if point.usage_period is None:

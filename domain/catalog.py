@@ -413,6 +413,9 @@ class PlanTerms(_Value):
     features: list[FeatureSpec] = Field(default_factory=list)
     price_overrides: dict[str, Money] = Field(default_factory=dict)
     base_fee_timing: Literal["in_advance", "in_arrears"] = "in_advance"
+    minimum_spend: Money | None = Field(
+        default=None, description="per billing period: a shortfall is billed as a true-up"
+    )
 
     @model_validator(mode="after")
     def _unique_features(self) -> PlanTerms:
@@ -422,6 +425,12 @@ class PlanTerms(_Value):
             raise InvalidValue("feature keys must be unique within a plan", field="features")
         prices = {"base_price": self.base_price}
         prices |= {f"price_overrides.{zone}": p for zone, p in self.price_overrides.items()}
+        if self.minimum_spend is not None:
+            prices["minimum_spend"] = self.minimum_spend
+            if self.minimum_spend.currency != self.base_price.currency:
+                raise InvalidValue(
+                    "minimum_spend must be in the plan's currency", field="minimum_spend"
+                )
         for field, price in prices.items():
             if not 0 <= price.amount <= MAX_PRICE:
                 raise InvalidValue(f"prices run from 0 to {MAX_PRICE} minor units", field=field)

@@ -19,7 +19,7 @@ from domain.money import Money
 from domain.period import Interval, Period, add_interval, local_day
 from domain.pricing import MAX_QUANTITY, rate_feature
 
-PLAN_FIELDS = ("name", "interval", "trial_days", "base_fee_timing")
+PLAN_FIELDS = ("name", "interval", "trial_days", "base_fee_timing", "minimum_spend")
 FEATURE_FIELDS = (
     "kind",
     "limit",

@@ -20,6 +20,7 @@ from commands.unit_of_work import UnitOfWork
 from domain.billing import (
     BillingPoint,
     UsageTotal,
+    commitment_lines,
     discount_line,
     fee_lines,
     priced_features,
@@ -69,7 +70,9 @@ def compose(
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
     late = late_usage_lines(ports.usage, subscription, cutoff)
-    lines = fee_lines(state, point) + usage_lines(point, usage) + late + proration_lines(state)
+    used = usage_lines(point, usage)
+    true_up = commitment_lines(state, point, used)
+    lines = fee_lines(state, point) + used + true_up + late + proration_lines(state)
     return ComposedInvoice(
         lines=finish(uow, subscription, lines, invoice_id),
         prorations_billed=len(state.pending_prorations),

@@ -24,11 +24,18 @@ class PlanTermsInput(BaseModel):
     base_fee_timing: Literal["in_advance", "in_arrears"] = Field(
         default="in_advance", description="the base fee is billed at the period's start or end"
     )
+    minimum_spend: Money | None = Field(
+        default=None, description="per billing period: a shortfall is billed as a true-up"
+    )
 
     @model_validator(mode="after")
     def _one_currency(self) -> PlanTermsInput:
         # refused with the command's other field errors, before any handler runs
         check_plan_currencies(self.base_price, self.features, self.price_overrides)
+        if self.minimum_spend is not None and (
+            self.minimum_spend.currency != self.base_price.currency
+        ):
+            raise ValueError("minimum_spend must be in the plan's currency (base_price's)")
         return self
 
     def terms(self, version: int = 1) -> PlanTerms:
@@ -42,4 +49,5 @@ class PlanTermsInput(BaseModel):
             features=self.features,
             price_overrides=self.price_overrides,
             base_fee_timing=self.base_fee_timing,
+            minimum_spend=self.minimum_spend,
         )
