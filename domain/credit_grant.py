@@ -2,8 +2,9 @@
 
 A grant is an amount of Money with a priority (0-100, 0 drawn first, as Stripe's credit
 grants), an optional expiry, a reason and the actor who granted it. Every movement is an
-event: granted (+amount), drawn on an invoice, expired, voided (each -amount); a grant's
-`remaining` is the sum of its movements and never goes below zero.
+event: granted (+amount), drawn on an invoice, expired, voided (each -amount), reinstated
+(+amount: the invoice that drew it was voided); a grant's `remaining` is the sum of its
+movements, never below zero and never above what was granted.
 
 Finalizing an invoice draws the grants in its currency in `draw_order`: priority (0 first),
 then earliest expiry (no expiry last), then oldest; never more than asked. All of a tenant's
@@ -86,6 +87,7 @@ class CreditsState(AggregateState):
     tenant_id: str
     grants: dict[str, Grant] = Field(default_factory=dict)  # str(grant_id) -> grant
     granted: int = 0  # how many grants were made (the next sequence)
+    drawn: dict[str, dict[str, int]] = Field(default_factory=dict)  # invoice -> grant -> units
 
 
 class CreditsEvent(DomainEvent):
@@ -150,6 +152,27 @@ class CreditDrawn(CreditMovement):
 
     NAME: ClassVar[str] = "CreditDrawn"
     invoice_id: UUID
+
+    def apply(self, aggregate: Any) -> None:
+        super().apply(aggregate)
+        drawn = aggregate.state.drawn.setdefault(str(self.invoice_id), {})
+        key = str(self.grant_id)
+        drawn[key] = drawn.get(key, 0) - self.amount.amount
+
+
+class CreditReinstated(CreditMovement):
+    """What an invoice drew from a grant came back: the invoice was voided."""
+
+    NAME: ClassVar[str] = "CreditReinstated"
+    invoice_id: UUID
+
+    def apply(self, aggregate: Any) -> None:
+        super().apply(aggregate)
+        drawn: dict[str, dict[str, int]] = aggregate.state.drawn
+        of_invoice = drawn.get(str(self.invoice_id), {})
+        of_invoice.pop(str(self.grant_id), None)
+        if not of_invoice:
+            drawn.pop(str(self.invoice_id), None)
 
 
 class CreditExpired(CreditMovement):
@@ -273,6 +296,25 @@ class TenantCredits(Aggregate[CreditsState]):
             assert grant.expires_at is not None
             self._move(CreditExpired, cause, grant, -grant.remaining, expires_at=grant.expires_at)
         return lapsed
+
+    def reinstate(self, invoice_id: UUID, cause: Cause) -> Money | None:
+        """Give back what a voided invoice drew, to each grant still active or depleted (a
+        grant voided or past its expiry since gets nothing: what it would get back lapsed).
+        Returns what came back (None when the invoice drew nothing)."""
+        self.expire_due(cause)
+        drawn = self.state.drawn.get(str(invoice_id))
+        if not drawn:
+            return None
+        back: Money | None = None
+        for key, units in list(drawn.items()):
+            grant = self.state.grants[key]
+            past = grant.expires_at is not None and grant.expires_at <= cause.occurred_at
+            if past or grant.status in ("expired", "voided"):
+                continue
+            amount = grant.remaining.with_amount(units)
+            self._move(CreditReinstated, cause, grant, amount, invoice_id=invoice_id)
+            back = amount if back is None else back + amount
+        return back
 
     def void(self, grant_id: UUID, cause: Cause, *, reason: str) -> Grant:
         """Void a grant: what is left of it lapses (refused once expired or voided)."""

@@ -10,10 +10,11 @@ database's tracking table), the events it needs (a topic filter in the database)
 - QuotaReset: a new window (its thresholds re-arm);
 - CreditBalanceOpened / CreditBalanceMoved: the balance against credit_balance alerts; a
   threshold re-arms when the balance rises above it;
-- CreditGranted / CreditDrawn / CreditExpired / CreditVoided: the prepaid balance (what the
-  tenant's active credit grants in the currency hold, the events' `balance`) against the
-  same credit_balance alerts, watched as a balance of its own beside the CreditBalance
-  (subject `<tenant>:grants:<threshold>`, docs/credits.md): each fires and re-arms apart.
+- CreditGranted / CreditDrawn / CreditExpired / CreditVoided / CreditReinstated: the
+  prepaid balance (what the tenant's active credit grants in the currency hold, the events'
+  `balance`) against the same credit_balance alerts, watched as a balance of its own beside
+  the CreditBalance (subject `<tenant>:grants:<threshold>`, docs/credits.md): each fires and
+  re-arms apart.
 
 Periods (what "once per period" counts in) and their `rank` (their order, see
 domain/alert.py):
@@ -70,7 +71,9 @@ USAGE_TOPICS = frozenset({"QuotaConsumed", "UsageRecorded"})
 RESET_TOPIC = "QuotaReset"
 BALANCE_OPENED, BALANCE_MOVED = "CreditBalanceOpened", "CreditBalanceMoved"
 DEFINITION_TOPICS = frozenset({AlertCreated.NAME, AlertDeleted.NAME})
-GRANT_TOPICS = frozenset({"CreditGranted", "CreditDrawn", "CreditExpired", "CreditVoided"})
+GRANT_TOPICS = frozenset(
+    {"CreditGranted", "CreditDrawn", "CreditExpired", "CreditVoided", "CreditReinstated"}
+)
 TOPICS = (
     DEFINITION_TOPICS | USAGE_TOPICS | GRANT_TOPICS | {RESET_TOPIC, BALANCE_OPENED, BALANCE_MOVED}
 )

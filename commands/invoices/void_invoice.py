@@ -1,4 +1,6 @@
-"""Void an open or uncollectible invoice; its number stays used."""
+"""Void an open or uncollectible invoice; its number stays used, and what it drew from the
+tenant's prepaid credit grants comes back to them (CreditReinstated, as Stripe reinstates
+billing credits of a voided invoice)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pydantic import Field
 from commands.invoices.target import InvoiceCommand
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
+from domain.credit_grant import TenantCredits, tenant_credits_id
 
 
 class VoidInvoice(InvoiceCommand):
@@ -18,4 +21,8 @@ class VoidInvoice(InvoiceCommand):
 def void_invoice(command: VoidInvoice, uow: UnitOfWork) -> dict[str, Any]:
     invoice = command.load(uow)
     invoice.void(command.reason, uow.cause)
+    state = invoice.state
+    ledger = uow.find(TenantCredits, tenant_credits_id(state.app_id, state.tenant_id))
+    if ledger is not None and state.credits_applied is not None:
+        ledger.reinstate(invoice.id, uow.cause)
     return invoice_view(invoice)

@@ -1,5 +1,5 @@
 """Credits: one row per grant (its terms, status and `remaining`, the sum of its movements)
-and one row per movement (granted, drawn, expired, voided), keyed by the event's log
+and one row per movement (granted, drawn, expired, voided, reinstated), keyed by the event's log
 position, so a replay writes the same rows.
 
 Money is stored as minor units beside its currency; times as the events carry them.
@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from domain.credit_grant import CreditDrawn, CreditExpired, CreditGranted, CreditVoided
+from domain.credit_grant import (
+    CreditDrawn,
+    CreditExpired,
+    CreditGranted,
+    CreditReinstated,
+    CreditVoided,
+)
 from projections.base import Projector, ViewTx
 from projections.envelope import EventEnvelope
 
@@ -22,6 +28,7 @@ KINDS = {
     CreditDrawn.NAME: "drawn",
     CreditExpired.NAME: "expired",
     CreditVoided.NAME: "voided",
+    CreditReinstated.NAME: "reinstated",
 }
 STATUS_AFTER = {CreditExpired.NAME: "expired", CreditVoided.NAME: "voided"}
 

@@ -12,7 +12,7 @@ zero: https://docs.getlago.com/guide/wallet-and-prepaid-credits).
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +24,7 @@ from domain.credit_grant import (
     CreditExpired,
     CreditGranted,
     CreditMovement,
+    CreditReinstated,
     CreditVoided,
     TenantCredits,
 )
@@ -156,6 +157,7 @@ ACTIONS = st.lists(
         st.tuples(st.just("draw"), st.integers(0, 20_000), st.just(0), st.none()),
         st.tuples(st.just("void"), st.integers(0, 20), st.just(0), st.none()),
         st.tuples(st.just("tick"), st.integers(1, 20), st.just(0), st.none()),
+        st.tuples(st.just("void_invoice"), st.integers(0, 20), st.just(0), st.none()),
     ),
     max_size=40,
 )
@@ -168,14 +170,21 @@ def test_never_negative_never_more_than_granted_and_the_sum_of_movements(
 ) -> None:
     credits, day = ledger(), 0
     moved: dict[str, int] = {}
+    invoices: list[UUID] = []
     for action, value, priority, expires in actions:
         if action == "grant":
             at = None if expires is None else T0 + timedelta(days=day + expires)
             credits.grant(usd(value), cause(day), priority=priority, reason="p", expires_at=at)
         elif action == "draw":
             before = credits.available("USD", T0 + timedelta(days=day))
-            drawn = credits.draw(usd(value), cause(day), invoice_id=uuid4())
+            invoices.append(uuid4())
+            drawn = credits.draw(usd(value), cause(day), invoice_id=invoices[-1])
             assert drawn == min(usd(value), before)
+        elif action == "void_invoice":
+            if invoices:
+                voided = invoices.pop(value % len(invoices))
+                credits.reinstate(voided, cause(day))
+                assert credits.reinstate(voided, cause(day)) is None  # once
         elif action == "void":
             grant = credits.grants()[value % len(credits.grants())] if credits.grants() else None
             if grant is not None and grant.status not in ("expired", "voided"):
@@ -205,3 +214,26 @@ def test_granted_event_carries_the_actor_and_terms() -> None:
     assert [(e.actor, e.priority, e.reason, e.amount, e.remaining, e.balance) for e in granted] == [
         ("ops@acme", 7, "refund goodwill", usd(100), usd(100), usd(100))
     ]
+
+
+def test_a_voided_invoice_gives_back_what_it_drew_except_to_lapsed_grants() -> None:
+    """Stripe reinstates the billing credits a voided invoice had used."""
+    credits = ledger()
+    lapsing = credits.grant(
+        usd(300), cause(), priority=0, reason="a", expires_at=T0 + timedelta(days=5)
+    )
+    kept = credits.grant(usd(500), cause(), priority=1, reason="b")
+    invoice = uuid4()
+    assert credits.draw(usd(700), cause(1), invoice_id=invoice) == usd(700)
+    assert credits.balances() == {"USD": usd(100)}
+    credits.collect_events()
+    assert credits.reinstate(invoice, cause(6)) == usd(400)  # the first is past its expiry
+    back = [e for e in credits.collect_events() if isinstance(e, CreditReinstated)]
+    assert [(e.grant_id, e.amount, e.remaining, e.balance) for e in back] == [
+        (kept.grant_id, usd(400), usd(500), usd(500))
+    ]
+    lapsed = credits.grant_of(lapsing.grant_id)
+    assert (lapsed.status, lapsed.remaining) == ("depleted", usd(0))  # nothing came back
+    assert credits.grant_of(kept.grant_id).status == "active"
+    assert credits.reinstate(invoice, cause(7)) is None
+    assert credits.reinstate(uuid4(), cause(7)) is None

@@ -184,3 +184,29 @@ def assert_replay_equals_live(system: System, app_id: str) -> None:
         assert live["grants"]
     finally:
         replayed.close()
+
+
+def test_voiding_an_invoice_reinstates_the_credits_it_drew(acme: Api, system: System) -> None:
+    """As Stripe reinstates billing credits applied to a voided invoice."""
+    kept = grant(acme, 1000, 0)
+    line = {"kind": "base_fee", "description": "Fee", "quantity": 1, "unit_amount": usd(700)}
+    body = {"tenant_id": "t1", "currency": "USD", "lines": [line]}
+    draft = ok(acme.call("POST", "/v1/invoices", "write", json=body), 201)
+    final = ok(acme.call("POST", f"/v1/invoices/{draft['invoice_id']}/finalize", "write"))
+    assert (final["credits_applied"], final["amount_due"]) == (usd(700), usd(0))
+    assert listed(acme, system)["balance"] == [usd(300)]
+    voided = acme.call(
+        "POST", f"/v1/invoices/{draft['invoice_id']}/void", "write", json={"reason": "wrong"}
+    )
+    assert ok(voided)["status"] == "void"
+    credits = listed(acme, system)
+    assert credits["balance"] == [usd(1000)]
+    [only] = credits["grants"]
+    assert only["grant_id"] == kept["grant_id"]
+    assert [(m["kind"], m["amount"]["amount"]) for m in only["movements"]] == [
+        ("granted", 1000),
+        ("drawn", -700),
+        ("reinstated", 700),
+    ]
+    assert only["movements"][2]["invoice_id"] == draft["invoice_id"]
+    assert_replay_equals_live(system, acme.app_id)
