@@ -508,3 +508,52 @@ def test_bus_line_ids_and_replays(tally: System) -> None:
         "issue_credit_note", {**body, "app_id": "globex", "command_id": None}
     )
     assert other_app["error"]["code"] == "not_found"
+
+
+def test_bus_crediting_a_failing_invoice_to_zero_pays_it_and_the_subscription_recovers(
+    tally: System,
+) -> None:
+    plan = {"plan_key": "pro", "name": "Pro", "base_price": {"amount": 1000, "currency": "USD"}}
+    ok(tally.dispatch("define_plan", {"app_id": "acme", **plan}))
+    started = ok(
+        tally.dispatch(
+            "start_subscription", {"app_id": "acme", "tenant_id": "t1", "plan_key": "pro"}
+        )
+    )
+    sub = str(started["subscription_id"])
+    line = {
+        "kind": "base_fee",
+        "description": "fee",
+        "unit_amount": {"amount": 1000, "currency": "USD"},
+    }
+    draft = ok(
+        tally.dispatch(
+            "draft_invoice",
+            {
+                "app_id": "acme",
+                "tenant_id": "t1",
+                "currency": "USD",
+                "subscription_id": sub,
+                "lines": [line],
+            },
+        )
+    )
+    invoice_id = str(draft["invoice_id"])
+    ok(tally.dispatch("finalize_invoice", {"app_id": "acme", "invoice_id": invoice_id}))
+    ok(
+        tally.dispatch(
+            "fail_invoice_payment",
+            {"app_id": "acme", "invoice_id": invoice_id, "reason": "declined"},
+        )
+    )
+    assert tally.aggregate(UUID(sub)).state.status.value == "past_due"
+    body = {
+        "app_id": "acme",
+        "invoice_id": invoice_id,
+        "reason": "waived",
+        "method": "reduce_amount_due",
+    }
+    ok(tally.dispatch("issue_credit_note", body))
+    invoice = tally.aggregate(UUID(invoice_id))
+    assert invoice.status is InvoiceStatus.PAID and invoice.state.next_retry_at is None
+    assert tally.aggregate(UUID(sub)).state.status.value == "active"
