@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from adapters.bootstrap import System
 from domain.balance import CreditBalance, balance_id
+from domain.base import Snapshot
 from domain.credit_note import (
     CreditNote,
     CreditNoteIssued,
@@ -557,3 +558,12 @@ def test_bus_crediting_a_failing_invoice_to_zero_pays_it_and_the_subscription_re
     invoice = tally.aggregate(UUID(invoice_id))
     assert invoice.status is InvoiceStatus.PAID and invoice.state.next_retry_at is None
     assert tally.aggregate(UUID(sub)).state.status.value == "active"
+
+
+def test_snapshots_of_a_credited_invoice_and_its_note_load_the_same_state() -> None:
+    invoice = finalized(charge("fee", 1000), tax("fee", 190), paid=True)
+    note = issue(invoice, CreditMethod.REFUND, [{"line_id": "fee", "amount": usd(400)}])
+    for aggregate in (invoice, note):
+        again = Snapshot.take(aggregate).mutate(None)
+        assert again.state == aggregate.state
+    assert note.state.refund_status == "pending" and note.state.total == usd(476)
