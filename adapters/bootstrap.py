@@ -10,6 +10,7 @@ from uuid import UUID
 
 from adapters.alerts.evaluator import AlertEvaluator
 from adapters.alerts.runner import EvaluatingRunner
+from adapters.billing.progressive import ProgressiveTrigger
 from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.advisory import AdvisoryLocks
 from adapters.eventstore.current import CurrentAggregates
@@ -45,6 +46,7 @@ class System:
     usage_reader: ViewUsageReader
     index: OwnershipIndex
     usage: UsageIngest
+    progressive: ProgressiveTrigger | None = None
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
 
@@ -74,6 +76,8 @@ class System:
         return self.ledger.get(aggregate_id, version=version)
 
     def close(self) -> None:
+        if self.progressive is not None:
+            self.progressive.stop()
         if self.delivery is not None:
             self.delivery.stop()
         self.views.close()
@@ -139,6 +143,8 @@ def bootstrap(
         usage=usage,
         cache=cache,
     )
+    system.progressive = ProgressiveTrigger(system)
+    usage.after_usage.append(system.progressive.usage_committed)
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:
         system.delivery = LocalDelivery(runner)
         system.delivery.start()

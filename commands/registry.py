@@ -12,6 +12,7 @@ from commands.billing.invoice_subscription import (
     InvoiceSubscription,
     invoice_subscription_handler,
 )
+from commands.billing.invoice_thresholds import InvoiceThresholds, invoice_thresholds_handler
 from commands.bus import Handler
 
 # invoices and coupons
@@ -162,6 +163,7 @@ def build_handlers(
         ConsumeQuota: consume_quota_handler(usage_keys),
         ConfigureBilling: configure_billing,
         InvoiceSubscription: invoice_subscription_handler(ports),
+        InvoiceThresholds: invoice_thresholds_handler(ports),
         RenewSubscription: renew_subscription_handler(ports),
         PayInvoice: pay_invoice_handler(invoices),
         IssueCreditNote: issue_credit_note_handler(invoices),

@@ -401,6 +401,18 @@ def check_plan_currencies(
             )
 
 
+def check_thresholds(thresholds: list[Money], currency: str) -> None:
+    """Progressive billing thresholds: positive, strictly ascending, in the plan's currency."""
+    for index, threshold in enumerate(thresholds):
+        field = f"progressive_thresholds.{index}"
+        if threshold.currency != currency:
+            raise InvalidValue("thresholds are in the plan's currency", field=field)
+        if not 0 < threshold.amount <= MAX_PRICE:
+            raise InvalidValue(f"thresholds run from 1 to {MAX_PRICE} minor units", field=field)
+        if index and threshold.amount <= thresholds[index - 1].amount:
+            raise InvalidValue("thresholds must be strictly ascending", field=field)
+
+
 class PlanTerms(_Value):
     """What a subscriber of one plan version gets and pays; copied into subscription events."""
 
@@ -416,6 +428,11 @@ class PlanTerms(_Value):
     minimum_spend: Money | None = Field(
         default=None, description="per billing period: a shortfall is billed as a true-up"
     )
+    progressive_thresholds: list[Money] = Field(
+        default_factory=list,
+        max_length=10,
+        description="usage spend in a period that issues an interim invoice when crossed",
+    )
 
     @model_validator(mode="after")
     def _unique_features(self) -> PlanTerms:
@@ -425,6 +442,7 @@ class PlanTerms(_Value):
             raise InvalidValue("feature keys must be unique within a plan", field="features")
         prices = {"base_price": self.base_price}
         prices |= {f"price_overrides.{zone}": p for zone, p in self.price_overrides.items()}
+        check_thresholds(self.progressive_thresholds, self.base_price.currency)
         if self.minimum_spend is not None:
             prices["minimum_spend"] = self.minimum_spend
             if self.minimum_spend.currency != self.base_price.currency:

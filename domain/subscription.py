@@ -64,6 +64,9 @@ class SubscriptionState(AggregateState):
     invoiced_through: datetime | None = None  # the last billing point invoiced
     recent_invoices: list[UUID] = Field(default_factory=list)  # the last RECENT_INVOICES
     billed_usage: list[BilledUsage] = Field(default_factory=list)  # still correctable
+    interim_period: Period | None = None  # the period interim invoices last billed usage of
+    interim_billed: Money | None = None  # usage of interim_period billed on interim invoices
+    thresholds_invoiced: int = 0  # progressive thresholds of interim_period invoiced
     pending_prorations: list[ProrationItem] = Field(default_factory=list)
     period_event_ids: list[str] = Field(default_factory=list)  # what shaped this period
 
@@ -274,6 +277,24 @@ class SubscriptionRenewed(SubscriptionEvent):
         state.scheduled_terms = None
         state.paid_period = True
         state.period_event_ids = [str(self.event_id)]
+
+
+class InterimInvoiced(SubscriptionEvent):
+    """Progressive billing: usage accrued in the open period crossed a threshold, and an
+    interim invoice billed it (`accrued`: the period's usage amount billed so far)."""
+
+    NAME: ClassVar[str] = "SubscriptionInterimInvoiced"
+    invoice_id: UUID
+    period: Period
+    accrued: Money
+    thresholds_invoiced: int
+
+    def apply(self, aggregate: Any) -> None:
+        state = aggregate.state
+        state.interim_period = self.period
+        state.interim_billed = self.accrued
+        state.thresholds_invoiced = self.thresholds_invoiced
+        state.recent_invoices = [*state.recent_invoices, self.invoice_id][-RECENT_INVOICES:]
 
 
 class MarkedPastDue(SubscriptionEvent):
@@ -625,6 +646,30 @@ class Subscription(Aggregate[SubscriptionState]):
             usage=list(usage),
             adjustments=list(adjustments),
         )
+
+    def record_interim_invoice(
+        self, invoice_id: UUID, accrued: Money, thresholds_invoiced: int, cause: Cause
+    ) -> None:
+        """An interim invoice billed the open period's usage up to `accrued` (progressive
+        billing); the period's own invoice deducts it."""
+        period = self.state.current_period
+        if period is None:
+            raise InvalidTransition("no open period to bill in advance", field="subscription_id")
+        if thresholds_invoiced <= self.thresholds_invoiced(period):
+            raise InvalidValue("no new threshold was crossed", field="thresholds")
+        self._trigger(
+            InterimInvoiced,
+            cause,
+            invoice_id=invoice_id,
+            period=period,
+            accrued=accrued,
+            thresholds_invoiced=thresholds_invoiced,
+        )
+
+    def thresholds_invoiced(self, period: Period) -> int:
+        """How many progressive thresholds interim invoices already billed in `period`."""
+        state = self.state
+        return state.thresholds_invoiced if state.interim_period == period else 0
 
     def mark_past_due(self, cause: Cause, reason: str | None = None) -> None:
         self._require(Status.ACTIVE, action="mark past due")

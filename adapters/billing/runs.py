@@ -16,7 +16,8 @@ from adapters.billing.usage_reader import Wanted
 from adapters.eventstore.positions import existing
 from adapters.eventstore.usage_keys import KEY_RETENTION, UsageKeyStore
 from commands.base import Command
-from commands.billing.run import BillingRun, Execute, Owned, due_command
+from commands.billing.invoice_thresholds import InvoiceThresholds
+from commands.billing.run import ACTOR, BillingRun, Execute, Owned, due_command
 from commands.bus import CommandResult
 from domain.billing import next_billing_point, priced_features
 from domain.clock import SettableClock
@@ -110,8 +111,28 @@ def run_billing(
     if max_actions is not None:
         run.max_actions = max_actions
     report = {**run.run(app_id, until), "usage_cutoff": cutoff}
+    if report.get("complete", True):
+        report["interim_invoiced"] = invoice_thresholds(system, app_id, cutoff, execute)
     prune_usage_keys(system, until)
     return report
+
+
+def invoice_thresholds(
+    system: System, app_id: str, cutoff: int | None, execute: Execute | None = None
+) -> int:
+    """Progressive billing by the clock: each subscription whose plan has thresholds gets an
+    interim invoice if its accrued usage crossed one (commands/billing/invoice_thresholds.py)."""
+    send = execute or system.handle
+    invoiced = 0
+    for subscription_id in system.index.ids(app_id, "subscription_progressive"):
+        command = InvoiceThresholds(
+            app_id=app_id, subscription_id=subscription_id, usage_cutoff=cutoff, actor=ACTOR
+        )
+        try:
+            invoiced += bool(send(command).result.get("invoiced"))
+        except DomainError:
+            continue  # e.g. canceled meanwhile: nothing to bill in advance
+    return invoiced
 
 
 def prune_usage_keys(system: System, now: datetime) -> int:

@@ -43,6 +43,12 @@ ATTENTION_TOPICS = (
 
 # Quota events that say which catalog meter feeds a tenant's feature (typed usage events).
 METER_TOPICS = ("QuotaConfigured", "QuotaReconfigured")
+# Subscription events that set its terms: whose plan bills progressively (thresholds).
+TERMS_TOPICS = {
+    "SubscriptionStarted": "terms",
+    "SubscriptionRenewed": "terms",
+    "SubscriptionPlanChanged": "to_terms",
+}
 
 
 def _needs_attention(topic: str, state: dict[str, Any]) -> bool:
@@ -59,6 +65,7 @@ class OwnershipIndex:
         self._attention: dict[UUID, tuple[int, bool]] = {}  # invoice -> (position, needs it)
         self._monthly_quotas: set[UUID] = set()
         self._fed: dict[tuple[str, str], dict[str, str | None]] = defaultdict(dict)
+        self._progressive: dict[UUID, bool] = {}  # subscription -> its plan has thresholds
         self._lock = threading.Lock()
 
     def apps(self) -> list[str]:
@@ -77,6 +84,9 @@ class OwnershipIndex:
             if kind == "invoice_attention":
                 owned = self._ids.get((app_id, "invoice"), {})
                 owned = {i: t for i, t in owned.items() if self._attention.get(i, (0, True))[1]}
+            elif kind == "subscription_progressive":
+                owned = self._ids.get((app_id, "subscription"), {})
+                owned = {i: t for i, t in owned.items() if self._progressive.get(i)}
             elif kind == "quota_standalone":
                 subscribed = set(self._ids.get((app_id, "subscription"), {}).values())
                 owned = self._ids.get((app_id, "quota"), {})
@@ -93,7 +103,9 @@ class OwnershipIndex:
         with self._lock:
             head = self.recorder.max_notification_id() or 0
             start = max(0, self._position - self.overlap)
-            topics = tuple(dict.fromkeys((*CREATION_TOPICS, *ATTENTION_TOPICS, *METER_TOPICS)))
+            topics = tuple(
+                dict.fromkeys((*CREATION_TOPICS, *ATTENTION_TOPICS, *METER_TOPICS, *TERMS_TOPICS))
+            )
             while start < head:
                 notes = self.recorder.select_notifications(
                     start=start + 1, limit=self.batch, stop=head, topics=topics
@@ -104,6 +116,11 @@ class OwnershipIndex:
                     self._note(note, orjson.loads(note.state))
                 start = notes[-1].id
             self._position = max(self._position, head)
+
+    def tenant_of(self, app_id: str, kind: str, aggregate_id: UUID) -> str | None:
+        """The tenant owning an aggregate of a kind (as of the last refresh)."""
+        with self._lock:
+            return self._ids.get((app_id, kind), {}).get(aggregate_id)
 
     def fed_by(
         self, app_id: str, tenant_id: str, meter_key: str, refresh: bool = True
@@ -117,6 +134,9 @@ class OwnershipIndex:
             return sorted(feature for feature, key in fed.items() if key == meter_key)
 
     def _note(self, note: Any, state: dict[str, Any]) -> None:
+        if note.topic in TERMS_TOPICS:
+            terms = state.get(TERMS_TOPICS[note.topic]) or {}
+            self._progressive[note.originator_id] = bool(terms.get("progressive_thresholds"))
         if note.topic in METER_TOPICS:
             fed = self._fed[(str(state.get("app_id")), str(state.get("tenant_id")))]
             fed[str(state.get("feature_key"))] = state.get("meter_key")

@@ -31,6 +31,7 @@ from domain.billing_settings import BillingSettings, BillingSettingsTerms, billi
 from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_discounts_id
 from domain.invoice import InvoiceLine, LineKind, compute_totals
 from domain.money import Money
+from domain.progressive import deduction_lines
 from domain.recompute import adjustment_line, correction
 from domain.subscription import Subscription
 from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_discount
@@ -70,7 +71,7 @@ def compose(
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
     late = late_usage_lines(ports.usage, subscription, cutoff)
-    used = usage_lines(point, usage)
+    used = usage_lines(point, usage) + deduction_lines(state, point.usage_period)
     true_up = commitment_lines(state, point, used)
     lines = fee_lines(state, point) + used + true_up + late + proration_lines(state)
     return ComposedInvoice(

@@ -6,7 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from domain.catalog import KEY_PATTERN, FeatureSpec, PlanTerms, check_plan_currencies
+from domain.catalog import (
+    KEY_PATTERN,
+    FeatureSpec,
+    PlanTerms,
+    check_plan_currencies,
+    check_thresholds,
+)
 from domain.money import Money
 from domain.period import Interval
 
@@ -27,6 +33,11 @@ class PlanTermsInput(BaseModel):
     minimum_spend: Money | None = Field(
         default=None, description="per billing period: a shortfall is billed as a true-up"
     )
+    progressive_thresholds: list[Money] = Field(
+        default_factory=list,
+        max_length=10,
+        description="usage spend in a period that issues an interim invoice when crossed",
+    )
 
     @model_validator(mode="after")
     def _one_currency(self) -> PlanTermsInput:
@@ -36,6 +47,7 @@ class PlanTermsInput(BaseModel):
             self.minimum_spend.currency != self.base_price.currency
         ):
             raise ValueError("minimum_spend must be in the plan's currency (base_price's)")
+        check_thresholds(self.progressive_thresholds, self.base_price.currency)
         return self
 
     def terms(self, version: int = 1) -> PlanTerms:
@@ -50,4 +62,5 @@ class PlanTermsInput(BaseModel):
             price_overrides=self.price_overrides,
             base_fee_timing=self.base_fee_timing,
             minimum_spend=self.minimum_spend,
+            progressive_thresholds=self.progressive_thresholds,
         )

@@ -123,6 +123,9 @@ class UsageIngest:
     loader: AggregateLoader | None = None
     exclusive: Callable[[str, Sequence[str]], AbstractContextManager[Any]] | None = None
     """Locks across processes, taken from the second attempt on (after a conflict)."""
+    after_usage: list[Callable[[str, Sequence[str]], None]] = field(default_factory=list)
+    """Called after a commit that counted usage, with the app and the tenants (progressive
+    billing checks its thresholds)."""
 
     def __post_init__(self) -> None:
         if self.loader is None:
@@ -174,9 +177,16 @@ class UsageIngest:
                     figures = {qid: _figures(t.quota, now) for qid, t in quotas.items()}
                     for request in requests:
                         request.answer = _answer(request.pending, figures)
+                    self._usage_counted(app_id, pending)
                     return
             time.sleep(random.uniform(0, min(0.001 * 2**attempt, 0.1)))
         raise Conflict("usage kept conflicting with concurrent writers; retry", field="events")
+
+    def _usage_counted(self, app_id: str, pending: list[_Pending]) -> None:
+        tenants = sorted({p.event.tenant_id for p in pending if p.status == "accepted"})
+        if tenants:
+            for listener in self.after_usage:
+                listener(app_id, tenants)
 
     def _typed_readings(
         self, app_id: str, events: Sequence[UsageEventIn]
