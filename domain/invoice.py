@@ -665,6 +665,8 @@ class Invoice(Aggregate[InvoiceState]):
         if not lines:
             raise InvalidTransition("nothing is left to credit on this invoice", field="lines")
         total = zero
+        if len({credit.line_id for credit in lines}) < len(lines):
+            raise InvalidValue("a credit note names each line once", field="lines")
         for index, credit in enumerate(lines):
             left = self.creditable_amount(credit.line_id)
             if credit.amount.currency != left.currency:

@@ -334,6 +334,14 @@ def test_refunds_never_exceed_what_was_paid() -> None:
     issue(invoice, CreditMethod.CREDIT_BALANCE)  # the 300 the balance paid goes back to it
 
 
+def test_the_invoice_itself_refuses_a_line_twice_in_one_note() -> None:
+    invoice = finalized(charge("fee", 1000))
+    [credit] = plan_credit(invoice, [CreditRequest(line_id="fee", amount=usd(600))])
+    with pytest.raises(InvalidValue) as refused:
+        invoice.credit(uuid4(), "CN-000001", CreditMethod.CREDIT_BALANCE, [credit, credit], cause())
+    assert refused.value.field == "lines" and invoice.creditable_amount("fee") == usd(1000)
+
+
 def test_an_invoice_with_credit_notes_is_not_voided() -> None:
     invoice = finalized(charge("fee", 1000))
     issue(invoice, lines=[{"line_id": "fee", "amount": usd(1)}])
