@@ -1,0 +1,102 @@
+"""Property (issue 10): for any sequence of usage, some of it up to 34 days late, billed by
+billing runs along the way, what the invoices billed for each period (its usage lines plus the
+adjustments of later invoices) equals a from-scratch rating of all the period's usage."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.billing.runs import run_billing
+from adapters.bootstrap import System, bootstrap
+from adapters.settings import Settings
+from commands.usage.record_usage import UsageEventIn
+from domain.clock import SettableClock
+from domain.invoice import Invoice, LineKind
+from tests.factories import T0, ok
+
+APP = "acme"
+UNIT = 100  # one unit of usage costs $1.00
+PLAN = {
+    "app_id": APP,
+    "plan_key": "meter",
+    "name": "Metered",
+    "base_price": {"amount": 0, "currency": "USD"},
+    "base_fee_timing": "in_arrears",
+    "features": [
+        {
+            "key": "api",
+            "kind": "metered",
+            "enforcement": "soft",
+            "overage": {"model": "per_unit", "unit_price": {"amount": UNIT, "currency": "USD"}},
+        }
+    ],
+}
+
+usage_steps = st.lists(
+    st.tuples(st.integers(0, 88), st.integers(1, 20), st.integers(0, 34)),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=usage_steps)
+def test_billed_plus_adjustments_equals_a_recompute_from_scratch(
+    steps: list[tuple[int, int, int]],
+) -> None:
+    with TemporaryDirectory() as folder:
+        clock = SettableClock(T0)
+        url = f"sqlite:///{Path(folder) / 'events.db'}"
+        system = bootstrap(Settings(database_url=url), clock, deliver_in_process=False)
+        try:
+            ok(system.dispatch("define_plan", PLAN))
+            ok(
+                system.dispatch(
+                    "start_subscription", {"app_id": APP, "tenant_id": "t1", "plan_key": "meter"}
+                )
+            )
+            used: dict[str, int] = defaultdict(int)  # period start -> units, by the usage's time
+            for index, (day, quantity, late) in enumerate(sorted(steps)):
+                now = T0 + timedelta(days=day, hours=12)
+                bill(system, clock, now)
+                at = max(T0, now - timedelta(days=late))
+                event = UsageEventIn(
+                    idempotency_key=f"u{index}",
+                    tenant_id="t1",
+                    feature_key="api",
+                    quantity=quantity,
+                    timestamp=at,
+                )
+                assert system.usage.record(APP, [event])["accepted"] == 1
+                used[month_of(at)] += quantity
+            bill(system, clock, T0 + timedelta(days=200))  # every period billed and corrected
+            assert billed_per_period(system) == {m: q * UNIT for m, q in used.items() if q}
+        finally:
+            system.close()
+
+
+def bill(system: System, clock: SettableClock, until: datetime) -> None:
+    system.sync()
+    run_billing(system, system.index.ids, APP, clock, until)
+
+
+def month_of(instant: datetime) -> str:
+    return instant.strftime("%Y-%m")
+
+
+def billed_per_period(system: System) -> dict[str, int]:
+    """Usage lines and adjustments of every invoice, by the period they bill (non-zero)."""
+    totals: dict[str, int] = defaultdict(int)
+    for invoice_id in system.index.ids(APP, "invoice"):
+        invoice = system.aggregate(invoice_id)
+        assert isinstance(invoice, Invoice)
+        for line in invoice.state.lines:
+            if line.kind in (LineKind.USAGE, LineKind.ADJUSTMENT) and line.period is not None:
+                totals[month_of(line.period.start)] += line.amount.amount
+    return {period: amount for period, amount in totals.items() if amount}
