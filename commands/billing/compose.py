@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from commands.billing.late_usage import late_usage
 from commands.billing.ports import NoPaymentCollector, NoUsage, PaymentCollector, UsageReader
 from commands.profiles.lookup import profile_terms
 from commands.tax.rates import tax_calculator
 from commands.unit_of_work import UnitOfWork
+from domain.billed_usage import UsageAdjustment
 from domain.billing import (
     BillingPoint,
     UsageTotal,
@@ -32,7 +34,6 @@ from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_di
 from domain.invoice import InvoiceLine, LineKind, compute_totals
 from domain.money import Money
 from domain.progressive import deduction_lines
-from domain.recompute import adjustment_line, correction
 from domain.subscription import Subscription
 from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_discount
 
@@ -49,6 +50,7 @@ class BillingPorts:
 class ComposedInvoice:
     lines: list[InvoiceLine]
     prorations_billed: int
+    credited: list[UsageAdjustment] = field(default_factory=list)  # late usage credited
 
 
 def settings_of(uow: UnitOfWork, app_id: str) -> BillingSettingsTerms:
@@ -70,13 +72,14 @@ def compose(
     preview), else the coupons record what they take off this invoice."""
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
-    late = late_usage_lines(ports.usage, subscription, cutoff)
+    late = late_usage(uow, ports.usage, subscription, cutoff, invoice_id)
     used = usage_lines(point, usage) + deduction_lines(state, point.usage_period)
     true_up = commitment_lines(state, point, used)
-    lines = fee_lines(state, point) + used + true_up + late + proration_lines(state)
+    lines = fee_lines(state, point) + used + true_up + late.lines + proration_lines(state)
     return ComposedInvoice(
         lines=finish(uow, subscription, lines, invoice_id),
         prorations_billed=len(state.pending_prorations),
+        credited=late.credited,
     )
 
 
@@ -101,22 +104,6 @@ def read_usage(
         return {}
     state = subscription.state
     return reader.totals(state.app_id, state.tenant_id, features, point.usage_period, cutoff)
-
-
-def late_usage_lines(
-    reader: UsageReader, subscription: Subscription, cutoff: int | None
-) -> list[InvoiceLine]:
-    """Corrections for usage that reached an already invoiced period (domain/recompute.py):
-    each billed feature re-read up to this invoice's cut-off."""
-    state = subscription.state
-    lines: list[InvoiceLine] = []
-    for billed in state.billed_usage:
-        features = [(billed.feature_key, billed.meter)]
-        total = reader.totals(state.app_id, state.tenant_id, features, billed.period, cutoff)
-        amount = correction(billed, total[billed.feature_key])
-        if amount.amount != 0:
-            lines.append(adjustment_line(billed, amount, total[billed.feature_key]))
-    return lines
 
 
 def discount_lines(

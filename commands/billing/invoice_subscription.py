@@ -75,7 +75,7 @@ def draft_point_invoice(
         point.at,
         composed.prorations_billed,
         usage=billed_usage(invoice_id, composed.lines, cutoff),
-        adjustments=adjustments_of(composed.lines),
+        adjustments=adjustments_of(composed.lines) + composed.credited,
     )
     if not composed.lines:
         return None

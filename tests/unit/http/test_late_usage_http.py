@@ -130,3 +130,34 @@ def test_recompute_shows_the_late_usage_beside_what_was_billed(
     assert (
         ok(acme.call("GET", f"/v1/invoices/{january['invoice_id']}"))["lines"] == january["lines"]
     )
+
+
+LATEST = {
+    **PLAN,
+    "plan_key": "gauge",
+    "features": [{**PLAN["features"][0], "meter": "latest"}],
+}
+
+
+def test_late_usage_that_lowers_the_amount_is_a_credit_note_on_the_billed_invoice(
+    acme: Api, clock: SettableClock
+) -> None:
+    ok(acme.call("POST", "/v1/plans", json=LATEST), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "gauge"}), 201)
+    clock.set(T0 + timedelta(days=19))
+    use(acme, 10, "jan-20")  # the latest reading of January: 10 units
+    run(acme, clock, 31)
+    [january] = invoices(acme)
+    assert kinds(january) == [("base_fee", 1000), ("usage", 250)]
+    clock.set(T0 + timedelta(days=33))
+    use(acme, 4, "jan-25", at=T0 + timedelta(days=24))  # a later reading, arriving late: 4
+    run(acme, clock, 59)
+    notes = ok(acme.call("GET", "/v1/credit-notes?tenant_id=t1"))["credit_notes"]
+    assert len(notes) == 1 and notes[0]["invoice_id"] == january["invoice_id"]
+    assert notes[0]["total"]["amount"] == 150  # 10 -> 4 units at 25 cents
+    corrected = ok(acme.call("GET", f"/v1/invoices/{january['invoice_id']}"))
+    assert corrected["amount_due"]["amount"] == 1250 - 150  # open: the amount due went down
+    february = invoices(acme)[-1]
+    assert all(kind != "adjustment" for kind, _ in kinds(february))
+    run(acme, clock, 90)
+    assert len(ok(acme.call("GET", "/v1/credit-notes?tenant_id=t1"))["credit_notes"]) == 1
