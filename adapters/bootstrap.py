@@ -28,6 +28,7 @@ from commands.bus import CommandBus, CommandResult
 from commands.registry import build_handlers
 from commands.usage.record_usage import UsageIngest
 from domain.clock import Clock, SettableClock, SystemClock
+from projections.outbox.projector import DeliveryTables
 from projections.ports import EntitlementCache
 from projections.queries import QueryContext, run_query
 from projections.registry import build_projectors, load_queries
@@ -131,6 +132,7 @@ def bootstrap(
     runner = EvaluatingRunner(ledger.recorder, views, build_projectors(cache), alerts)
     load_queries()
     runner.ensure_tables()
+    views.ensure(DeliveryTables())  # the mailer's record, read by the outbox query
     system = System(
         settings=settings,
         clock=clock,

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     relay_idle_seconds: float = 0.01
     projector_batch: int = 500
     projector_wait_seconds: float = 0.005  # wait for more once one event came (adds to lag)
+    # invoice email (docs/email.md): smtp://[user:password@]host[:port][?starttls=true]
+    smtp_url: str | None = None
+    smtp_from: str = "Tally Billing <billing@localhost>"
+    smtp_timeout_seconds: float = 30.0
+    mailer_poll_seconds: float = 1.0
 
     @property
     def is_postgres(self) -> bool:

@@ -6,6 +6,7 @@ from projections.alerts.projector import AlertsProjector
 from projections.base import Projector
 from projections.credits.projector import CreditsProjector
 from projections.entitlements.projector import EntitlementsProjector
+from projections.outbox.projector import OutboxProjector
 from projections.ports import EntitlementCache
 from projections.revenue.projector import RevenueProjector
 from projections.usage.projector import UsageProjector
@@ -18,6 +19,7 @@ def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     projectors.append(UsageProjector())
     projectors.append(RevenueProjector())
     projectors.append(AlertsProjector())
+    projectors.append(OutboxProjector())
     projectors.append(CreditsProjector())
     return projectors
 
@@ -27,5 +29,6 @@ def load_queries() -> None:
     import projections.alerts.queries
     import projections.credits.queries
     import projections.entitlements.queries
+    import projections.outbox.queries
     import projections.revenue.queries
     import projections.usage.queries  # noqa: F401

@@ -95,6 +95,20 @@ def worker_alerts() -> None:
     run_alerts()
 
 
+@worker_app.command("mailer")
+def worker_mailer() -> None:
+    """Send the outbox's mails (invoices, payment failures, credit notes) through
+    TALLY_SMTP_URL (one active; others wait to take over)."""
+    from adapters.settings import Settings
+
+    if not Settings().smtp_url:
+        typer.echo("tally worker mailer needs SMTP: set TALLY_SMTP_URL (smtp://…)", err=True)
+        raise typer.Exit(2)
+    from adapters.nats.workers import run_mailer
+
+    run_mailer()
+
+
 @worker_app.command("command-bus")
 def worker_command_bus(
     prefix: str = typer.Option("tally", help="subjects <prefix>.cmd.* and <prefix>.query.*"),

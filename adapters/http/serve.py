@@ -2,10 +2,13 @@
 
 - Embedded default (no TALLY_NATS_URL): read models are fed in process after each commit
   (bootstrap's LocalDelivery thread); only the API runs here.
-- With TALLY_NATS_URL: the relay (event store -> JetStream) and one JetStream projector worker
-  per read model run in this process too, as asyncio tasks beside uvicorn (built with
-  adapters/nats/workers.py). `tally worker relay|projector NAME` runs them separately instead
-  (scale-out); the relay and each projector hold a lock, so extra copies wait as standbys.
+- With TALLY_NATS_URL: the relay (event store -> JetStream), one JetStream projector worker
+  per read model and the alerts worker run in this process too, as asyncio tasks beside
+  uvicorn (built with adapters/nats/workers.py). `tally worker relay|projector NAME` runs
+  them separately instead (scale-out); the relay and each projector hold a lock, so extra
+  copies wait as standbys.
+- With TALLY_SMTP_URL (either way): the mailer, which sends the outbox's mails
+  (docs/email.md); `tally worker mailer` runs it separately instead.
 
 SIGTERM/SIGINT: uvicorn stops accepting connections and finishes the requests in flight
 (up to `graceful_seconds`); then the lifespan's shutdown stops the workers (each finishes its
@@ -36,9 +39,12 @@ log = structlog.get_logger(__name__)
 
 def _workers(system: System) -> list[Any]:
     """The relay, a projector worker per read model and the alerts worker, when NATS is
-    configured."""
-    if not system.settings.nats_url or not system.settings.serve_workers:
-        return []  # embedded delivery, or workers run as `tally worker ...` (scale-out)
+    configured; the mailer when SMTP is (with or without NATS)."""
+    if not system.settings.serve_workers:
+        return []  # workers run as `tally worker ...` (scale-out)
+    mailer = _mailer(system)
+    if not system.settings.nats_url:
+        return mailer  # embedded delivery feeds the read models in process
     from adapters.nats.workers import build_alerts_worker, build_projector_worker, build_relay
 
     relay = build_relay(system)
@@ -48,7 +54,16 @@ def _workers(system: System) -> list[Any]:
         build_projector_worker(system, projector.NAME, projector)
         for projector in system.runner.projectors
     ]
-    return [*workers, build_alerts_worker(system)]
+    return [*workers, build_alerts_worker(system), *mailer]
+
+
+def _mailer(system: System) -> list[Any]:
+    """The mailer (sends the outbox), when TALLY_SMTP_URL is set."""
+    if not system.settings.smtp_url:
+        return []
+    from adapters.nats.workers import build_mailer_worker
+
+    return [build_mailer_worker(system)]
 
 
 def build(system: System) -> FastAPI:

@@ -130,3 +130,24 @@ def run_alerts() -> None:
         run_until_signalled(build_alerts_worker(system).run)
     finally:
         system.close()
+
+
+def build_mailer_worker(system: System, transport: Any = None) -> Any:
+    """The mailer's worker: sends the outbox through TALLY_SMTP_URL (one active per
+    read-model store)."""
+    from adapters.smtp.worker import MailerWorker, build_sender
+
+    sender = build_sender(system, transport)
+    poll = system.settings.mailer_poll_seconds
+    return MailerWorker(sender, _lock(system, "mailer"), poll_seconds=poll)
+
+
+def run_mailer() -> None:
+    """`tally worker mailer`."""
+    from adapters.bootstrap import bootstrap
+
+    system = bootstrap(deliver_in_process=False)
+    try:
+        run_until_signalled(build_mailer_worker(system).run)
+    finally:
+        system.close()

@@ -1,12 +1,23 @@
-"""Invoice PDF rendering (fpdf2): the invoice view as a one-document A4 PDF."""
+"""Invoice PDF rendering (fpdf2): the invoice view as an A4 PDF in Unicode fonts.
+
+Text is printed in Noto Sans with fallback fonts (adapters/pdf/fonts.py), so any script,
+symbol or emoji in a description, a name or an address prints as written; long values wrap
+onto more lines instead of being cut.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fpdf import FPDF
+from fpdf.fonts import FontFace
 
+from adapters.pdf.fonts import FAMILY, use_unicode_fonts
 from domain.money import Money
+
+LINE_WIDTHS = (80, 30, 20, 30, 30)  # description, kind, qty, unit, amount (mm)
+LINE_HEADS = ("Description", "Kind", "Qty", "Unit", "Amount")
 
 
 def _money(value: dict[str, Any] | None) -> str:
@@ -14,8 +25,18 @@ def _money(value: dict[str, Any] | None) -> str:
 
 
 def _text(value: Any) -> str:
-    """The built-in PDF fonts are Latin-1: anything else prints as '?'."""
-    return str(value if value is not None else "-").encode("latin-1", "replace").decode("latin-1")
+    """The text to print ('-' for nothing); the Unicode fonts print every character."""
+    return str(value if value is not None else "-")
+
+
+def unicode_document(title: str, texts: Iterable[str] = (), country: str | None = None) -> FPDF:
+    """An A4 document with the Unicode fonts for these texts registered (more can be added
+    with `use_unicode_fonts`) and the main family set."""
+    pdf = FPDF(format="A4")
+    pdf.set_title(title)
+    use_unicode_fonts(pdf, [title, *texts], country)
+    pdf.set_font(FAMILY, size=10)
+    return pdf
 
 
 def render_invoice_pdf(
@@ -23,15 +44,33 @@ def render_invoice_pdf(
 ) -> bytes:
     """Render an invoice view (commands/invoices/view.py) to PDF bytes; `customer` is the
     tenant's billing profile (name, email, country, tax id), printed when given."""
-    pdf = FPDF(format="A4")
-    pdf.set_title(_text(f"Invoice {invoice.get('number_text') or invoice['invoice_id']}"))
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
     title = invoice.get("number_text") or "DRAFT"
-    pdf.cell(0, 12, _text(f"Invoice {title}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
+    rows = _header_rows(invoice, app_id, customer)
+    texts = [label + _text(value) for label, value in rows]
+    texts += [_text(line.get("description")) + _text(line.get("kind")) for line in invoice["lines"]]
+    country = (customer or {}).get("country")
+    pdf = unicode_document(
+        f"Invoice {invoice.get('number_text') or invoice['invoice_id']}", texts, country
+    )
+    pdf.add_page()
+    pdf.set_font(FAMILY, "B", 18)
+    pdf.cell(0, 12, f"Invoice {title}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FAMILY, size=10)
+    for label, value in rows:
+        pdf.cell(35, 6, label)
+        pdf.multi_cell(0, 6, _text(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    _lines(pdf, invoice["lines"])
+    pdf.ln(2)
+    _totals(pdf, invoice)
+    return bytes(pdf.output())
+
+
+def _header_rows(
+    invoice: dict[str, Any], app_id: str, customer: dict[str, Any] | None
+) -> list[tuple[str, Any]]:
     period = invoice.get("period") or {}
-    for label, value in (
+    return [
         ("App", app_id),
         ("Tenant", invoice["tenant_id"]),
         *_customer_rows(customer),
@@ -41,23 +80,7 @@ def render_invoice_pdf(
         ("Finalized", invoice.get("finalized_at")),
         ("Paid", invoice.get("paid_at")),
         ("Invoice id", invoice["invoice_id"]),
-    ):
-        pdf.cell(35, 6, _text(label))
-        pdf.cell(0, 6, _text(value), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
-    _lines(pdf, invoice["lines"])
-    pdf.ln(2)
-    for label, key in (
-        ("Subtotal", "subtotal"),
-        ("Discounts", "discount_total"),
-        ("Tax", "tax_total"),
-        ("Total", "total"),
-        ("Amount due", "amount_due"),
-    ):
-        pdf.set_font("Helvetica", "B" if key in ("total", "amount_due") else "", 10)
-        pdf.cell(150, 7, _text(label), align="R")
-        pdf.cell(0, 7, _text(_money(invoice.get(key))), align="R", new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
+    ]
 
 
 def _customer_rows(customer: dict[str, Any] | None) -> list[tuple[str, Any]]:
@@ -71,20 +94,42 @@ def _customer_rows(customer: dict[str, Any] | None) -> list[tuple[str, Any]]:
 
 
 def _lines(pdf: FPDF, lines: list[dict[str, Any]]) -> None:
-    widths = (80, 30, 20, 30, 30)
-    pdf.set_font("Helvetica", "B", 10)
-    for width, head in zip(widths, ("Description", "Kind", "Qty", "Unit", "Amount"), strict=True):
-        pdf.cell(width, 7, head, border="B")
-    pdf.ln()
-    pdf.set_font("Helvetica", size=10)
-    for line in lines:
-        cells = (
-            line["description"][:48],
-            line["kind"],
-            line["quantity"],
-            _money(line["unit_amount"]),
-            _money(line["amount"]),
-        )
-        for width, cell in zip(widths, cells, strict=True):
-            pdf.cell(width, 6, _text(cell))
-        pdf.ln()
+    """The lines as a table; a long description wraps inside its column (rows grow, and a
+    table longer than the page goes on on the next with its headings)."""
+    use_unicode_fonts(pdf, [_text(line.get("description")) for line in lines])
+    pdf.set_font(FAMILY, size=10)
+    with pdf.table(
+        col_widths=LINE_WIDTHS,
+        width=sum(LINE_WIDTHS),
+        align="LEFT",
+        text_align=("LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT"),
+        borders_layout="HORIZONTAL_LINES",
+        headings_style=FontFace(family=FAMILY, emphasis="BOLD"),
+        line_height=5,
+        padding=(1, 1),
+        v_align="TOP",
+    ) as table:
+        table.row(LINE_HEADS)
+        for line in lines:
+            table.row(
+                (
+                    _text(line["description"]),
+                    _text(line["kind"]),
+                    _text(line["quantity"]),
+                    _money(line["unit_amount"]),
+                    _money(line["amount"]),
+                )
+            )
+
+
+def _totals(pdf: FPDF, invoice: dict[str, Any]) -> None:
+    for label, key in (
+        ("Subtotal", "subtotal"),
+        ("Discounts", "discount_total"),
+        ("Tax", "tax_total"),
+        ("Total", "total"),
+        ("Amount due", "amount_due"),
+    ):
+        pdf.set_font(FAMILY, "B" if key in ("total", "amount_due") else "", 10)
+        pdf.cell(150, 7, label, align="R")
+        pdf.cell(0, 7, _money(invoice.get(key)), align="R", new_x="LMARGIN", new_y="NEXT")

@@ -30,3 +30,58 @@ def test_an_invoice_renders_as_a_pdf_with_its_number_and_totals() -> None:
     assert body.startswith(b"%PDF-") and body.rstrip().endswith(b"%%EOF")
     assert b"INV-000007" in body  # the title metadata is stored uncompressed
     assert len(body) > 800
+
+
+def _text_of(body: bytes) -> str:
+    import io
+    import re
+
+    import pypdf
+
+    reader = pypdf.PdfReader(io.BytesIO(body))
+    return re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
+
+
+def _with_description(description: str) -> dict[str, object]:
+    line = {**VIEW["lines"][0], "description": description}  # type: ignore[index]
+    return {**VIEW, "lines": [line]}
+
+
+def test_any_unicode_text_prints_as_written_and_reads_back() -> None:
+    customer = {"name": "Müller & Söhne 株式会社", "email": "ap@example.jp", "country": "JP"}
+    body = render_invoice_pdf(_with_description("Überstunden — 東京 🚀"), "acme", customer)
+    text = _text_of(body)
+    for word in ("Überstunden", "—", "東京", "🚀", "Müller & Söhne", "株式会社", "INV-000007"):
+        assert word in text, word
+    assert "?" not in text  # nothing replaced (the core fonts printed '? ??')
+
+
+def test_a_long_description_wraps_onto_more_lines_and_keeps_every_word() -> None:
+    words = [f"word{i}" for i in range(80)]
+    description = "Überstunden " + " ".join(words) + " Ende"
+    text = _text_of(render_invoice_pdf(_with_description(description), "acme"))
+    assert all(f" {word} " in f" {text} " for word in words)
+    assert "Ende" in text
+    from fpdf import FPDF
+
+    from adapters.pdf.fonts import FAMILY, use_unicode_fonts
+
+    pdf = FPDF()
+    use_unicode_fonts(pdf, [description])
+    pdf.set_font(FAMILY, size=10)
+    assert pdf.get_string_width(description) > 80 * 5  # wider than five description columns
+
+
+def test_a_word_longer_than_its_column_breaks_instead_of_being_cut() -> None:
+    token = "x" * 150 + "END"
+    text = _text_of(render_invoice_pdf(_with_description(token), "acme")).replace(" ", "")
+    assert token in text
+
+
+def test_fallback_fonts_are_embedded_only_for_the_scripts_the_text_uses() -> None:
+    from adapters.pdf.fonts import faces_for
+
+    assert faces_for("Plain Latin, Ελληνικά, Кириллица — €") == []
+    assert [f.family for f in faces_for("🚀")] == ["notoemoji"]
+    assert [f.family for f in faces_for("東京", country="CN")] == ["notosanscjksc"]
+    assert [f.family for f in faces_for("東京 שלום")] == ["notosanshebrew", "notosanscjkjp"]

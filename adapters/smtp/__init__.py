@@ -1,0 +1,1 @@
+"""Invoice email: SMTP settings and connection, composing mails from the outbox, the mailer."""
