@@ -7,8 +7,10 @@ between sends it again with the same Message-ID.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -27,6 +29,7 @@ from adapters.settings import Settings
 from adapters.smtp.sender import MailSender, backoff
 from adapters.smtp.transport import SmtpTarget, SmtpTransport
 from adapters.smtp.worker import MailerWorker, build_sender
+from commands.credit_notes.issue_credit_note import IssueCreditNote
 from commands.invoices.draft_invoice import DraftInvoice
 from commands.invoices.fail_invoice_payment import FailInvoicePayment
 from commands.invoices.finalize_invoice import FinalizeInvoice
@@ -144,6 +147,12 @@ def pdf_text(message: EmailMessage) -> str:
     return " ".join(page.extract_text() for page in reader.pages)
 
 
+def body_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
 def squeeze(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
@@ -174,7 +183,7 @@ def test_a_finalized_invoice_is_mailed_to_the_profile_email_with_its_pdf(
     assert message["Subject"] == "Invoice INV-000001"
     finalized = event_id(system, invoice_id, "InvoiceFinalized")
     assert message["Message-ID"] == f"<{finalized}@tally>"
-    assert "INV-000001" in message.get_body(("plain",)).get_content()
+    assert "INV-000001" in body_of(message)
     (attachment,) = list(message.iter_attachments())
     assert attachment.get_filename() == "INV-000001.pdf"
     text = squeeze(pdf_text(message))
@@ -205,7 +214,7 @@ def test_a_payment_failure_is_mailed_with_the_invoice_attached(
     subjects = [m["Subject"] for m in handler.messages]
     assert subjects == ["Invoice INV-000001", "Payment failed for invoice INV-000001"]
     failed = handler.messages[1]
-    text = failed.get_body(("plain",)).get_content()
+    text = body_of(failed)
     assert "card_declined" in text and "Attempt: 1" in text
     assert failed["Message-ID"] == f"<{event_id(system, invoice_id, 'InvoicePaymentFailed')}@tally>"
     assert "INV-000001" in pdf_text(failed)
@@ -242,6 +251,35 @@ def test_the_mail_goes_to_the_address_the_profile_had_at_the_event(
     assert [m["To"] for m in handler.messages] == ["old@globex.test", "new@globex.test"]
 
 
+def test_a_credit_note_is_mailed_with_its_pdf(system: Any, inbox: tuple[Inbox, int]) -> None:
+    handler, port = inbox
+    profile(system)
+    invoice_id = finalized_invoice(system)
+    note_id = uuid4()
+    reply = system.handle(
+        IssueCreditNote(
+            app_id=APP,
+            invoice_id=invoice_id,
+            reason="Kulanz für 東京 🚀",
+            method="reduce_amount_due",
+            credit_note_id=note_id,
+        )
+    )
+    assert reply.result["number_text"] == "CN-000001"
+    system.sync()
+
+    assert mailer(system, port).send_due().sent == 2
+
+    note = handler.messages[1]
+    assert note["Subject"] == "Credit note CN-000001 for invoice INV-000001"
+    assert note["Message-ID"] == f"<{event_id(system, note_id, 'CreditNoteIssued')}@tally>"
+    assert "Kulanz für 東京 🚀" in body_of(note)
+    (attachment,) = list(note.iter_attachments())
+    assert attachment.get_filename() == "CN-000001.pdf"
+    text = squeeze(pdf_text(note))
+    assert "CN-000001" in text and "東京" in text and "Überstunden" in text
+
+
 # --- crash safety and retries -------------------------------------------------------------
 
 
@@ -268,7 +306,7 @@ def test_a_crash_after_the_server_accepted_resends_with_the_same_message_id(
     first, again = handler.messages
     assert first["Message-ID"] == again["Message-ID"]  # receivers dedupe on it
     assert first["Date"] == again["Date"] and first["Subject"] == again["Subject"]
-    assert first.get_body(("plain",)).get_content() == again.get_body(("plain",)).get_content()
+    assert body_of(first) == body_of(again)
     assert outbox(system)[0]["status"] == "sent"
     assert restarted.send_due().total == 0
     assert len(handler.messages) == 2
@@ -410,3 +448,39 @@ def test_serve_runs_the_mailer_when_smtp_is_configured(clock: SettableClock) -> 
             build_sender(quiet)
     finally:
         quiet.close()
+
+
+@pytest.mark.postgres
+def test_the_mailer_worker_sends_the_outbox_on_postgresql(
+    pg_url: str, pg_schema: str, clock: SettableClock, inbox: tuple[Inbox, int]
+) -> None:
+    from adapters.bootstrap import bootstrap
+    from adapters.nats.workers import build_mailer_worker
+
+    handler, port = inbox
+    settings = Settings(
+        database_url=pg_url, smtp_url=f"smtp://127.0.0.1:{port}", mailer_poll_seconds=0.05
+    )
+    system = bootstrap(settings, clock, schema=pg_schema, deliver_in_process=False)
+    try:
+        profile(system)
+        finalized_invoice(system)
+        finalized_invoice(system, tenant="initech")  # skipped: no profile
+        first, standby = build_mailer_worker(system), build_mailer_worker(system)
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(w.run(stop)) for w in (first, standby)]
+            deadline = time.monotonic() + 15
+            while not handler.messages:
+                assert time.monotonic() < deadline, "the mailer sent nothing"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # time for a second send, which must not happen
+            stop.set()
+            await asyncio.gather(*tasks)
+
+        asyncio.run(scenario())
+        assert len(handler.messages) == 1
+        assert [r["status"] for r in outbox(system)] == ["sent", "skipped"]
+    finally:
+        system.close()

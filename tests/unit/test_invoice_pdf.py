@@ -1,3 +1,5 @@
+from typing import Any
+
 from adapters.pdf.invoice import render_invoice_pdf
 
 VIEW = {
@@ -42,9 +44,9 @@ def _text_of(body: bytes) -> str:
     return re.sub(r"\s+", " ", " ".join(page.extract_text() for page in reader.pages))
 
 
-def _with_description(description: str) -> dict[str, object]:
-    line = {**VIEW["lines"][0], "description": description}  # type: ignore[index]
-    return {**VIEW, "lines": [line]}
+def _with_description(description: str) -> dict[str, Any]:
+    lines: list[dict[str, Any]] = VIEW["lines"]  # type: ignore[assignment]
+    return {**VIEW, "lines": [{**lines[0], "description": description}]}
 
 
 def test_any_unicode_text_prints_as_written_and_reads_back() -> None:
