@@ -3,7 +3,8 @@ from the first byte). Port defaults: 25 (587 with starttls), 465 for smtps.
 
 A session sends mails over one connection; what the server answers is sorted into
 `Refused` (a 5xx answer for this mail: sending it again will not help) and `Unavailable`
-(a 4xx answer, a dropped connection, a timeout: try again later).
+(a 4xx answer, a dropped connection, a timeout, or a 5xx about the session such as 530
+"STARTTLS first" or 535 "bad credentials": try again later).
 """
 
 from __future__ import annotations
@@ -145,8 +146,13 @@ class SmtpTransport:
         return client
 
 
+# 5xx answers about the session, not the mail (TLS or login required, bad credentials): the
+# configuration is wrong, and the mail goes out once it is right
+SESSION_CODES = frozenset({530, 534, 535, 538})
+
+
 def _by_code(code: int, text: str) -> Exception:
-    if code >= 500:
+    if code >= 500 and code not in SESSION_CODES:
         return Refused(f"{code} {text}")
     return Unavailable(f"{code} {text}")
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -484,3 +487,48 @@ def test_the_mailer_worker_sends_the_outbox_on_postgresql(
         assert [r["status"] for r in outbox(system)] == ["sent", "skipped"]
     finally:
         system.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl, as on every machine of the project)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_starttls_upgrades_the_connection_before_the_mail(
+    system: Any, certificate: tuple[Path, Path], clock: SettableClock
+) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    handler, port = Inbox(), free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True
+    )
+    controller.start()
+    try:
+        profile(system)
+        finalized_invoice(system)
+        plain = mailer(system, port)
+        assert plain.send_due().retrying == 1  # 530 STARTTLS first: retried, not failed
+        (row,) = outbox(system)
+        assert row["status"] == "retrying" and "530" in row["reason"]
+        clock.advance(backoff(1))
+        trusted = ssl.create_default_context(cafile=str(cert))
+        url = f"smtp://127.0.0.1:{port}?starttls=true"
+        transport = SmtpTransport.from_url(url, timeout=10, context=trusted)
+        sender = MailSender(system.views, system.ledger, transport, FROM, system.clock)
+        assert sender.send_due().sent == 1
+        assert len(handler.messages) == 1
+    finally:
+        controller.stop()
