@@ -10,12 +10,15 @@ subsets) in each document:
   country), with DejaVu Sans before it where the system has it (dingbats, math).
 
 A fallback font is only embedded when the document's text has a character the fonts before
-it lack (Noto Sans CJK alone takes half a second to load). Text is not shaped: Arabic and
+it lack. Noto Sans CJK is a CFF2 variable collection: each document gets a TrueType subset
+of the CJK characters it prints, at regular weight (fpdf2 would embed the CFF2 font in a form
+PDF readers reject; making the subset takes under a second). Text is not shaped: Arabic and
 Indic scripts print their letters in isolated forms.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -26,7 +29,11 @@ from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
-from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+from fontTools.pens.cu2quPen import Cu2QuPen  # type: ignore[import-untyped]
+from fontTools.pens.ttGlyphPen import TTGlyphPen  # type: ignore[import-untyped]
+from fontTools.subset import Options as SubsetOptions  # type: ignore[import-untyped]
+from fontTools.subset import Subsetter
+from fontTools.ttLib import TTFont, newTable  # type: ignore[import-untyped]
 from fontTools.varLib.instancer import (  # type: ignore[import-untyped]
     instantiateVariableFont,
 )
@@ -65,6 +72,69 @@ class Face:
         pdf.add_font(self.family, "", self.path, collection_font_number=self.index)
         if bold:
             pdf.add_font(self.family, "B", _instance(self.path, 700))
+
+    def register(self, pdf: FPDF, chars: set[int]) -> str:
+        """Register the face as a fallback for these characters; returns its family name.
+        A CFF2 collection (Noto Sans CJK) goes in as a TrueType subset of just these
+        characters: fpdf2 would embed the CFF2 font in a form PDF readers reject."""
+        if self.path.suffix != ".ttc":
+            if self.family not in pdf.fonts:
+                self.add_to(pdf)
+            return self.family
+        subsets: dict[str, set[int]] = getattr(pdf, "tally_subsets", {})
+        for family, covered in subsets.items():
+            if family.startswith(self.family) and chars <= covered:
+                return family  # an earlier subset of this document has them all
+        digest = hashlib.blake2b(repr(sorted(chars)).encode(), digest_size=6).hexdigest()
+        family = f"{self.family}{digest}"
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / f"{family}.ttf"
+            _truetype_subset(self.path, self.index, chars).save(path)
+            pdf.add_font(family, "", path)  # fontTools keeps the file open: it may go
+        subsets[family] = set(chars)
+        pdf.tally_subsets = subsets  # type: ignore[attr-defined]
+        return family
+
+
+def _truetype_subset(path: Path, index: int, chars: set[int], weight: int = 400) -> TTFont:
+    """These characters of a CFF2 variable font, at this weight, with TrueType outlines."""
+    font = TTFont(path, fontNumber=index, recalcTimestamp=False)
+    options = SubsetOptions()
+    options.layout_features, options.hinting, options.notdef_outline = [], False, True
+    subsetter = Subsetter(options)
+    subsetter.populate(unicodes=chars)
+    subsetter.subset(font)
+    glyphs = font.getGlyphSet(location={"wght": weight}, normalized=False)
+    glyf = newTable("glyf")
+    glyf.glyphOrder, glyf.glyphs = font.getGlyphOrder(), {}
+    for name in glyf.glyphOrder:
+        pen = TTGlyphPen(glyphs)
+        glyphs[name].draw(Cu2QuPen(pen, 1.0, reverse_direction=True))
+        glyf.glyphs[name] = pen.glyph()
+    for tag in ("CFF ", "CFF2", "VORG", "fvar", "avar", "HVAR", "VVAR", "MVAR", "STAT", "DSIG"):
+        if tag in font:
+            del font[tag]
+    for tag in ("GDEF", "GPOS", "GSUB", "BASE"):
+        if tag in font:
+            del font[tag]
+    font["glyf"], font["loca"] = glyf, newTable("loca")
+    maxp = font["maxp"]
+    maxp.tableVersion = 0x00010000
+    for field in (
+        "maxTwilightPoints",
+        "maxStorage",
+        "maxFunctionDefs",
+        "maxInstructionDefs",
+        "maxStackElements",
+        "maxSizeOfInstructions",
+        "maxComponentElements",
+    ):
+        setattr(maxp, field, 0)
+    maxp.maxZones = 1
+    font["head"].indexToLocFormat, font["head"].glyphDataFormat = 0, 0
+    font["post"].formatType = 3.0  # no glyph names: the cmap maps by glyph id
+    font.sfntVersion = "\x00\x01\x00\x00"
+    return font
 
 
 @cache
@@ -142,8 +212,11 @@ def use_unicode_fonts(pdf: FPDF, texts: Iterable[str], country: str | None = Non
     for more text: faces already there are kept), and make them the fallback fonts."""
     if FAMILY not in pdf.fonts:
         PRIMARY.add_to(pdf, bold=True)
+    text = _printable("".join(texts))
+    registered: list[str] = getattr(pdf, "tally_fallbacks", [])
     for face in faces_for("".join(texts), country):
-        if face.family not in pdf.fonts:
-            face.add_to(pdf)
-    registered = [face.family for face in fallbacks(country) if face.family in pdf.fonts]
+        family = face.register(pdf, text & face.coverage)
+        if family not in registered:
+            registered.append(family)
+    pdf.tally_fallbacks = registered  # type: ignore[attr-defined]
     pdf.set_fallback_fonts(registered, exact_match=False)

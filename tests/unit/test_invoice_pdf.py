@@ -87,3 +87,23 @@ def test_fallback_fonts_are_embedded_only_for_the_scripts_the_text_uses() -> Non
     assert [f.family for f in faces_for("🚀")] == ["notoemoji"]
     assert [f.family for f in faces_for("東京", country="CN")] == ["notosanscjksc"]
     assert [f.family for f in faces_for("東京 שלום")] == ["notosanshebrew", "notosanscjkjp"]
+
+
+def test_cjk_text_embeds_a_truetype_font_a_reader_can_parse() -> None:
+    import io
+
+    import pypdf
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+
+    body = render_invoice_pdf(_with_description("東京 終わり"), "acme")
+    reader = pypdf.PdfReader(io.BytesIO(body))
+    fonts = reader.pages[0]["/Resources"]["/Font"]
+    embedded = {}
+    for ref in fonts.values():
+        descendant = ref.get_object()["/DescendantFonts"][0].get_object()
+        descriptor = descendant["/FontDescriptor"].get_object()
+        embedded[str(descendant["/BaseFont"])] = descriptor["/FontFile2"].get_object().get_data()
+    (cjk,) = [data for name, data in embedded.items() if "CJK" in name]
+    font = TTFont(io.BytesIO(cjk))
+    assert "glyf" in font and "CFF2" not in font and "CFF " not in font
+    assert {ord(c) for c in "東京終わり"} <= set(font.getBestCmap())
