@@ -97,7 +97,7 @@ def test_cjk_text_embeds_a_truetype_font_a_reader_can_parse() -> None:
 
     body = render_invoice_pdf(_with_description("東京 終わり"), "acme")
     reader = pypdf.PdfReader(io.BytesIO(body))
-    fonts = reader.pages[0]["/Resources"]["/Font"]
+    fonts: Any = reader.pages[0]["/Resources"]["/Font"]  # type: ignore[index]
     embedded = {}
     for ref in fonts.values():
         descendant = ref.get_object()["/DescendantFonts"][0].get_object()
