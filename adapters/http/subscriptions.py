@@ -29,6 +29,7 @@ from commands.subscriptions.resume_subscription import ResumeSubscription
 from commands.subscriptions.start_subscription import StartSubscription
 from commands.subscriptions.undo_scheduled_cancel import UndoScheduledCancel
 from commands.subscriptions.view import subscription_view
+from domain.errors import DomainError
 from domain.subscription import Subscription
 
 _ID = frozenset({"subscription_id"})
@@ -87,10 +88,25 @@ def get_upcoming_invoice(
     request: Request, principal: Reader, subscription_id: UUID
 ) -> dict[str, Any]:
     system = system_of(request)
+    _usage_caught_up(system)
     ports = BillingPorts(usage=system.usage_reader)
     return upcoming_invoice(
         system.ledger, system.clock.now(), ports, principal.app_id, subscription_id
     )
+
+
+UPCOMING_WAIT_SECONDS = 2.0
+
+
+def _usage_caught_up(system: Any) -> None:
+    """Let the usage read model apply what was committed before this request (bounded), so
+    the preview counts the usage the caller just recorded; past the bound it counts what the
+    read model has."""
+    head = system.ledger.recorder.max_notification_id() or 0
+    try:
+        system.usage_reader.wait_for(head, UPCOMING_WAIT_SECONDS)
+    except DomainError:
+        return
 
 
 @router.put("/{subscription_id}/seats", summary="Change the seats now (prorated)")
