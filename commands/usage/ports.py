@@ -15,11 +15,9 @@ class UsageKeys(Protocol):
 
     def counted(self, app_id: str, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` already counted (kept at least 35 days)."""
-        raise NotImplementedError
 
     def refused(self, app_id: str, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` already refused once by a hard limit."""
-        raise NotImplementedError
 
 
 Reading = tuple[str, int, dict[str, Any] | None]
@@ -42,7 +40,6 @@ class MeterResolver(Protocol):
     def resolve(self, app_id: str, events: Sequence[TypedEvent]) -> list[list[Reading]]:
         """Per event, one reading per feature of its tenant that it feeds; InvalidValue
         naming `<field>.event_type` or `<field>.properties.<name>` for bad input."""
-        raise NotImplementedError
 
 
 class NoMeters(MeterResolver):
@@ -61,15 +58,12 @@ class AggregateLoader(Protocol):
 
     def load(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
         """The stored aggregates among these ids, each at its latest version."""
-        raise NotImplementedError
 
     def saved(self, aggregates: Iterable[Any]) -> None:
         """These were just saved as they are."""
-        raise NotImplementedError
 
     def forget(self, aggregate_ids: Iterable[UUID]) -> None:
         """These may hold changes that were never saved."""
-        raise NotImplementedError
 
 
 @dataclass
