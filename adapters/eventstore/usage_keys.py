@@ -45,6 +45,13 @@ class KeyedPostgresRecorder(PostgresApplicationRecorder):
                     Identifier(datastore.schema), Identifier(table)
                 )
             )
+            self.sql_create_statements.append(  # pruning by age reads this index
+                SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (recorded_at)").format(
+                    Identifier(f"{table}_recorded_at"),
+                    Identifier(datastore.schema),
+                    Identifier(table),
+                )
+            )
 
     def table(self, name: str) -> Any:
         return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))
@@ -69,6 +76,9 @@ class KeyedSQLiteRecorder(SQLiteApplicationRecorder):
         statements = super().construct_create_table_statements()
         for table in (KEYS, REFUSALS):
             statements.append(f"CREATE TABLE IF NOT EXISTS {table} " + _COLUMNS.format(ts="TEXT"))
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {table}_recorded_at ON {table} (recorded_at)"
+            )
         return statements
 
     def table(self, name: str) -> str:
