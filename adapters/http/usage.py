@@ -134,6 +134,7 @@ def usage(
     principal: Reader,
     tenant_id: TenantId,
     feature: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
+    meter: Annotated[str | None, Query(pattern=KEY_PATTERN)] = None,
     granularity: Literal["hour", "day", "month"] = "day",
     from_: Annotated[str | None, Query(alias="from", max_length=64)] = None,
     to: Annotated[str | None, Query(max_length=64)] = None,
@@ -143,27 +144,16 @@ def usage(
 ) -> Response:
     """`days=N`: the last N days by day, zero-filled (the history); otherwise the buckets
     of `granularity` from `from` to `to`; `groups=true`: one row per group of a grouped
-    meter, each with its `group`."""
-    if days is not None:
-        granularity = "day"
-        rows = run_query(
-            request,
-            "usage_history",
-            app_id=principal.app_id,
-            tenant_id=tenant_id,
-            feature=feature,
-            days=days,
-        )
-    else:
-        params: dict[str, Any] = {
-            "feature": feature,
-            "granularity": granularity,
-            "to": to,
-            "groups": groups,
-        }
-        if from_ is not None:
-            params["from"] = from_
-        rows = run_query(request, "usage", app_id=principal.app_id, tenant_id=tenant_id, **params)
+    meter, each with its `group`; `meter=KEY`: the features of the tenant that meter feeds."""
+    params: dict[str, Any] = {"granularity": granularity, "to": to, "groups": groups}
+    if from_ is not None:
+        params["from"] = from_
+    rows = [
+        row
+        for name in _features(request, principal.app_id, tenant_id, feature, meter)
+        for row in _rows(request, principal.app_id, tenant_id, name, days, params)
+    ]
+    rows.sort(key=lambda row: (row["bucket_start"], row["feature"]))
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
@@ -171,7 +161,37 @@ def usage(
         from projections.usage.queries import usage_csv
 
         return Response(usage_csv(rows), media_type="text/csv; charset=utf-8")
-    return JSONResponse({"tenant_id": tenant_id, "granularity": granularity, "usage": rows})
+    shown = "day" if days is not None else granularity
+    return JSONResponse({"tenant_id": tenant_id, "granularity": shown, "usage": rows})
+
+
+def _features(
+    request: Request, app_id: str, tenant_id: str, feature: str | None, meter: str | None
+) -> list[str | None]:
+    """The features asked for: one (or all: None), or those a catalog meter feeds."""
+    if meter is None:
+        return [feature]
+    fed = system_of(request).index.fed_by(app_id, tenant_id, meter)
+    return [name for name in fed if feature is None or name == feature]
+
+
+def _rows(
+    request: Request,
+    app_id: str,
+    tenant_id: str,
+    feature: str | None,
+    days: int | None,
+    params: dict[str, Any],
+) -> list[dict[str, Any]]:
+    if days is not None:
+        history = run_query(
+            request, "usage_history", app_id=app_id, tenant_id=tenant_id, feature=feature, days=days
+        )
+        return list(history)
+    found = run_query(
+        request, "usage", app_id=app_id, tenant_id=tenant_id, feature=feature, **params
+    )
+    return list(found)
 
 
 @router.get(

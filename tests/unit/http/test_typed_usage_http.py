@@ -138,6 +138,10 @@ def test_typed_events_feed_the_features_whose_meters_match(acme: Api, system: Sy
         ({"endpoint": "/a"}, 1),
         ({"endpoint": "/b"}, 1),
     ]
+    by_meter = ok(acme.call("GET", "/v1/tenants/t1/usage?meter=slow-ms&granularity=month"))
+    assert [(r["feature"], r["quantity"]) for r in by_meter["usage"]] == [("latency", 150)]
+    nothing = ok(acme.call("GET", "/v1/tenants/t1/usage?meter=unknown-meter"))
+    assert nothing["usage"] == []
     csv = acme.call(
         "GET", "/v1/tenants/t1/usage?feature=calls&granularity=month&groups=true&format=csv"
     )
