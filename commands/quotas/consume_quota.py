@@ -49,7 +49,8 @@ def consume_quota_handler(keys: UsageKeys) -> Any:
         row = [(app_id, key, uow.now)]
         if outcome.allowed:
             uow.record_rows("usage_keys", row)
-            uow.batch.get("counted_usage_keys", set()).add(key)  # a later repeat in the batch
+            if "commands" in uow.batch:  # a later repeat in the batch is a duplicate
+                _counted(keys, command, uow).add(key)
         elif outcome.reason == HARD_LIMIT_EXCEEDED and not refused_before:
             uow.record_rows("usage_refusals", row)
         return _reply(quota, outcome.model_dump(mode="json"))
@@ -63,11 +64,15 @@ def _counted(keys: UsageKeys, command: ConsumeQuota, uow: UnitOfWork) -> set[str
     batch = uow.batch
     if "commands" not in batch:
         return keys.counted(command.app_id, [command.idempotency_key])
-    known: set[str] | None = batch.get("counted_usage_keys")
-    if known is None:
-        wanted = [c.idempotency_key for c in batch["commands"] if isinstance(c, ConsumeQuota)]
-        known = batch["counted_usage_keys"] = keys.counted(command.app_id, wanted)
-    return known
+    by_app: dict[str, set[str]] = batch.setdefault("counted_usage_keys", {})
+    if command.app_id not in by_app:  # a batch may hold several apps' commands
+        wanted = [
+            c.idempotency_key
+            for c in batch["commands"]
+            if isinstance(c, ConsumeQuota) and c.app_id == command.app_id
+        ]
+        by_app[command.app_id] = keys.counted(command.app_id, wanted)
+    return by_app[command.app_id]
 
 
 def _reply(quota: Quota, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -140,3 +140,20 @@ def test_a_batch_repeating_a_committed_command_id_answers_duplicate(system: Syst
     assert all(isinstance(o, CommandResult) and o.duplicate for o in outcomes)
     assert isinstance(outcomes[0], CommandResult) and outcomes[0].result == first.result
     assert event_count(system) == before  # nothing run twice
+
+
+def test_one_key_in_two_apps_of_one_batch_counts_in_each_and_a_repeat_once(
+    system: System,
+) -> None:
+    for app in ("acme", "globex"):
+        system.handle(DefinePlan.model_validate({**PLAN, "app_id": app}))
+        system.handle(StartSubscription(app_id=app, tenant_id="t1", plan_key="pro"))
+    consumes = [
+        ConsumeQuota(app_id=app, tenant_id="t1", feature_key="api", idempotency_key="same")
+        for app in ("acme", "globex", "acme")
+    ]
+    outcomes = system.bus.handle_many(consumes)
+    results = [o.result for o in outcomes if isinstance(o, CommandResult)]
+    assert [r["duplicate"] for r in results] == [False, False, True]
+    for app in ("acme", "globex"):
+        assert system.aggregate(quota_id(app, "t1", "api")).state.used == 1
