@@ -73,8 +73,9 @@ def compose(
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
     late = late_usage(uow, ports.usage, subscription, cutoff, invoice_id)
-    used = usage_lines(point, usage) + deduction_lines(state, point.usage_period)
-    true_up = commitment_lines(state, point, used)
+    rated = usage_lines(point, usage)
+    true_up = commitment_lines(state, point, rated)  # the period's whole usage, interim too
+    used = rated + deduction_lines(state, point.usage_period)
     lines = fee_lines(state, point) + used + true_up + late.lines + proration_lines(state)
     return ComposedInvoice(
         lines=finish(uow, subscription, lines, invoice_id),

@@ -114,3 +114,19 @@ def test_thresholds_must_ascend_in_the_plans_currency(acme: Api) -> None:
     assert "progressive_thresholds.1" in response.text
     euro = {**PLAN, "progressive_thresholds": [{"amount": 5000, "currency": "EUR"}]}
     assert "progressive_thresholds.0" in acme.call("POST", "/v1/plans", json=euro).text
+
+
+def test_a_minimum_spend_counts_the_usage_interim_invoices_billed(
+    acme: Api, system: System, clock: SettableClock
+) -> None:
+    """Found in review: the true-up once took the interim deduction for missing spend."""
+    plan = {**PLAN, "minimum_spend": {"amount": 10000, "currency": "USD"}}
+    ok(acme.call("POST", "/v1/plans", json=plan), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "prog"}), 201)
+    clock.set(T0 + timedelta(days=3))
+    use(acme, system, 130, "a")  # $130 of usage: an interim invoice
+    clock.set(T0 + timedelta(days=31))
+    ok(acme.call("POST", "/v1/billing-runs", json={"until": clock.now().isoformat()}))
+    final = invoices(acme)[-1]
+    assert all(kind != "commitment_true_up" for kind, _ in kinds(final))
+    assert sum(invoice["total"]["amount"] for invoice in invoices(acme)) == 2000 + 13000
