@@ -32,6 +32,8 @@ class BilledUsage(FrozenValue):
     amount: Money
     cutoff: int | None = None
     adjusted: Money | None = None  # the adjustments later invoices made for it, summed
+    minimum: Money | None = None  # the period's minimum spend, when one applied
+    fees: Money | None = None  # the fees that minimum counted
 
 
 class UsageAdjustment(FrozenValue):

@@ -247,27 +247,37 @@ def fee_lines(state: SubscriptionState, point: BillingPoint) -> list[InvoiceLine
     return lines
 
 
-def commitment_lines(
-    state: SubscriptionState, point: BillingPoint, usage: Sequence[InvoiceLine]
-) -> list[InvoiceLine]:
-    """The true-up of a minimum spend (`minimum_spend` of the usage period's terms), at the
-    end of a whole billing period (a cancel at the period's end included): the period's base
-    fee and seats at their full price plus its usage lines, before discounts and tax; what
-    falls short of the minimum is billed. A period cut short by a cancel has no true-up, and
-    prorations are not counted (docs/pricing.md)."""
+def commitment_basis(state: SubscriptionState, point: BillingPoint) -> tuple[Money, Money] | None:
+    """(the minimum spend, the fees it counts) of the point's period, when a minimum applies:
+    at the end of a whole billing period (a cancel at the period's end included), the base
+    fee and seats at their full price. A period cut short by a cancel has none."""
     terms = point.usage_terms
     minimum, period = terms.minimum_spend, point.usage_period
     whole = point.kind == "period" or period == state.current_period
     if minimum is None or period is None or not whole:
-        return []
-    spend = terms.price_for(state.pricing_zone)
+        return None
+    fees = terms.price_for(state.pricing_zone)
     seat = terms.seat_price()
     if seat is not None:
-        spend = spend + seat * state.seats
-    spend = sum((line.amount for line in usage), spend)
+        fees = fees + seat * state.seats
+    return minimum, fees
+
+
+def commitment_lines(
+    state: SubscriptionState, point: BillingPoint, usage: Sequence[InvoiceLine]
+) -> list[InvoiceLine]:
+    """The true-up of a minimum spend (`minimum_spend` of the usage period's terms): the
+    period's fees (`commitment_basis`) plus its usage lines, before discounts and tax; what
+    falls short of the minimum is billed. Prorations are not counted (docs/pricing.md)."""
+    basis = commitment_basis(state, point)
+    if basis is None or point.usage_period is None:
+        return []
+    minimum, fees = basis
+    spend = sum((line.amount for line in usage), fees)
     if spend.amount >= minimum.amount:
         return []
     shortfall = minimum - spend
+    terms = point.usage_terms
     description = f"{terms.name}: minimum spend {minimum.amount} {minimum.currency}, true-up"
     return [
         _line(
@@ -277,7 +287,7 @@ def commitment_lines(
             1,
             shortfall,
             shortfall,
-            period,
+            point.usage_period,
             list(state.period_event_ids),
         )
     ]

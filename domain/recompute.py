@@ -20,9 +20,13 @@ from domain.money import Money
 
 
 def billed_usage(
-    invoice_id: UUID, lines: Sequence[InvoiceLine], cutoff: int | None
+    invoice_id: UUID,
+    lines: Sequence[InvoiceLine],
+    cutoff: int | None,
+    commitment: tuple[Money, Money] | None = None,
 ) -> list[BilledUsage]:
-    """What an invoice's usage lines billed, per feature (lines priced with their spec)."""
+    """What an invoice's usage lines billed, per feature (lines priced with their spec), with
+    the period's minimum spend and the fees it counted (`commitment`), when one applied."""
     found: dict[str, BilledUsage] = {}
     for line in lines:
         evidence = line.usage
@@ -40,6 +44,8 @@ def billed_usage(
             spec=evidence.spec,
             amount=amount,
             cutoff=cutoff,
+            minimum=commitment[0] if commitment else None,
+            fees=commitment[1] if commitment else None,
         )
     return list(found.values())
 
@@ -54,6 +60,43 @@ def correction(billed: BilledUsage, total: UsageTotal) -> Money:
     """Recomputed - billed - already corrected (0 when nothing late changed the amount)."""
     adjusted = billed.adjusted or Money.zero(billed.amount.currency)
     return recomputed_amount(billed, total) - billed.amount - adjusted
+
+
+def invoice_corrections(group: Sequence[BilledUsage], totals: Sequence[UsageTotal]) -> list[Money]:
+    """The corrections of one invoice's features (same order as `group`). Without a minimum
+    spend each is its own `correction`; with one, the invoice's whole correction is what the
+    period now owes less what it was billed (a true-up covered a shortfall: late usage inside
+    it owes nothing; less usage can only lower the total to the minimum) less what was
+    corrected already, spread over the features in the direction it goes."""
+    raw = [correction(billed, total) for billed, total in zip(group, totals, strict=True)]
+    first = group[0]
+    if first.minimum is None or first.fees is None:
+        return raw
+    zero = Money.zero(first.amount.currency)
+    billed = sum((b.amount for b in group), zero)
+    now = sum((recomputed_amount(b, t) for b, t in zip(group, totals, strict=True)), zero)
+    adjusted = sum((b.adjusted or zero for b in group), zero)
+    owed_then = max(first.minimum.amount, (first.fees + billed).amount)
+    owed_now = max(first.minimum.amount, (first.fees + now).amount)
+    return _spread(raw, owed_now - owed_then - adjusted.amount)
+
+
+def _spread(raw: Sequence[Money], net: int) -> list[Money]:
+    """`net` over the features whose own correction goes its way, each at most its own;
+    what is left goes to the first."""
+    left = net
+    spread = []
+    for amount in raw:
+        take = 0
+        if net > 0 and amount.amount > 0:
+            take = min(amount.amount, left)
+        elif net < 0 and amount.amount < 0:
+            take = max(amount.amount, left)
+        left -= take
+        spread.append(Money(amount=take, currency=amount.currency))
+    if left and spread:
+        spread[0] = Money(amount=spread[0].amount + left, currency=spread[0].currency)
+    return spread
 
 
 def adjustment_line(billed: BilledUsage, amount: Money, total: UsageTotal) -> InvoiceLine:

@@ -17,7 +17,12 @@ from commands.bus import Handler
 from commands.invoices.view import invoice_view
 from commands.subscriptions.target import SubscriptionCommand
 from commands.unit_of_work import UnitOfWork
-from domain.billing import BillingPoint, next_billing_point, subscription_invoice_id
+from domain.billing import (
+    BillingPoint,
+    commitment_basis,
+    next_billing_point,
+    subscription_invoice_id,
+)
 from domain.invoice import Invoice
 from domain.recompute import adjustments_of, billed_usage
 from domain.subscription import Subscription
@@ -74,7 +79,9 @@ def draft_point_invoice(
         uow.cause,
         point.at,
         composed.prorations_billed,
-        usage=billed_usage(invoice_id, composed.lines, cutoff),
+        usage=billed_usage(
+            invoice_id, composed.lines, cutoff, commitment_basis(subscription.state, point)
+        ),
         adjustments=adjustments_of(composed.lines) + composed.credited,
     )
     if not composed.lines:

@@ -8,6 +8,7 @@ credited (a draft, void or uncollectible), a negative adjustment line here. A pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -15,11 +16,12 @@ from commands.billing.ports import UsageReader
 from commands.unit_of_work import UnitOfWork
 from domain.base import stable_id
 from domain.billed_usage import BilledUsage, UsageAdjustment
+from domain.billing import UsageTotal
 from domain.credit_note import CreditRequest
 from domain.errors import DomainError
 from domain.invoice import CreditMethod, Invoice, InvoiceLine, InvoiceStatus, LineKind
 from domain.money import Money
-from domain.recompute import adjustment_line, correction
+from domain.recompute import adjustment_line, invoice_corrections
 from domain.subscription import Subscription
 
 REASON = "late usage recomputed: the period was billed too much"
@@ -42,22 +44,37 @@ def late_usage(
 ) -> LateUsage:
     state = subscription.state
     found = LateUsage()
-    for billed in state.billed_usage:
-        features = [(billed.feature_key, billed.meter)]
-        total = reader.totals(state.app_id, state.tenant_id, features, billed.period, cutoff)
-        now = total[billed.feature_key]
-        amount = correction(billed, now)
-        if amount.amount == 0:
-            continue
-        if (
-            amount.amount < 0
-            and invoice_id is not None
-            and _credited(uow, billed, -amount, invoice_id)
+    for group in _by_invoice(state.billed_usage):
+        totals = [_total(reader, state.app_id, state.tenant_id, b, cutoff) for b in group]
+        for billed, total, amount in zip(
+            group, totals, invoice_corrections(group, totals), strict=True
         ):
-            found.credited.append(_adjustment(billed, amount))
-        else:
-            found.lines.append(adjustment_line(billed, amount, now))
+            if amount.amount == 0:
+                continue
+            if (
+                amount.amount < 0
+                and invoice_id is not None
+                and _credited(uow, billed, -amount, invoice_id)
+            ):
+                found.credited.append(_adjustment(billed, amount))
+            else:
+                found.lines.append(adjustment_line(billed, amount, total))
     return found
+
+
+def _by_invoice(billed: Sequence[BilledUsage]) -> list[list[BilledUsage]]:
+    """The billed features grouped by the invoice that billed them, in order."""
+    groups: dict[UUID, list[BilledUsage]] = {}
+    for item in billed:
+        groups.setdefault(item.invoice_id, []).append(item)
+    return list(groups.values())
+
+
+def _total(
+    reader: UsageReader, app_id: str, tenant_id: str, billed: BilledUsage, cutoff: int | None
+) -> UsageTotal:
+    features = [(billed.feature_key, billed.meter)]
+    return reader.totals(app_id, tenant_id, features, billed.period, cutoff)[billed.feature_key]
 
 
 def _adjustment(billed: BilledUsage, amount: Money) -> UsageAdjustment:

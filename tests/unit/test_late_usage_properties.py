@@ -90,13 +90,59 @@ def month_of(instant: datetime) -> str:
     return instant.strftime("%Y-%m")
 
 
-def billed_per_period(system: System) -> dict[str, int]:
-    """Usage lines and adjustments of every invoice, by the period they bill (non-zero)."""
+def billed_per_period(system: System, with_true_up: bool = False) -> dict[str, int]:
+    """Usage lines and adjustments of every invoice (and true-ups), by the period they bill,
+    with every credit note taken off the period of the lines it credits (non-zero)."""
+    kinds = {LineKind.USAGE, LineKind.ADJUSTMENT}
+    if with_true_up:
+        kinds.add(LineKind.COMMITMENT_TRUE_UP)
     totals: dict[str, int] = defaultdict(int)
     for invoice_id in system.index.ids(APP, "invoice"):
         invoice = system.aggregate(invoice_id)
         assert isinstance(invoice, Invoice)
         for line in invoice.state.lines:
-            if line.kind in (LineKind.USAGE, LineKind.ADJUSTMENT) and line.period is not None:
+            if line.kind in kinds and line.period is not None:
                 totals[month_of(line.period.start)] += line.amount.amount
+                totals[month_of(line.period.start)] -= invoice.state.credited_amounts.get(
+                    line.line_id, 0
+                )
     return {period: amount for period, amount in totals.items() if amount}
+
+
+MINIMUM = 1000  # $10 a month
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=usage_steps)
+def test_with_a_minimum_spend_each_period_owes_the_larger_of_it_and_its_usage(
+    steps: list[tuple[int, int, int]],
+) -> None:
+    with TemporaryDirectory() as folder:
+        clock = SettableClock(T0)
+        url = f"sqlite:///{Path(folder) / 'events.db'}"
+        system = bootstrap(Settings(database_url=url), clock, deliver_in_process=False)
+        try:
+            plan = {**PLAN, "minimum_spend": {"amount": MINIMUM, "currency": "USD"}}
+            ok(system.dispatch("define_plan", plan))
+            start = {"app_id": APP, "tenant_id": "t1", "plan_key": "meter"}
+            ok(system.dispatch("start_subscription", start))
+            used: dict[str, int] = defaultdict(int)
+            for index, (day, quantity, late) in enumerate(sorted(steps)):
+                now = T0 + timedelta(days=day, hours=12)
+                bill(system, clock, now)
+                at = max(T0, now - timedelta(days=late))
+                event = UsageEventIn(
+                    idempotency_key=f"u{index}",
+                    tenant_id="t1",
+                    feature_key="api",
+                    quantity=quantity,
+                    timestamp=at,
+                )
+                assert system.usage.record(APP, [event])["accepted"] == 1
+                used[month_of(at)] += quantity
+            bill(system, clock, T0 + timedelta(days=200))
+            months = [f"2026-{m:02d}" for m in range(1, 7)]  # the periods billed by day 200
+            expected = {m: max(MINIMUM, used.get(m, 0) * UNIT) for m in months}
+            assert billed_per_period(system, with_true_up=True) == expected
+        finally:
+            system.close()

@@ -161,3 +161,28 @@ def test_late_usage_that_lowers_the_amount_is_a_credit_note_on_the_billed_invoic
     assert all(kind != "adjustment" for kind, _ in kinds(february))
     run(acme, clock, 90)
     assert len(ok(acme.call("GET", "/v1/credit-notes?tenant_id=t1"))["credit_notes"]) == 1
+
+
+def test_late_usage_inside_a_true_up_owes_nothing_and_beyond_it_the_excess(
+    acme: Api, clock: SettableClock
+) -> None:
+    """Found in review: late usage was billed on top of the minimum the true-up had covered.
+    A $50 minimum, $10 fee, $0.25 a unit: January billed 40 units ($10) + a $30 true-up."""
+    plan = {**PLAN, "minimum_spend": {"amount": 5000, "currency": "USD"}}
+    ok(acme.call("POST", "/v1/plans", json=plan), 201)
+    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    clock.set(T0 + timedelta(days=10))
+    use(acme, 40, "jan-1")
+    run(acme, clock, 31)
+    [january] = invoices(acme)
+    assert january["total"]["amount"] == 5000
+    clock.set(T0 + timedelta(days=33))
+    use(acme, 40, "jan-late-1", at=T0 + timedelta(days=19))  # January now $30: still under $50
+    run(acme, clock, 59)
+    february = invoices(acme)[-1]
+    assert all(kind != "adjustment" for kind, _ in kinds(february))
+    clock.set(T0 + timedelta(days=61))
+    use(acme, 120, "jan-late-2", at=T0 + timedelta(days=27))  # January now $60: $10 over
+    run(acme, clock, 90)
+    march = invoices(acme)[-1]
+    assert [amount for kind, amount in kinds(march) if kind == "adjustment"] == [1000]
