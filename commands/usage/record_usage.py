@@ -16,6 +16,7 @@ The steps, for one request of up to 1,000 events:
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 import time
@@ -43,6 +44,8 @@ from domain.entitlement_grant import TenantGrants, tenant_grants_id
 from domain.errors import Conflict, InvalidValue
 from domain.quota import Quota, quota_id
 from domain.usage_batch import HARD_LIMIT_EXCEEDED, UsageFact, UsageTally
+
+log = logging.getLogger(__name__)
 
 LATE_WINDOW = timedelta(days=35)
 """Usage may arrive this late (it lands in the period its timestamp names)."""
@@ -186,7 +189,7 @@ class UsageIngest:
         tenants = sorted({p.event.tenant_id for p in pending if p.status == "accepted"})
         if tenants:
             for listener in self.after_usage:
-                listener(app_id, tenants)
+                _after_commit(listener, app_id, tenants)
 
     def _typed_readings(
         self, app_id: str, events: Sequence[UsageEventIn]
@@ -325,7 +328,16 @@ class UsageIngest:
         refusals = [(app_id, key, now) for key in sorted(refused_keys - refused_before)]
         self.store.save(*changed, usage_keys=accepted, usage_refusals=refusals)
         for listener in self.on_commit:
-            listener()
+            _after_commit(listener)
+
+
+def _after_commit(listener: Callable[..., None], *args: Any) -> None:
+    """A side effect after the commit: its failure is logged, never the request's (the
+    usage is recorded; a retry would only answer duplicates)."""
+    try:
+        listener(*args)
+    except Exception:
+        log.exception("usage_listener_failed", extra={"listener": repr(listener)})
 
 
 @contextmanager

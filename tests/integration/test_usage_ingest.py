@@ -232,3 +232,12 @@ def test_keys_older_than_the_retention_can_be_pruned_never_younger(
     clock.advance(timedelta(days=36))
     assert keys.prune(clock.now() - timedelta(days=35)) == 5
     assert keys.counted(APP, ["k0"]) == set()
+
+
+def test_a_failing_listener_after_the_commit_does_not_fail_the_request(soft: System) -> None:
+    def broken(app_id: str, tenants: object) -> None:
+        raise RuntimeError("the index is down")
+
+    soft.usage.after_usage.append(broken)
+    answer = soft.usage.record(APP, [plain("k")])
+    assert answer["accepted"] == 1 and used(soft) == 1
