@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import body_model, fields_of, owned, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES
-from adapters.pdf.credit_note import render_credit_note_pdf
 from commands.base import ID_PATTERN
 from commands.credit_notes.issue_credit_note import IssueCreditNote
 from commands.credit_notes.view import credit_note_view
@@ -80,6 +79,8 @@ def credit_note_pdf(request: Request, principal: Reader, credit_note_id: UUID) -
     note = owned(system, CreditNote, credit_note_id, principal.app_id, "credit_note_id")
     profile = system.aggregate(billing_profile_id(principal.app_id, note.state.tenant_id))
     customer = profile.terms.model_dump(mode="json") if profile is not None else None
+    from adapters.pdf.credit_note import render_credit_note_pdf  # fpdf: only when asked
+
     body = render_credit_note_pdf(credit_note_view(note), principal.app_id, customer)
     return Response(
         body,

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import body_model, fields_of, owned, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES
-from adapters.pdf.invoice import render_invoice_pdf
 from commands.base import ID_PATTERN
 from commands.invoices.add_invoice_line import AddInvoiceLine
 from commands.invoices.draft_invoice import DraftInvoice
@@ -90,6 +89,8 @@ def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> Respon
     invoice = owned(system, Invoice, invoice_id, principal.app_id, "invoice_id")
     profile = system.aggregate(billing_profile_id(principal.app_id, invoice.state.tenant_id))
     customer = profile.terms.model_dump(mode="json") if profile is not None else None
+    from adapters.pdf.invoice import render_invoice_pdf  # fpdf: only when asked
+
     body = render_invoice_pdf(invoice_view(invoice), principal.app_id, customer)
     name = invoice.state.number_text or f"draft-{invoice_id}"
     return Response(
