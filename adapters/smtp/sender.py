@@ -39,6 +39,7 @@ class Report:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    unavailable: bool = False  # the server could not be used at all (connect, TLS, login)
 
     @property
     def total(self) -> int:
@@ -109,21 +110,24 @@ class MailSender:
                         break  # the rest waits for the next run
         except Unavailable as error:  # could not connect or log in: nothing was sent
             log.warning("smtp_unavailable", error=str(error), due=len(rows))
+            report.unavailable = True
         return report
 
     def _send(self, session: Any, row: dict[str, Any]) -> Outcome:
         try:
             message = self.composer(row, self.sender, self.ledger)
         except Exception as error:  # the document cannot be rendered now: try again later
-            log.exception("mail_compose_failed", message_id=row["message_id"])
-            return Outcome("retrying", f"compose: {type(error).__name__}: {error}")
+            # no traceback: its frames hold the customer's profile (name, email, tax id)
+            kind = type(error).__name__
+            log.warning("mail_compose_failed", message_id=row["message_id"], error=kind)
+            return Outcome("retrying", f"compose: {kind}: {error}")
         try:
             session.send(message)
-        except Refused as error:
-            log.warning("mail_refused", message_id=row["message_id"], error=str(error))
+        except Refused as error:  # the log names the mail, not the address (personal data)
+            log.warning("mail_refused", message_id=row["message_id"], code=error.code)
             return Outcome("failed", f"refused: {error}")
         except Unavailable as error:
-            log.warning("mail_deferred", message_id=row["message_id"], error=str(error))
+            log.warning("mail_deferred", message_id=row["message_id"], code=error.code)
             lost = not session.alive()
             return Outcome("retrying", f"unavailable: {error}", connection_lost=lost)
         log.info("mail_sent", message_id=row["message_id"], kind=row["kind"])

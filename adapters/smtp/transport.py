@@ -20,11 +20,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 TRUE = frozenset({"1", "true", "yes", "on"})
 
 
-class Unavailable(Exception):
+class SmtpError(Exception):
+    """An SMTP failure, with the server's reply code when there was one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unavailable(SmtpError):
     """The server cannot take this mail now (4xx, connection lost, timeout)."""
 
 
-class Refused(Exception):
+class Refused(SmtpError):
     """The server refused this mail for good (a 5xx answer)."""
 
 
@@ -82,8 +90,10 @@ class SmtpSession:
             return False
 
     def send(self, message: EmailMessage) -> None:
-        try:
-            refused = self.client.send_message(message)
+        try:  # one envelope recipient: the To header is never parsed into several
+            refused = self.client.send_message(message, to_addrs=[str(message["To"])])
+        except smtplib.SMTPSenderRefused as error:  # the From is not allowed: configuration
+            raise Unavailable(f"{error.smtp_code} sender refused", error.smtp_code) from error
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             raise _by_code(min(codes, default=550), str(error.recipients)) from error
@@ -153,8 +163,8 @@ SESSION_CODES = frozenset({530, 534, 535, 538})
 
 def _by_code(code: int, text: str) -> Exception:
     if code >= 500 and code not in SESSION_CODES:
-        return Refused(f"{code} {text}")
-    return Unavailable(f"{code} {text}")
+        return Refused(f"{code} {text}", code)
+    return Unavailable(f"{code} {text}", code)
 
 
 def _reply(raw: bytes | str) -> str:

@@ -18,12 +18,15 @@ from adapters.smtp.transport import SmtpTransport
 
 log = structlog.get_logger(__name__)
 
+MAX_PAUSE_SECONDS = 300.0
+
 
 class MailerWorker:
     """Runs the sender while it holds the lock, until `stop` is set."""
 
     def __init__(self, sender: MailSender, lock: InstanceLock, poll_seconds: float = 1.0) -> None:
         self.sender, self.lock, self.poll_seconds = sender, lock, poll_seconds
+        self.pause = poll_seconds  # grows while the server cannot be used (login, down)
 
     def stop(self) -> None:
         """Nothing to interrupt: `run` ends when its stop event is set (after its send)."""
@@ -41,11 +44,19 @@ class MailerWorker:
                 report = await asyncio.to_thread(self.sender.send_due)
                 if report.total:
                     log.info("mails", sent=report.sent, retrying=report.retrying)
+                self.pause = self._next_pause(report.unavailable)
                 if report.sent == self.sender.batch:
                     continue  # more may be due at once
             except Exception as error:  # a database hiccup or a crash mid-run: again later
                 log.warning("mailer_run_failed", error=str(error))
-            await sleep_unless(stop, self.poll_seconds)
+            await sleep_unless(stop, self.pause)
+
+    def _next_pause(self, unavailable: bool) -> float:
+        """Back off while the server cannot be used (a wrong password is not tried every
+        second), doubling up to MAX_PAUSE; back to the poll interval once it can."""
+        if not unavailable:
+            return self.poll_seconds
+        return min(MAX_PAUSE_SECONDS, max(self.poll_seconds, self.pause * 2))
 
 
 def build_sender(system: Any, transport: SmtpTransport | None = None) -> MailSender:

@@ -532,3 +532,53 @@ def test_starttls_upgrades_the_connection_before_the_mail(
         assert len(handler.messages) == 1
     finally:
         controller.stop()
+
+
+class RefusingSender(Inbox):
+    """Refuses the envelope's sender (MAIL FROM) while `refuse_from` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse_from = True
+
+    async def handle_MAIL(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if self.refuse_from:
+            return "553 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_refused_sender_is_configuration_the_mail_waits_and_goes_once_fixed(
+    system: Any, clock: SettableClock
+) -> None:
+    """Found in review: a 553 at MAIL FROM marked every mail failed for good."""
+    from aiosmtpd.controller import Controller
+
+    handler = RefusingSender()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        profile(system)
+        finalized_invoice(system)
+        sender = mailer(system, controller.port)
+        assert sender.send_due().retrying == 1  # not failed: the From is the setting to fix
+        handler.refuse_from = False
+        clock.advance(timedelta(days=1))
+        assert sender.send_due().sent == 1
+        assert [to for _, to in handler.envelopes] == [["ap@globex.test"]]
+    finally:
+        controller.stop()
+
+
+def test_the_worker_backs_off_while_the_server_cannot_be_used() -> None:
+    from adapters.smtp.worker import MAX_PAUSE_SECONDS, MailerWorker
+
+    worker = MailerWorker(sender=Any, lock=Any, poll_seconds=1.0)  # type: ignore[arg-type]
+    pauses = []
+    for _ in range(12):
+        worker.pause = worker._next_pause(unavailable=True)
+        pauses.append(worker.pause)
+    assert pauses[:4] == [2.0, 4.0, 8.0, 16.0] and pauses[-1] == MAX_PAUSE_SECONDS
+    assert worker._next_pause(unavailable=False) == 1.0
