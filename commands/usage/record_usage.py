@@ -91,25 +91,6 @@ class _Request:
     answer: dict[str, Any] = field(default_factory=dict)
 
 
-class TenantStripes:
-    """Locks by tenant: batches of one process on the same tenants wait for each other
-    instead of conflicting (across processes, the database decides)."""
-
-    def __init__(self, count: int = 256) -> None:
-        self._stripes = [threading.Lock() for _ in range(count)]
-
-    @contextmanager
-    def held(self, app_id: str, tenants: Sequence[str]) -> Iterator[None]:
-        stripes = sorted({hash((app_id, t)) % len(self._stripes) for t in tenants})
-        for index in stripes:
-            self._stripes[index].acquire()
-        try:
-            yield
-        finally:
-            for index in reversed(stripes):
-                self._stripes[index].release()
-
-
 @dataclass
 class UsageIngest:
     """The application service behind POST /v1/usage and the consume_quota command."""
@@ -118,9 +99,6 @@ class UsageIngest:
     keys: UsageKeys
     meters: MeterResolver
     now: Callable[[], datetime]
-    lock: Callable[[str, Sequence[str]], AbstractContextManager[Any]] = field(
-        default_factory=lambda: TenantStripes().held
-    )
     on_commit: list[Callable[[], None]] = field(default_factory=list)
     max_attempts: int = 20
     loader: AggregateLoader | None = None
@@ -166,7 +144,9 @@ class UsageIngest:
         assert self.loader is not None
         for attempt in range(self.max_attempts):
             exclusive = self.exclusive if attempt and self.exclusive else _unlocked
-            with self.lock(app_id, tenants), exclusive(app_id, tenants):
+            # one group of an app at a time in this process (SharedCommits); across
+            # processes, the database decides, and a conflicted group retries exclusively
+            with exclusive(app_id, tenants):
                 loaded = self.loader.load(wanted)
                 try:
                     quotas = self._decide(app_id, pending, cause, loaded)

@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,17 +51,23 @@ usage_steps = st.lists(
 def test_billed_plus_adjustments_equals_a_recompute_from_scratch(
     steps: list[tuple[int, int, int]],
 ) -> None:
+    used, billed = history(PLAN, steps, with_true_up=False)
+    assert billed == {m: q * UNIT for m, q in used.items() if q}
+
+
+def history(
+    plan: dict[str, Any], steps: list[tuple[int, int, int]], *, with_true_up: bool
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Run the usage (day, quantity, days late) with billing runs along the way, then bill
+    every period; answer the units used and the amounts billed, per month."""
     with TemporaryDirectory() as folder:
         clock = SettableClock(T0)
         url = f"sqlite:///{Path(folder) / 'events.db'}"
         system = bootstrap(Settings(database_url=url), clock, deliver_in_process=False)
         try:
-            ok(system.dispatch("define_plan", PLAN))
-            ok(
-                system.dispatch(
-                    "start_subscription", {"app_id": APP, "tenant_id": "t1", "plan_key": "meter"}
-                )
-            )
+            ok(system.dispatch("define_plan", plan))
+            start = {"app_id": APP, "tenant_id": "t1", "plan_key": "meter"}
+            ok(system.dispatch("start_subscription", start))
             used: dict[str, int] = defaultdict(int)  # period start -> units, by the usage's time
             for index, (day, quantity, late) in enumerate(sorted(steps)):
                 now = T0 + timedelta(days=day, hours=12)
@@ -76,7 +83,7 @@ def test_billed_plus_adjustments_equals_a_recompute_from_scratch(
                 assert system.usage.record(APP, [event])["accepted"] == 1
                 used[month_of(at)] += quantity
             bill(system, clock, T0 + timedelta(days=200))  # every period billed and corrected
-            assert billed_per_period(system) == {m: q * UNIT for m, q in used.items() if q}
+            return used, billed_per_period(system, with_true_up)
         finally:
             system.close()
 
@@ -117,32 +124,7 @@ MINIMUM = 1000  # $10 a month
 def test_with_a_minimum_spend_each_period_owes_the_larger_of_it_and_its_usage(
     steps: list[tuple[int, int, int]],
 ) -> None:
-    with TemporaryDirectory() as folder:
-        clock = SettableClock(T0)
-        url = f"sqlite:///{Path(folder) / 'events.db'}"
-        system = bootstrap(Settings(database_url=url), clock, deliver_in_process=False)
-        try:
-            plan = {**PLAN, "minimum_spend": {"amount": MINIMUM, "currency": "USD"}}
-            ok(system.dispatch("define_plan", plan))
-            start = {"app_id": APP, "tenant_id": "t1", "plan_key": "meter"}
-            ok(system.dispatch("start_subscription", start))
-            used: dict[str, int] = defaultdict(int)
-            for index, (day, quantity, late) in enumerate(sorted(steps)):
-                now = T0 + timedelta(days=day, hours=12)
-                bill(system, clock, now)
-                at = max(T0, now - timedelta(days=late))
-                event = UsageEventIn(
-                    idempotency_key=f"u{index}",
-                    tenant_id="t1",
-                    feature_key="api",
-                    quantity=quantity,
-                    timestamp=at,
-                )
-                assert system.usage.record(APP, [event])["accepted"] == 1
-                used[month_of(at)] += quantity
-            bill(system, clock, T0 + timedelta(days=200))
-            months = [f"2026-{m:02d}" for m in range(1, 7)]  # the periods billed by day 200
-            expected = {m: max(MINIMUM, used.get(m, 0) * UNIT) for m in months}
-            assert billed_per_period(system, with_true_up=True) == expected
-        finally:
-            system.close()
+    plan = {**PLAN, "minimum_spend": {"amount": MINIMUM, "currency": "USD"}}
+    used, billed = history(plan, steps, with_true_up=True)
+    months = [f"2026-{m:02d}" for m in range(1, 7)]  # the periods billed by day 200
+    assert billed == {m: max(MINIMUM, used.get(m, 0) * UNIT) for m in months}

@@ -52,6 +52,12 @@ def run(acme: Api, clock: SettableClock, days: int) -> None:
     ok(acme.call("POST", "/v1/billing-runs", json={"until": clock.now().isoformat()}))
 
 
+def subscribe(acme: Api, plan: dict[str, Any]) -> None:
+    ok(acme.call("POST", "/v1/plans", json=plan), 201)
+    body = {"tenant_id": "t1", "plan_key": plan["plan_key"]}
+    ok(acme.call("POST", "/v1/subscriptions", json=body), 201)
+
+
 def invoices(acme: Api) -> list[dict[str, Any]]:
     listed = ok(acme.call("GET", "/v1/invoices?tenant_id=t1"))["invoices"]
     return sorted(listed, key=lambda invoice: invoice["number"] or 0)
@@ -64,8 +70,7 @@ def kinds(invoice: dict[str, Any]) -> list[tuple[str, int]]:
 def test_late_usage_is_an_adjustment_on_the_next_invoice_once(
     acme: Api, clock: SettableClock
 ) -> None:
-    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
-    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    subscribe(acme, PLAN)
     clock.set(T0 + timedelta(days=10))
     use(acme, 10, "jan-1")
     run(acme, clock, 31)  # Feb 1: January billed
@@ -97,8 +102,7 @@ def test_late_usage_is_an_adjustment_on_the_next_invoice_once(
 
 
 def test_a_recompute_finding_no_change_adds_no_line(acme: Api, clock: SettableClock) -> None:
-    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
-    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    subscribe(acme, PLAN)
     clock.set(T0 + timedelta(days=10))
     use(acme, 3, "a")
     run(acme, clock, 31)
@@ -111,8 +115,7 @@ def test_a_recompute_finding_no_change_adds_no_line(acme: Api, clock: SettableCl
 def test_recompute_shows_the_late_usage_beside_what_was_billed(
     acme: Api, clock: SettableClock
 ) -> None:
-    ok(acme.call("POST", "/v1/plans", json=PLAN), 201)
-    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    subscribe(acme, PLAN)
     clock.set(T0 + timedelta(days=10))
     use(acme, 10, "jan-1")
     run(acme, clock, 31)
@@ -142,8 +145,7 @@ LATEST = {
 def test_late_usage_that_lowers_the_amount_is_a_credit_note_on_the_billed_invoice(
     acme: Api, clock: SettableClock
 ) -> None:
-    ok(acme.call("POST", "/v1/plans", json=LATEST), 201)
-    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "gauge"}), 201)
+    subscribe(acme, LATEST)
     clock.set(T0 + timedelta(days=19))
     use(acme, 10, "jan-20")  # the latest reading of January: 10 units
     run(acme, clock, 31)
@@ -169,8 +171,7 @@ def test_late_usage_inside_a_true_up_owes_nothing_and_beyond_it_the_excess(
     """Found in review: late usage was billed on top of the minimum the true-up had covered.
     A $50 minimum, $10 fee, $0.25 a unit: January billed 40 units ($10) + a $30 true-up."""
     plan = {**PLAN, "minimum_spend": {"amount": 5000, "currency": "USD"}}
-    ok(acme.call("POST", "/v1/plans", json=plan), 201)
-    ok(acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "meter"}), 201)
+    subscribe(acme, plan)
     clock.set(T0 + timedelta(days=10))
     use(acme, 40, "jan-1")
     run(acme, clock, 31)
