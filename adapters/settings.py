@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     smtp_from: str = "Tally Billing <billing@localhost>"
     smtp_timeout_seconds: float = 30.0
     mailer_poll_seconds: float = 1.0
+    # Stripe (docs/stripe.md): all of it off until the API key is set
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None  # e.g. a localstripe server; default api.stripe.com
+    stripe_webhook_secret: str | None = None
+    stripe_webhook_tolerance_seconds: int = 300
+    stripe_timeout_seconds: float = 20.0
+    stripe_poll_seconds: float = 1.0  # the Stripe worker's wait between rounds
+
+    @property
+    def stripe_configured(self) -> bool:
+        return bool(self.stripe_api_key)
 
     @property
     def is_postgres(self) -> bool:
