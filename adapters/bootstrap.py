@@ -50,6 +50,7 @@ class System:
     progressive: ProgressiveTrigger | None = None
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
+    stripe: Any = None  # adapters.stripe.wiring.StripeServices when Stripe settings are set
 
     def handle(self, command: Command) -> CommandResult:
         return self.bus.handle(command)
