@@ -55,6 +55,25 @@ from commands.keys.revoke_api_key import RevokeApiKey, revoke_api_key
 
 # meters
 from commands.meters.define_meter import DefineMeter, define_meter
+from commands.payments.link_payment_customer import LinkPaymentCustomer, link_payment_customer
+from commands.payments.link_plan_price import (
+    LinkPlanPrice,
+    RecordPlanPricesDeactivated,
+    link_plan_price,
+    record_plan_prices_deactivated,
+)
+from commands.payments.link_provider_objects import (
+    LinkProviderInvoice,
+    LinkProviderSubscription,
+    link_provider_invoice,
+    link_provider_subscription,
+)
+from commands.payments.record_customer_sync import RecordCustomerSync, record_customer_sync
+from commands.payments.record_payment_repair import RecordPaymentRepair, record_payment_repair
+from commands.payments.record_provider_webhook import (
+    RecordProviderWebhook,
+    record_provider_webhook,
+)
 from commands.plans.archive_plan import ArchivePlan, archive_plan
 from commands.plans.define_plan import DefinePlan, define_plan
 from commands.plans.revise_plan import RevisePlan, revise_plan
@@ -149,6 +168,15 @@ HANDLERS: dict[type[Command], Handler] = {
     GrantCredit: grant_credit,
     VoidCreditGrant: void_credit_grant,
     ExpireCreditGrants: expire_credit_grants,
+    # the payment provider's objects (Stripe)
+    LinkPaymentCustomer: link_payment_customer,
+    RecordCustomerSync: record_customer_sync,
+    LinkProviderSubscription: link_provider_subscription,
+    LinkProviderInvoice: link_provider_invoice,
+    RecordPaymentRepair: record_payment_repair,
+    LinkPlanPrice: link_plan_price,
+    RecordPlanPricesDeactivated: record_plan_prices_deactivated,
+    RecordProviderWebhook: record_provider_webhook,
 }
 
 
