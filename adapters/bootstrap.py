@@ -21,6 +21,7 @@ from adapters.eventstore.usage_keys import UsageKeyStore
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
+from adapters.stripe.wiring import build_stripe, collector_for, provider_from
 from adapters.usage.meters import CatalogMeters
 from commands.base import Command
 from commands.billing.compose import BillingPorts
@@ -92,11 +93,13 @@ def bootstrap(
     *,
     schema: str | None = None,
     deliver_in_process: bool | None = None,
+    payment_provider: Any = None,
 ) -> System:
     """Wire settings -> clock -> event store -> command bus -> read models.
 
     Without NATS, projectors are fed in process after each commit (a background thread);
-    pass deliver_in_process=False to feed them only on `system.sync()`.
+    pass deliver_in_process=False to feed them only on `system.sync()`. Stripe is wired
+    when TALLY_STRIPE_API_KEY is set, or with `payment_provider` (tests: a fake).
     """
     settings = settings or Settings()
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
@@ -115,10 +118,14 @@ def bootstrap(
         loader=CurrentAggregates(ledger),
         exclusive=AdvisoryLocks(ledger.recorder).held if settings.is_postgres else None,
     )
+    provider = payment_provider or provider_from(settings)
+    ports = BillingPorts(usage=usage_reader)
+    if provider is not None:
+        ports = BillingPorts(usage=usage_reader, payments=collector_for(provider, ledger.get))
     bus = CommandBus(
         store=ledger,
         clock=clock,
-        handlers=build_handlers(BillingPorts(usage=usage_reader), usage.keys, invoices=index),
+        handlers=build_handlers(ports, usage.keys, invoices=index),
         on_commit=listeners,
         max_attempts=settings.command_retries,
     )
@@ -146,6 +153,8 @@ def bootstrap(
         usage=usage,
         cache=cache,
     )
+    if provider is not None:
+        system.stripe = build_stripe(system, provider)
     system.progressive = ProgressiveTrigger(system)
     usage.after_usage.append(system.progressive.usage_committed)
     if deliver_in_process if deliver_in_process is not None else settings.nats_url is None:

@@ -9,6 +9,7 @@ from projections.entitlements.projector import EntitlementsProjector
 from projections.outbox.projector import OutboxProjector
 from projections.ports import EntitlementCache
 from projections.revenue.projector import RevenueProjector
+from projections.stripe_sync.projector import StripeSyncProjector
 from projections.usage.projector import UsageProjector
 
 
@@ -21,6 +22,7 @@ def build_projectors(cache: EntitlementCache | None = None) -> list[Projector]:
     projectors.append(AlertsProjector())
     projectors.append(OutboxProjector())
     projectors.append(CreditsProjector())
+    projectors.append(StripeSyncProjector())
     return projectors
 
 

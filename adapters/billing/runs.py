@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import structlog
+
 from adapters.billing.usage_reader import Wanted
 from adapters.eventstore.positions import existing
 from adapters.eventstore.usage_keys import KEY_RETENTION, UsageKeyStore
@@ -26,6 +28,8 @@ from domain.subscription import Subscription
 
 if TYPE_CHECKING:
     from adapters.bootstrap import System
+
+log = structlog.get_logger(__name__)
 
 CATCH_UP_SECONDS = 10.0
 
@@ -114,7 +118,23 @@ def run_billing(
     if report.get("complete", True):
         report["interim_invoiced"] = invoice_thresholds(system, app_id, cutoff, execute)
     prune_usage_keys(system, until)
+    report["stripe_reconciliation"] = reconcile_daily(system, app_id)
     return report
+
+
+def reconcile_daily(system: System, app_id: str) -> dict[str, Any] | None:
+    """Stripe against the ledger once a day by the clock (reporting only; the report is
+    served by GET /v1/stripe/reconciliation): a summary, or None when not due or no Stripe."""
+    if system.stripe is None:
+        return None
+    try:
+        report = system.stripe.reconciler.daily(app_id)
+    except Exception as error:  # Stripe unreachable: the billing run itself went fine
+        log.warning("stripe_reconciliation_failed", app_id=app_id, error=str(error))
+        return {"error": f"{type(error).__name__}: {error}"}
+    if report is None:
+        return None
+    return {"ran_at": report["ran_at"], "drift_count": report["drift_count"]}
 
 
 def invoice_thresholds(

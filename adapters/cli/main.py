@@ -11,6 +11,7 @@ from adapters.cli import demo as demo_module
 from adapters.cli import events as events_module
 from adapters.cli import invoices as invoices_module
 from adapters.cli import keys as keys_module
+from adapters.cli import stripe as stripe_module
 
 app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
 
@@ -48,6 +49,7 @@ def serve(
 
 app.add_typer(keys_module.keys_app, name="keys")
 app.add_typer(invoices_module.invoices_app, name="invoices")
+app.add_typer(stripe_module.stripe_app, name="stripe")
 
 worker_app = typer.Typer(
     help="Workers for the real stack (NATS JetStream); SIGTERM/SIGINT stop them gracefully.",
@@ -107,6 +109,20 @@ def worker_mailer() -> None:
     from adapters.nats.workers import run_mailer
 
     run_mailer()
+
+
+@worker_app.command("stripe")
+def worker_stripe() -> None:
+    """Keep Stripe in step with the ledger (customers, catalog, mirrors, collection; one
+    active, others wait to take over) and drain the webhook inbox."""
+    from adapters.settings import Settings
+
+    if not Settings().stripe_configured:
+        typer.echo("tally worker stripe needs Stripe: set TALLY_STRIPE_API_KEY", err=True)
+        raise typer.Exit(2)
+    from adapters.stripe.worker import run_stripe
+
+    run_stripe()
 
 
 @worker_app.command("command-bus")

@@ -26,6 +26,7 @@ CREATION_TOPICS: dict[str, str] = {
     "BillingProfileCreated": "billing_profile",
     "TaxRateSet": "tax_rate",  # also each later change of the rate: ids are kept once
     "CreditLedgerOpened": "credit_ledger",  # a tenant's prepaid credit grants
+    "PaymentCustomerLinked": "payment_account",  # a tenant's Stripe customer
 }
 
 # Invoice events that decide whether a billing run must look at an invoice: a draft (its

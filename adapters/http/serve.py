@@ -39,10 +39,13 @@ log = structlog.get_logger(__name__)
 
 def _workers(system: System) -> list[Any]:
     """The relay, a projector worker per read model and the alerts worker, when NATS is
-    configured; the mailer when SMTP is (with or without NATS)."""
+    configured; the mailer when SMTP is and the Stripe workers when Stripe is (with or
+    without NATS)."""
     if not system.settings.serve_workers:
         return []  # workers run as `tally worker ...` (scale-out)
-    mailer = _mailer(system)
+    from adapters.stripe.worker import build_stripe_workers
+
+    mailer = _mailer(system) + build_stripe_workers(system)
     if not system.settings.nats_url:
         return mailer  # embedded delivery feeds the read models in process
     from adapters.nats.workers import build_alerts_worker, build_projector_worker, build_relay
