@@ -32,6 +32,7 @@ from adapters.http import (
     recompute,
     revenue,
     simulations,
+    stripe_webhooks,
     subscriptions,
     tax,
     usage,
@@ -93,6 +94,7 @@ def create_app(
         revenue,
         events,
         commands,
+        stripe_webhooks,
         health,
     ):
         app.include_router(module.router)

@@ -53,6 +53,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "clock_not_settable": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "signature_missing": 400,  # the Stripe webhook's Stripe-Signature header
+    "signature_invalid": 400,
+    "signature_stale": 400,
+    "invalid_body": 400,
+    "not_configured": 503,  # e.g. Stripe routes without the Stripe settings
     "not_implemented": 501,
     "unavailable": 503,
     "internal_error": 500,

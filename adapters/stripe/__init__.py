@@ -1,0 +1,1 @@
+"""Stripe: webhook intake (a verified inbox, processed once) and its worker."""
