@@ -1,0 +1,236 @@
+"""The Stripe sync on the fake provider: events of the ledger become Stripe objects once
+(customers, products and prices, subscription mirrors, collected invoices), and a charge's
+outcome pays the invoice or starts dunning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from adapters.billing.runs import run_billing
+from adapters.bootstrap import System, bootstrap
+from adapters.settings import Settings
+from domain.clock import SettableClock
+from domain.invoice import Invoice
+from domain.payment_account import PaymentAccount, payment_account_id
+from tests.factories import T0
+from tests.fake_payment_provider import DECLINING_CARD, FakePaymentProvider
+
+APP = "acme"
+PROFILE = {
+    "name": "Tenant One GmbH",
+    "email": "billing@t1.example",
+    "country": "DE",
+    "tax_status": "taxable",
+    "timezone": "Europe/Berlin",
+    "currency": "EUR",
+}
+
+
+@pytest.fixture
+def provider() -> FakePaymentProvider:
+    return FakePaymentProvider()
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(T0)
+
+
+@pytest.fixture
+def system(provider: FakePaymentProvider, clock: SettableClock) -> Iterator[System]:
+    built = bootstrap(
+        Settings(database_url="sqlite:///:memory:", clock="settable"),
+        clock,
+        deliver_in_process=False,
+        payment_provider=provider,
+    )
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def send(system: System, command: str, **payload: Any) -> dict[str, Any]:
+    reply = system.dispatch(command, {"app_id": APP, **payload})
+    assert reply["ok"], reply
+    result: dict[str, Any] = reply["result"]
+    return result
+
+
+def sync(system: System) -> list[str]:
+    """Bring the read models (the task list too) up to date, then do the due tasks."""
+    system.sync()
+    assert system.stripe is not None
+    return system.stripe.sync.run_due().outcomes
+
+
+def eur(amount: int) -> dict[str, Any]:
+    return {"amount": amount, "currency": "EUR"}
+
+
+def define_plan(system: System, key: str = "pro", price: int = 1000) -> None:
+    send(system, "define_plan", plan_key=key, name=key.title(), base_price=eur(price))
+
+
+def account(system: System, tenant: str = "t1") -> PaymentAccount:
+    found = system.aggregate(payment_account_id(APP, tenant))
+    assert isinstance(found, PaymentAccount)
+    return found
+
+
+def test_a_saved_profile_makes_one_customer_and_changes_update_it(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
+    sync(system)
+    customer_id = account(system).customer_id
+    customer = provider.get_customer(customer_id)
+    assert customer is not None
+    assert (customer.email, customer.name, customer.country) == (
+        "billing@t1.example",
+        "Tenant One GmbH",
+        "DE",
+    )
+    assert customer.metadata == {"tally_app_id": APP, "tally_tenant_id": "t1"}
+    assert sync(system) == []  # nothing due again
+    send(system, "set_billing_profile", tenant_id="t1", **{**PROFILE, "email": "ap@t1.example"})
+    sync(system)
+    updated = provider.get_customer(customer_id)
+    assert updated is not None and updated.email == "ap@t1.example"
+    assert provider.calls.count("create_customer") == 1
+    assert len(provider.list_customers(APP)) == 1
+
+
+def test_plans_get_a_product_and_a_price_per_version_and_archiving_deactivates(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    define_plan(system, price=1000)
+    sync(system)
+    send(system, "revise_plan", plan_key="pro", name="Pro", base_price=eur(1500))
+    sync(system)
+    assert sorted(p.price.amount for p in provider.prices.values()) == [1000, 1500]
+    assert len(provider.products) == 1
+    send(system, "archive_plan", plan_key="pro")
+    sync(system)
+    assert not any(p.active for p in provider.prices.values())
+
+
+def test_a_subscription_is_mirrored_and_follows_cancel_at_period_end_and_the_end(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    define_plan(system)
+    send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
+    subscription_id = send(system, "start_subscription", tenant_id="t1", plan_key="pro")[
+        "subscription_id"
+    ]
+    sync(system)
+    mirror_id = account(system).provider_subscription(subscription_id)
+    assert mirror_id is not None
+    mirror = provider.subscriptions[mirror_id]
+    assert mirror.metadata["tally_subscription_id"] == str(subscription_id)
+    send(system, "cancel_subscription", subscription_id=subscription_id, at_period_end=True)
+    sync(system)
+    assert provider.subscriptions[mirror_id].cancel_at_period_end is True
+    send(system, "cancel_subscription", subscription_id=subscription_id)
+    sync(system)
+    assert provider.subscriptions[mirror_id].status == "canceled"
+    assert provider.calls.count("create_subscription") == 1
+
+
+def test_a_subscription_without_a_profile_is_mirrored_once_the_profile_exists(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    define_plan(system)
+    send(system, "start_subscription", tenant_id="t1", plan_key="pro")
+    outcomes = sync(system)
+    assert any("no billing profile" in outcome for outcome in outcomes), outcomes
+    send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
+    sync(system)
+    sync(system)  # the failed mirror is due again once the customer exists
+    assert len(account(system).state.subscriptions) == 1
+
+
+def first_invoice(system: System, clock: SettableClock) -> Invoice:
+    run_billing(system, system.index.ids, APP, clock, clock.now())
+    system.index.refresh()
+    invoices = system.index.ids(APP, "invoice", "t1")
+    assert invoices, "the billing run invoiced nothing"
+    found = system.aggregate(invoices[-1])
+    assert isinstance(found, Invoice)
+    return found
+
+
+def attach(system: System, provider: FakePaymentProvider, number: str | None = None) -> None:
+    assert system.stripe is not None
+    card = provider.make_card(number) if number else provider.make_card()
+    customer = account(system).customer_id
+    provider.attach_payment_method(customer, card)
+
+
+def subscribed(system: System, provider: FakePaymentProvider, card: str | None = None) -> None:
+    define_plan(system)
+    send(system, "set_billing_profile", tenant_id="t1", **{**PROFILE, "tax_status": "exempt"})
+    sync(system)
+    attach(system, provider, card)
+    send(system, "start_subscription", tenant_id="t1", plan_key="pro")
+
+
+def test_a_finalized_invoice_is_pushed_once_charged_once_and_paid(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    subscribed(system, provider)
+    invoice = first_invoice(system, clock)
+    sync(system)
+    paid = system.aggregate(invoice.id)
+    assert paid.status.value == "paid"
+    pushed = account(system).provider_invoice(invoice.id)
+    assert pushed is not None
+    at_stripe = provider.get_invoice(pushed)
+    assert at_stripe is not None
+    assert (at_stripe.amount_due, at_stripe.currency, at_stripe.status) == (1000, "EUR", "paid")
+    assert at_stripe.metadata["tally_invoice_id"] == str(invoice.id)
+    assert paid.state.payment_reference == pushed
+    sync(system)
+    assert provider.calls.count("push_invoice") == 1
+    assert provider.calls.count("charge_invoice") == 1
+
+
+def test_a_declined_charge_starts_dunning_and_the_retry_charges_stripe_again(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    subscribed(system, provider, DECLINING_CARD)
+    invoice = first_invoice(system, clock)
+    sync(system)
+    failed = system.aggregate(invoice.id)
+    assert failed.status.value == "open"
+    assert failed.state.payment_attempts == 1
+    assert "declined" in (failed.state.last_payment_error or "")
+    subscription = system.aggregate(failed.state.subscription_id)
+    assert subscription.state.status.value == "past_due"
+    attach(system, provider)  # a good card becomes the default
+    retry_at = failed.state.next_retry_at
+    assert retry_at is not None
+    run_billing(system, system.index.ids, APP, clock, retry_at + timedelta(minutes=1))
+    recovered = system.aggregate(invoice.id)
+    assert recovered.status.value == "paid"
+    assert system.aggregate(failed.state.subscription_id).state.status.value == "active"
+    assert provider.calls.count("charge_invoice") == 2
+
+
+def test_stripe_down_leaves_the_task_due_and_nothing_half_done(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
+    provider.unavailable = True
+    outcomes = sync(system)
+    assert any("unavailable" in outcome for outcome in outcomes), outcomes
+    assert system.aggregate(payment_account_id(APP, "t1")) is None
+    provider.unavailable = False
+    assert sync(system) == []  # backing off: not due yet
+    clock.set(T0 + timedelta(minutes=1))
+    sync(system)
+    assert account(system).customer_id
