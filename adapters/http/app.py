@@ -32,6 +32,7 @@ from adapters.http import (
     recompute,
     revenue,
     simulations,
+    stripe,
     stripe_webhooks,
     subscriptions,
     tax,
@@ -94,6 +95,7 @@ def create_app(
         revenue,
         events,
         commands,
+        stripe,
         stripe_webhooks,
         health,
     ):
