@@ -269,6 +269,32 @@ def own_meter_only(world: World, response: httpx.Response) -> None:
     assert [(m["key"], m["aggregation"]) for m in meters] == [("peak-storage", "max")], meters
 
 
+def no_stripe_of_a(_: World, response: httpx.Response) -> None:
+    """B's key reaches only B's Stripe side: no customer of A's tenant (B has no profile
+    for it: 409; no plan gold yet: 404), or Stripe is off on this server (503)."""
+    code = response.json()["error"]["code"]
+    expected = {503: "not_configured", 409: "no_billing_profile", 404: "not_found"}
+    assert expected.get(response.status_code) == code, response.text
+
+
+def no_payment_methods_of_a(_: World, response: httpx.Response) -> None:
+    if response.status_code == 503:
+        assert response.json()["error"]["code"] == "not_configured", response.text
+        return
+    assert response.status_code == 200, response.text
+    assert response.json()["payment_methods"] == []
+
+
+def no_reconciliation_of_a(_: World, response: httpx.Response) -> None:
+    if response.status_code == 503:
+        assert response.json()["error"]["code"] == "not_configured", response.text
+        return
+    assert response.status_code == 404, response.text  # B's app never reconciled
+
+
+STRIPE_URLS = {"success_url": "https://b.example/ok", "cancel_url": "https://b.example/back"}
+
+
 def own_settings_only(world: World, response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["grace_period_hours"] == 1
@@ -477,6 +503,30 @@ CASES = [
             "model": {"model": "per_unit", "unit_price": {"amount": 3, "currency": USD}},
             "quantity": 7,
         },
+    ),
+    # Stripe: B reaches B's customers only (before B saves its own profile of tenant-a)
+    Case("GET", "/v1/tenants/{tenant_id}/payment-methods", "read", no_payment_methods_of_a),
+    Case("GET", "/v1/stripe/reconciliation", "read", no_reconciliation_of_a),
+    Case(
+        "POST",
+        "/v1/checkout/sessions",
+        "write",
+        no_stripe_of_a,
+        body=lambda _: {"tenant_id": "tenant-a", "plan_key": "gold", **STRIPE_URLS},
+    ),
+    Case(
+        "POST",
+        "/v1/portal/sessions",
+        "write",
+        no_stripe_of_a,
+        body=lambda _: {"tenant_id": "tenant-a", "return_url": "https://b.example/account"},
+    ),
+    Case(
+        "POST",
+        "/v1/tenants/{tenant_id}/payment-methods",
+        "write",
+        no_stripe_of_a,
+        body=lambda _: {"payment_method": "pm_card_visa"},
     ),
     # writes by B land in B's app only
     Case(
