@@ -89,3 +89,11 @@ def system(store_settings: StoreSettings, clock: SettableClock) -> Iterator[Syst
         yield built
     finally:
         built.close()
+
+
+@pytest.fixture(scope="session")
+def stripe_api() -> Iterator[str]:
+    """The base URL of a test Stripe server for the session (tests/stripe_server.py)."""
+    from tests.stripe_server import stripe_api_fixture
+
+    yield from stripe_api_fixture()

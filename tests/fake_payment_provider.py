@@ -30,9 +30,16 @@ from commands.payments.ports import (
 
 GOOD_CARD = "4242424242424242"
 DECLINING_CARD = "4000000000000341"  # attaches, then every charge is declined (as Stripe's)
+REFUSED_CARD = "4000000000000002"  # declined already when attached (as Stripe's)
 DECLINE_REASON = "card_declined: Your card was declined."
-# Stripe's test tokens, accepted by attach like a card made with make_card
-TEST_TOKENS = {"pm_card_visa": GOOD_CARD, "pm_card_chargeDeclined": DECLINING_CARD}
+NO_PAYMENT_METHOD = "no_payment_method: the customer has no default payment method"
+# Stripe's test tokens (https://docs.stripe.com/testing#cards), accepted by attach as Stripe
+# does: each makes a new payment method
+TEST_TOKENS = {
+    "pm_card_visa": GOOD_CARD,
+    "pm_card_chargeCustomerFail": DECLINING_CARD,
+    "pm_card_chargeDeclined": REFUSED_CARD,
+}
 
 
 @dataclass
@@ -85,7 +92,8 @@ class FakeSubscription:
 class FakeInvoice:
     id: str
     customer_id: str
-    invoice: InvoiceToCollect
+    amount_due: int
+    currency: str
     metadata: dict[str, str]
     status: InvoiceStatus = "open"
     amount_paid: int = 0
@@ -127,7 +135,7 @@ class FakePaymentProvider:
     def pay_outside(self, invoice_id: str) -> None:
         """The invoice was paid at the provider without Tally (e.g. in the dashboard)."""
         invoice = self.invoices[invoice_id]
-        invoice.status, invoice.amount_paid = "paid", invoice.invoice.amount_due
+        invoice.status, invoice.amount_paid = "paid", invoice.amount_due
 
     def void_outside(self, invoice_id: str) -> None:
         self.invoices[invoice_id].status = "void"
@@ -174,6 +182,8 @@ class FakePaymentProvider:
         self._call("attach_payment_method")
         customer = self._customer(customer_id)
         card = self._card(payment_method)
+        if card.number == REFUSED_CARD:
+            raise ProviderRefused("Your card was declined.")
         if card.customer_id not in (None, customer_id):
             raise ProviderRefused(f"The payment method {card.id} belongs to another customer.")
         card.customer_id = customer_id
@@ -252,14 +262,22 @@ class FakePaymentProvider:
     ) -> str:
         self._call("create_subscription")
         self._customer(customer_id)
-        self._active_price(price_id)
+        price = self._active_price(price_id)
         known = self._idempotent.get(idempotency_key)
         if known:
             return known
         subscription = FakeSubscription(self._new_id("sub"), customer_id, price_id, dict(metadata))
         self.subscriptions[subscription.id] = subscription
         self._idempotent[idempotency_key] = subscription.id
+        self._void_first_invoice(customer_id, price.price)
         return subscription.id
+
+    def _void_first_invoice(self, customer_id: str, price: PlanPrice) -> None:
+        """Stripe's own first invoice of the mirror, voided as the gateway does."""
+        invoice_id = self._new_id("in")
+        self.invoices[invoice_id] = FakeInvoice(
+            invoice_id, customer_id, price.amount, price.currency.upper(), {}, "void"
+        )
 
     def update_subscription(
         self, subscription_id: str, *, price_id: str | None, cancel_at_period_end: bool
@@ -273,7 +291,10 @@ class FakePaymentProvider:
 
     def cancel_subscription(self, subscription_id: str) -> None:
         self._call("cancel_subscription")
-        self._live_subscription(subscription_id).status = "canceled"
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise ProviderRefused(f"No such subscription: '{subscription_id}'")
+        subscription.status = "canceled"  # canceling twice is done, not refused
 
     def list_subscriptions(self, customer_id: str) -> list[ProviderSubscription]:
         self._call("list_subscriptions")
@@ -300,7 +321,12 @@ class FakePaymentProvider:
             status: InvoiceStatus = "paid" if invoice.amount_due == 0 else "open"
             metadata = _invoice_metadata(invoice)
             self.invoices[invoice_id] = FakeInvoice(
-                invoice_id, customer_id, invoice, metadata, status
+                invoice_id,
+                customer_id,
+                invoice.amount_due,
+                invoice.currency.upper(),
+                metadata,
+                status,
             )
         return invoice_id
 
@@ -315,7 +341,7 @@ class FakePaymentProvider:
         failure = self._charge_failure(self.customers[invoice.customer_id])
         if failure:
             return ChargeOutcome(paid=False, reason=failure)
-        invoice.status, invoice.amount_paid = "paid", invoice.invoice.amount_due
+        invoice.status, invoice.amount_paid = "paid", invoice.amount_due
         return ChargeOutcome(paid=True)
 
     def get_invoice(self, provider_invoice_id: str) -> ProviderInvoice | None:
@@ -389,8 +415,8 @@ class FakePaymentProvider:
     def _charge_failure(self, customer: FakeCustomer) -> str | None:
         if self._charge_failures:
             return self._charge_failures.pop(0)
-        if customer.default_payment_method is None:
-            return "no_payment_method: The customer has no default payment method."
+        if customer.default_payment_method is None or customer.deleted:
+            return NO_PAYMENT_METHOD
         if customer.default_payment_method in self.declining:
             return DECLINE_REASON
         return None
@@ -458,8 +484,8 @@ def _provider_invoice(invoice: FakeInvoice) -> ProviderInvoice:
         id=invoice.id,
         customer_id=invoice.customer_id,
         status=invoice.status,
-        amount_due=invoice.invoice.amount_due,
+        amount_due=invoice.amount_due,
         amount_paid=invoice.amount_paid,
-        currency=invoice.invoice.currency.upper(),
+        currency=invoice.currency,
         metadata=dict(invoice.metadata),
     )

@@ -1,1 +1,2 @@
-"""Stripe: webhook intake (a verified inbox, processed once) and its worker."""
+"""Stripe: the gateway (the payment-provider port on the official SDK), webhook intake (a
+verified inbox, processed once) and its worker."""
