@@ -1,7 +1,7 @@
 """Port: the payment provider (Stripe) as Tally uses it, in Tally's words.
 
 The real adapter is adapters/stripe/gateway.py (the official SDK's StripeClient); tests use
-tests/fakes/payment_provider.py, and one contract suite runs against both. Every object
+tests/fake_payment_provider.py, and one contract suite runs against both. Every object
 Tally creates carries metadata `tally_app_id` and `tally_tenant_id`; every create takes an
 idempotency key derived from Tally's ids, so a retried create makes nothing twice.
 """
