@@ -352,8 +352,25 @@ class StripeGateway:
         except stripe.StripeError as error:
             raise translate(error) from error
         if paid.status == "paid":
+            self._tag_payment(paid)
             return ChargeOutcome(paid=True)
         return ChargeOutcome(paid=False, reason=f"Stripe left the invoice {paid.status}")
+
+    def _tag_payment(self, invoice: Any) -> None:
+        """Tally's ids on the invoice's PaymentIntent and charge too, so a refund's
+        `charge.refunded` names its app and invoice. Best effort: API versions without
+        `invoice.payment_intent` leave the refund to the invoice link."""
+        intent_id = getattr(invoice, "payment_intent", None)
+        if not intent_id:
+            return
+        metadata = {"metadata": invoice.metadata.to_dict() if invoice.metadata else {}}
+        try:
+            intent = self._v1.payment_intents.update(_id_of(intent_id), metadata)
+            charge = getattr(intent, "latest_charge", None)
+            if charge:
+                self._v1.charges.update(_id_of(charge), metadata)
+        except stripe.StripeError as error:
+            log.warning("stripe_tag_payment_failed", invoice=invoice.id, error=str(error))
 
     def get_invoice(self, provider_invoice_id: str) -> ProviderInvoice | None:
         try:
