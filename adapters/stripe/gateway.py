@@ -363,12 +363,12 @@ class StripeGateway:
         intent_id = getattr(invoice, "payment_intent", None)
         if not intent_id:
             return
-        metadata = {"metadata": invoice.metadata.to_dict() if invoice.metadata else {}}
+        ids: dict[str, str] = invoice.metadata.to_dict() if invoice.metadata else {}
         try:
-            intent = self._v1.payment_intents.update(_id_of(intent_id), metadata)
+            intent = self._v1.payment_intents.update(_id_of(intent_id), {"metadata": ids})
             charge = getattr(intent, "latest_charge", None)
             if charge:
-                self._v1.charges.update(_id_of(charge), metadata)
+                self._v1.charges.update(_id_of(charge), {"metadata": ids})
         except stripe.StripeError as error:
             log.warning("stripe_tag_payment_failed", invoice=invoice.id, error=str(error))
 
