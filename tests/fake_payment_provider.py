@@ -316,7 +316,7 @@ class FakePaymentProvider:
                 f"the provider's invoice total {total} is not the amount due "
                 f"{invoice.amount_due} of {invoice.number}"
             )
-        invoice_id = self._once(f"tally-invoice-{invoice.invoice_id}", "in")
+        invoice_id = self._once(invoice.idempotency_key, "in")
         if invoice_id not in self.invoices:
             status: InvoiceStatus = "paid" if invoice.amount_due == 0 else "open"
             metadata = _invoice_metadata(invoice)

@@ -286,7 +286,7 @@ class StripeGateway:
     # collection --------------------------------------------------------------------------
 
     def push_invoice(self, customer_id: str, invoice: InvoiceToCollect) -> str:
-        key = f"tally-invoice-{invoice.invoice_id}"
+        key = invoice.idempotency_key
         with translated():
             draft = self._v1.invoices.create(
                 {

@@ -95,6 +95,13 @@ class InvoiceToCollect:
     currency: str
     amount_due: int
     items: tuple[InvoiceItem, ...]
+    replaces: str | None = None  # the provider invoice a re-push replaces (a voided one)
+
+    @property
+    def idempotency_key(self) -> str:
+        """One provider invoice per Tally invoice, and one more per replaced one."""
+        key = f"tally-invoice-{self.invoice_id}"
+        return f"{key}-after-{self.replaces}" if self.replaces else key
 
 
 @dataclass(frozen=True)
