@@ -264,7 +264,11 @@ class StripeGateway:
     ) -> None:
         with translated():
             subscription = self._v1.subscriptions.retrieve(subscription_id)
-            params: dict[str, Any] = {"cancel_at_period_end": cancel_at_period_end}
+            params: dict[str, Any] = {
+                "cancel_at_period_end": cancel_at_period_end,
+                # also a subscription Checkout made: from now on Stripe never collects
+                "pause_collection": {"behavior": "void"},
+            }
             item = _single_item(subscription)
             if price_id is not None and _price_of(item) != price_id:
                 params["items"] = [{"id": item["id"], "price": price_id}]

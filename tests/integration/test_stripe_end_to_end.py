@@ -168,6 +168,9 @@ def test_checkout_to_refund_through_stripe(
     invoice = only_invoice(system)
     assert invoice.status.value == "open" and invoice.amount_due.amount == 4900
     sync(system)  # pushed, charged, declined: the first failed attempt
+    mirror = account(system).provider_subscription(subscription.id)
+    at_stripe_subscription = request(stripe_api, "GET", f"/v1/subscriptions/{mirror}")
+    assert at_stripe_subscription["pause_collection"] == {"behavior": "void"}  # never collects
     failed = system.aggregate(invoice.id)
     assert failed.state.payment_attempts == 1
     assert system.aggregate(subscription.id).state.status.value == "past_due"
