@@ -193,6 +193,15 @@ async def _delete_stream(name: str) -> None:
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A fresh `tally serve` for one test module."""
     running = Server(request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_"))
+    if getattr(request.module, "WITH_STRIPE", False):  # against the test Stripe server
+        from tests.stripe_signing import SECRET
+
+        running.env |= {
+            "TALLY_STRIPE_API_KEY": "sk_test_tally",
+            "TALLY_STRIPE_API_BASE": request.getfixturevalue("stripe_api"),
+            "TALLY_STRIPE_WEBHOOK_SECRET": SECRET,
+            "TALLY_STRIPE_POLL_SECONDS": "0.2",
+        }
     try:
         running.start()
         yield running

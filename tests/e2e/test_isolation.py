@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.conftest import ROOT, Server, eventually, tally_command
 
 pytestmark = pytest.mark.postgres
+WITH_STRIPE = True  # the Stripe routes answer for real (tests/stripe_server.py)
 
 A, B = "iso-alpha", "iso-beta"
 USD = "USD"
@@ -633,8 +634,20 @@ def world(server: Server) -> World:
     set_up_billing(admin)
     assert admin.post("/v1/meters", json=METER).status_code == 201
     eventually(lambda: a_sees_its_data(built))
+    eventually(lambda: stripe_settled(built), timeout=30)
     built.b()  # B has a key (and so an app) before the checks
     return built
+
+
+def stripe_settled(world: World) -> None:
+    """A's Stripe worker is done with A's objects (so A's log only changes by B's doing):
+    the customer and the mirror are linked, and the log stays put for a second."""
+    reader = world.a("read")
+    first = reader.get("/v1/events", params={"limit": "1000"}).json()["events"]
+    types = {event["type"] for event in first}
+    assert {"PaymentCustomerLinked", "PaymentSubscriptionLinked"} <= types, sorted(types)
+    time.sleep(1.0)
+    assert reader.get("/v1/events", params={"limit": "1000"}).json()["events"] == first
 
 
 def credit_note_for_a(admin: httpx.Client, world: World) -> str:
