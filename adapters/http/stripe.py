@@ -1,7 +1,7 @@
 """Stripe routes for an app's key: checkout and portal sessions (write), a tenant's payment
 methods (attach: write, list: read) and the last reconciliation report (read). Without the
 Stripe settings each answers 503 not_configured; Stripe unreachable: 503 unavailable with
-Retry-After; a request Stripe refused: 502 stripe_refused with Stripe's message."""
+Retry-After; a request Stripe refused: 400 stripe_refused with Stripe's message."""
 
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def stripe_of(request: Request) -> StripeServices:
 
 @contextmanager
 def calling_stripe() -> Iterator[None]:
-    """Stripe's failures in the API's error shape."""
+    """Stripe's failures in the API's error shape: unreachable (or Tally's key refused) is
+    503; a request Stripe refused (an unknown payment method, a URL it will not take) is
+    400 stripe_refused with Stripe's message."""
     try:
         yield
     except ProviderUnavailable as error:
@@ -62,7 +64,7 @@ def calling_stripe() -> Iterator[None]:
             headers={"Retry-After": "5"},
         ) from None
     except ProviderRefused as error:
-        raise ApiError(502, "stripe_refused", f"Stripe refused the request: {error}") from None
+        raise ApiError(400, "stripe_refused", f"Stripe refused the request: {error}") from None
 
 
 def with_stripe(request: Request, call: Callable[[StripeServices], T]) -> T:

@@ -1,7 +1,7 @@
 """The official SDK's StripeClient as Tally uses it, and Stripe's errors in the port's words.
 
-Connection errors, rate limits, 5xx and 409 (a request with the same idempotency key still in
-flight) are `ProviderUnavailable`: the same request later may succeed. Every other Stripe error
+Connection errors, rate limits, 5xx, 409 (a request with the same idempotency key still in
+flight) and a refused API key (401/403) are `ProviderUnavailable`: the same request later may succeed. Every other Stripe error
 (4xx: a bad request, an unknown object, a wrong key) is `ProviderRefused` with Stripe's message.
 """
 
@@ -45,7 +45,10 @@ def translate(error: stripe.StripeError) -> ProviderUnavailable | ProviderRefuse
 
 
 def is_transient(error: stripe.StripeError) -> bool:
-    if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
+    """Worth trying again later: also a key Stripe refuses (the operator's to fix, not the
+    request's), so the sync backs off instead of failing its tasks."""
+    transient = stripe.APIConnectionError | stripe.RateLimitError | stripe.AuthenticationError
+    if isinstance(error, transient | stripe.PermissionError):
         return True
     status = error.http_status
     return status is None or status >= 500 or status == RETRY_LATER_STATUS

@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 from tests.e2e.conftest import Server
 
 pytestmark = pytest.mark.postgres
+WITH_STRIPE = True  # the Stripe routes answer for real (tests/stripe_server.py), not 503
 
 MAX_EXAMPLES = 8
 BUDGET_SECONDS = 50.0

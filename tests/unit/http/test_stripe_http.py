@@ -185,3 +185,11 @@ def test_without_stripe_every_stripe_route_is_503_not_configured(
             assert "TALLY_STRIPE_API_KEY" in response.json()["error"]["message"]
     finally:
         system.close()
+
+
+def test_a_payment_method_stripe_does_not_know_is_400_stripe_refused(api: Api) -> None:
+    plan_and_profile(api)
+    path = "/v1/tenants/t1/payment-methods"
+    response = api.call("POST", path, json={"payment_method": "pm_unknown"})
+    assert_error(response, 400, "stripe_refused")
+    assert "Stripe refused" in response.json()["error"]["message"]
