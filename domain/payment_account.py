@@ -70,6 +70,7 @@ class PaymentInvoiceLinked(PaymentAccountEvent):
     NAME: ClassVar[str] = "PaymentInvoiceLinked"
     invoice_id: UUID
     provider_invoice_id: str
+    replaces: str | None = None  # the provider invoice voided for this one (amount changed)
 
     def apply(self, aggregate: Any) -> None:
         aggregate.state.invoices[str(self.invoice_id)] = self.provider_invoice_id
@@ -156,16 +157,21 @@ class PaymentAccount(Aggregate[PaymentAccountState]):
         )
         return True
 
-    def link_invoice(self, invoice_id: UUID, provider_invoice_id: str, cause: Cause) -> bool:
+    def link_invoice(
+        self, invoice_id: UUID, provider_invoice_id: str, cause: Cause, replaces: str | None = None
+    ) -> bool:
+        """Link once; a new provider invoice replaces only the one it names (voided)."""
         known = self.provider_invoice(invoice_id)
         if known == provider_invoice_id:
             return False
-        _refuse_relink("invoice", invoice_id, known)
+        if known != replaces:
+            _refuse_relink("invoice", invoice_id, known)
         self._trigger(
             PaymentInvoiceLinked,
             cause,
             invoice_id=invoice_id,
             provider_invoice_id=provider_invoice_id,
+            replaces=replaces,
         )
         return True
 

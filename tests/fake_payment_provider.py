@@ -344,6 +344,20 @@ class FakePaymentProvider:
         invoice.status, invoice.amount_paid = "paid", invoice.amount_due
         return ChargeOutcome(paid=True)
 
+    def void_invoice(self, provider_invoice_id: str) -> None:
+        self._call("void_invoice")
+        invoice = self._invoice(provider_invoice_id)
+        if invoice.status == "paid":
+            raise ProviderRefused("You cannot void an invoice that is paid.")
+        invoice.status = "void"
+
+    def mark_invoice_paid(self, provider_invoice_id: str) -> None:
+        self._call("mark_invoice_paid")
+        invoice = self._invoice(provider_invoice_id)
+        if invoice.status == "void":
+            raise ProviderRefused("You cannot pay an invoice that is void.")
+        invoice.status, invoice.amount_paid = "paid", invoice.amount_due  # as paid_out_of_band
+
     def get_invoice(self, provider_invoice_id: str) -> ProviderInvoice | None:
         self._call("get_invoice")
         invoice = self.invoices.get(provider_invoice_id)

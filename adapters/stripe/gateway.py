@@ -376,6 +376,20 @@ class StripeGateway:
         except stripe.StripeError as error:
             log.warning("stripe_tag_payment_failed", invoice=invoice.id, error=str(error))
 
+    def void_invoice(self, provider_invoice_id: str) -> None:
+        with translated():
+            invoice = self._v1.invoices.retrieve(provider_invoice_id)
+            if invoice.status == "draft":
+                self._v1.invoices.delete(provider_invoice_id)
+            elif invoice.status != "void":
+                self._v1.invoices.void_invoice(provider_invoice_id)
+
+    def mark_invoice_paid(self, provider_invoice_id: str) -> None:
+        with translated():
+            invoice = self._v1.invoices.retrieve(provider_invoice_id)
+            if invoice.status != "paid":
+                self._v1.invoices.pay(provider_invoice_id, {"paid_out_of_band": True})
+
     def get_invoice(self, provider_invoice_id: str) -> ProviderInvoice | None:
         try:
             invoice = self._v1.invoices.retrieve(provider_invoice_id)

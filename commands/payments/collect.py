@@ -8,7 +8,7 @@ finds it recorded. Dunning retries charge the same provider invoice again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -70,15 +70,38 @@ def to_collect(invoice: Invoice) -> InvoiceToCollect:
 
 
 def collect_invoice(ctx: PaymentContext, invoice: Invoice) -> str:
-    """Push the invoice (once) and make its first charge (once); returns what it did."""
+    """Bring the invoice's Stripe side to its state; returns what it did. Open: pushed once
+    (again, voiding the old one, when a credit note changed the amount due) and charged once;
+    void in Tally: voided there; paid in Tally, not through Stripe: paid out of band there
+    (or voided when nothing was paid, e.g. a credit note settled it)."""
     state = invoice.state
-    if invoice.status is not InvoiceStatus.OPEN or invoice.amount_due.amount <= 0:
-        return "nothing to collect"
-    customer = ensure_customer(ctx, state.app_id, state.tenant_id)
     account = ctx.account(state.app_id, state.tenant_id)
-    if account is None or account.provider_invoice(invoice.id) is None:
-        provider_id = ctx.provider.push_invoice(customer, to_collect(invoice))
-        ctx.run(_link(invoice, provider_id))
+    linked = account.provider_invoice(invoice.id) if account else None
+    if invoice.status is InvoiceStatus.OPEN and invoice.amount_due.amount > 0:
+        return _collect_open(ctx, invoice, linked)
+    if linked is None:
+        return "nothing to collect"
+    if invoice.status is InvoiceStatus.VOID or (
+        invoice.status is InvoiceStatus.OPEN and invoice.amount_due.amount <= 0
+    ):
+        return _void_there(ctx, linked)
+    if invoice.status is InvoiceStatus.PAID:
+        return _paid_there(ctx, invoice, linked)
+    return f"nothing to do for a {invoice.status.value} invoice"
+
+
+def _collect_open(ctx: PaymentContext, invoice: Invoice, linked: str | None) -> str:
+    state = invoice.state
+    customer = ensure_customer(ctx, state.app_id, state.tenant_id)
+    if linked is None:
+        linked = ctx.provider.push_invoice(customer, to_collect(invoice))
+        ctx.run(_link(invoice, linked))
+    else:
+        at_stripe = ctx.provider.get_invoice(linked)
+        if at_stripe is not None and at_stripe.status == "paid":
+            return "paid at Stripe (its webhook or the reconciliation records it)"
+        if at_stripe is not None and at_stripe.amount_due != invoice.amount_due.amount:
+            linked = _replace(ctx, invoice, customer, linked)
     if state.payment_attempts:
         return "pushed; dunning retries it"
     result = ctx.run(
@@ -93,14 +116,45 @@ def collect_invoice(ctx: PaymentContext, invoice: Invoice) -> str:
     return "charged: paid" if result.get("paid") else "charged: failed"
 
 
-def _link(invoice: Invoice, provider_id: str) -> LinkProviderInvoice:
+def _replace(ctx: PaymentContext, invoice: Invoice, customer: str, old: str) -> str:
+    """The amount due changed (a credit note): void the old Stripe invoice, push the new."""
+    ctx.provider.void_invoice(old)
+    pushed = ctx.provider.push_invoice(customer, replace(to_collect(invoice), replaces=old))
+    ctx.run(_link(invoice, pushed, replaces=old))
+    return pushed
+
+
+def _void_there(ctx: PaymentContext, linked: str) -> str:
+    at_stripe = ctx.provider.get_invoice(linked)
+    if at_stripe is None or at_stripe.status in ("void", "paid"):
+        return f"nothing to void ({at_stripe.status if at_stripe else 'gone'} at Stripe)"
+    ctx.provider.void_invoice(linked)
+    return "voided at Stripe"
+
+
+def _paid_there(ctx: PaymentContext, invoice: Invoice, linked: str) -> str:
+    if invoice.state.payment_reference == linked:
+        return "paid through Stripe"
+    paid = invoice.state.amount_paid
+    if paid is None or paid.amount <= 0:
+        return _void_there(ctx, linked)  # settled without a payment: nothing is owed there
+    at_stripe = ctx.provider.get_invoice(linked)
+    if at_stripe is None or at_stripe.status != "open":
+        return "nothing to mark"
+    ctx.provider.mark_invoice_paid(linked)
+    return "marked paid at Stripe (paid outside it)"
+
+
+def _link(invoice: Invoice, provider_id: str, replaces: str | None = None) -> LinkProviderInvoice:
+    suffix = f"-after-{replaces}" if replaces else ""
     return LinkProviderInvoice(
         app_id=invoice.state.app_id,
         tenant_id=invoice.state.tenant_id,
         invoice_id=invoice.id,
         provider_invoice_id=provider_id,
+        replaces=replaces,
         actor=ACTOR,
-        command_id=f"stripe-invoice-{invoice.id}",
+        command_id=f"stripe-invoice-{invoice.id}{suffix}"[:128],
     )
 
 

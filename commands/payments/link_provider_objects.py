@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from pydantic import Field
+
 from commands.payments.account import PROVIDER_ID, AccountCommand, account_view
 from commands.unit_of_work import UnitOfWork
 
@@ -18,6 +20,9 @@ class LinkProviderSubscription(AccountCommand):
 class LinkProviderInvoice(AccountCommand):
     invoice_id: UUID
     provider_invoice_id: str = PROVIDER_ID
+    replaces: str | None = Field(
+        default=None, max_length=255, description="the linked provider invoice it replaces"
+    )
 
 
 def link_provider_subscription(
@@ -30,5 +35,7 @@ def link_provider_subscription(
 
 def link_provider_invoice(command: LinkProviderInvoice, uow: UnitOfWork) -> dict[str, Any]:
     account = command.load(uow)
-    account.link_invoice(command.invoice_id, command.provider_invoice_id, uow.cause)
+    account.link_invoice(
+        command.invoice_id, command.provider_invoice_id, uow.cause, command.replaces
+    )
     return account_view(account)

@@ -6,8 +6,10 @@ acts on the object's current state, so one run covers every event before it).
 - PlanDefined / PlanRevised / PlanArchived: the plan's product and prices;
 - a subscription's start, plan change, scheduled cancel (and its undoing), cancel, expiry:
   its mirror;
-- InvoiceFinalized: the invoice's collection (pushed once, charged once; dunning retries go
-  through the billing run).
+- InvoiceFinalized, InvoicePaid, InvoiceVoided, InvoiceCredited: the invoice's collection
+  (pushed once, charged once; dunning retries go through the billing run), and its Stripe
+  side following the ledger (voided, paid out of band, replaced when a credit note changed
+  the amount due).
 
 What the worker did lives in `stripe_task_runs`, its own table (not rebuilt by a replay, so
 a rebuilt task list does nothing twice).
@@ -36,7 +38,7 @@ SUBSCRIPTION_EVENTS = frozenset(
         "SubscriptionExpired",
     }
 )
-INVOICE_EVENTS = frozenset({"InvoiceFinalized"})
+INVOICE_EVENTS = frozenset({"InvoiceFinalized", "InvoicePaid", "InvoiceVoided", "InvoiceCredited"})
 
 
 def task_of(event: EventEnvelope) -> tuple[str, str]:

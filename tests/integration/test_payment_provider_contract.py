@@ -363,6 +363,25 @@ def test_invoices_paid_or_voided_outside_tally_read_so(side: Side) -> None:
         side.provider.charge_invoice(void_id)
 
 
+def test_tally_voids_and_marks_paid_at_the_provider_and_replaces_an_invoice(side: Side) -> None:
+    customer_id = _customer_with_card(side, None)
+    voided = side.provider.push_invoice(customer_id, _invoice(side, number="INV-3"))
+    side.provider.void_invoice(voided)
+    side.provider.void_invoice(voided)  # voiding twice is done, not refused
+    invoice = _invoice(side, number="INV-4")
+    marked = side.provider.push_invoice(customer_id, invoice)
+    side.provider.mark_invoice_paid(marked)
+    side.provider.mark_invoice_paid(marked)
+    statuses = {i.id: (i.status, i.amount_paid) for i in side.provider.list_invoices(customer_id)}
+    assert statuses == {voided: ("void", 0), marked: ("paid", 4760)}
+    with pytest.raises(ProviderRefused):
+        side.provider.void_invoice(marked)  # a paid invoice is not voided
+    replacing = replace(invoice, replaces=marked)
+    again = side.provider.push_invoice(customer_id, replacing)
+    assert again != marked  # a new idempotency key: a new provider invoice
+    assert side.provider.push_invoice(customer_id, replacing) == again
+
+
 def test_an_unknown_invoice_is_none_or_refused(side: Side) -> None:
     assert side.provider.get_invoice("in_missing0000") is None
     with pytest.raises(ProviderRefused):
@@ -427,7 +446,7 @@ def test_the_fake_fails_the_next_charge_when_told() -> None:
         (stripe.APIError("internal error", http_status=500), ProviderUnavailable),
         (stripe.APIError("in flight", http_status=409), ProviderUnavailable),
         (stripe.InvalidRequestError("No such customer", "id", http_status=404), ProviderRefused),  # type: ignore[no-untyped-call]
-        (stripe.AuthenticationError("Invalid API Key", http_status=401), ProviderRefused),
+        (stripe.AuthenticationError("Invalid API Key", http_status=401), ProviderUnavailable),
         (stripe.CardError("Declined", None, "card_declined", http_status=402), ProviderRefused),  # type: ignore[no-untyped-call]
     ],
 )

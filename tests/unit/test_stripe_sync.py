@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -234,3 +235,85 @@ def test_stripe_down_leaves_the_task_due_and_nothing_half_done(
     clock.set(T0 + timedelta(minutes=1))
     sync(system)
     assert account(system).customer_id
+
+
+def open_manual_invoice(system: System, amount: int = 2500) -> Invoice:
+    """A finalized invoice of the tenant (exempt, no card: it stays open), pushed."""
+    line = {"kind": "base_fee", "description": "Setup", "unit_amount": eur(amount)}
+    draft = send(system, "draft_invoice", tenant_id="t1", currency="EUR", lines=[line])
+    send(system, "finalize_invoice", invoice_id=draft["invoice_id"])
+    sync(system)
+    invoice = system.aggregate(UUID(draft["invoice_id"]))
+    assert isinstance(invoice, Invoice) and invoice.status.value == "open"
+    return invoice
+
+
+def at_stripe(system: System, provider: FakePaymentProvider, invoice: Invoice) -> Any:
+    linked = account(system).provider_invoice(invoice.id)
+    assert linked is not None
+    return provider.get_invoice(linked)
+
+
+@pytest.fixture
+def tenant(system: System) -> None:
+    send(system, "set_billing_profile", tenant_id="t1", **{**PROFILE, "tax_status": "exempt"})
+    sync(system)
+
+
+@pytest.mark.usefixtures("tenant")
+def test_an_invoice_voided_in_tally_is_voided_at_stripe(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    invoice = open_manual_invoice(system)
+    send(system, "void_invoice", invoice_id=str(invoice.id), reason="issued by mistake")
+    sync(system)
+    assert at_stripe(system, provider, invoice).status == "void"
+
+
+@pytest.mark.usefixtures("tenant")
+def test_an_invoice_paid_outside_stripe_is_marked_paid_there(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    invoice = open_manual_invoice(system)
+    send(system, "pay_invoice", invoice_id=str(invoice.id), payment_reference="wire-42")
+    sync(system)
+    assert at_stripe(system, provider, invoice).status == "paid"
+    assert "charge_invoice" in provider.calls  # the first attempt, before the wire came
+
+
+@pytest.mark.usefixtures("tenant")
+def test_a_credit_note_lowering_the_amount_due_replaces_the_stripe_invoice(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    invoice = open_manual_invoice(system, 2500)
+    first = account(system).provider_invoice(invoice.id)
+    (line,) = invoice.state.lines
+    send(
+        system,
+        "issue_credit_note",
+        invoice_id=str(invoice.id),
+        reason="goodwill",
+        method="reduce_amount_due",
+        lines=[{"line_id": line.line_id, "amount": eur(1000)}],
+    )
+    sync(system)
+    replaced = at_stripe(system, provider, invoice)
+    assert replaced.id != first and replaced.amount_due == 1500
+    assert provider.get_invoice(first or "").status == "void"
+
+
+@pytest.mark.usefixtures("tenant")
+def test_a_credit_note_settling_the_invoice_voids_it_at_stripe(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    invoice = open_manual_invoice(system)
+    send(
+        system,
+        "issue_credit_note",
+        invoice_id=str(invoice.id),
+        reason="not delivered",
+        method="reduce_amount_due",
+    )
+    sync(system)
+    assert system.aggregate(invoice.id).status.value == "paid"
+    assert at_stripe(system, provider, invoice).status == "void"
