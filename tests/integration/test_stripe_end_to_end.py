@@ -8,7 +8,9 @@ the reconciliation of the result.
 
 from __future__ import annotations
 
+import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -34,6 +36,14 @@ from tests.unit.http.support import Api
 pytestmark = pytest.mark.postgres
 
 APP = "shop"
+
+
+@pytest.fixture(autouse=True)
+def _own_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app of its own per test: the test Stripe server is shared by the session."""
+    monkeypatch.setattr(sys.modules[__name__], "APP", f"shop-{uuid.uuid4().hex[:10]}")
+
+
 PROFILE = {
     "name": "Tenant One",
     "email": "billing@t1.example",

@@ -6,6 +6,8 @@ in process, and through `tally stripe reconcile` on the embedded store."""
 from __future__ import annotations
 
 import json
+import sys
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +29,14 @@ from tests.stripe_server import StripeTestKnobs
 from tests.stripe_signing import SECRET
 
 APP = "shop"
+
+
+@pytest.fixture(autouse=True)
+def _own_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app of its own per test: the test Stripe server is shared by the session."""
+    monkeypatch.setattr(sys.modules[__name__], "APP", f"shop-{uuid.uuid4().hex[:10]}")
+
+
 PROFILE = {
     "name": "Tenant One",
     "email": "billing@t1.example",
