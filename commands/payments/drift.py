@@ -48,14 +48,14 @@ def invoice_drift(
             "the Stripe invoice is gone",
             "push_again" if tally_status == "open" else None,
         )
-    if provider.status == "paid" and tally_status == "open":
+    if provider.status == "paid" and tally_status in ("open", "uncollectible"):
         return Drift(
             "status",
             "payment",
             tenant_id,
             invoice_id,
             provider.id,
-            f"paid at Stripe ({provider.amount_paid}), open in Tally",
+            f"paid at Stripe ({provider.amount_paid}), {tally_status} in Tally",
             "pay_in_tally",
         )
     if provider.status == "void" and tally_status == "open":
@@ -93,16 +93,26 @@ def subscription_drift(
     tenant_id: str, subscription_id: str, tally_live: bool, provider: Any
 ) -> Drift | None:
     """A linked subscription against its Stripe mirror (None: in step)."""
-    ended = provider is None or provider.status in ("canceled", "incomplete_expired")
+    if provider is None:
+        # not among the customer's (e.g. its customer was deleted and Tally relinked a new
+        # one): nothing says the subscription ended, so a human decides
+        return Drift(
+            "missing",
+            "subscription",
+            tenant_id,
+            subscription_id,
+            None,
+            "the Stripe subscription is not among the customer's",
+        )
+    ended = provider.status in ("canceled", "incomplete_expired")
     if tally_live and ended:
-        where = "is gone" if provider is None else "was canceled"
         return Drift(
             "status",
             "subscription",
             tenant_id,
             subscription_id,
-            provider.id if provider else None,
-            f"live in Tally, the Stripe subscription {where}",
+            provider.id,
+            "live in Tally, the Stripe subscription was canceled",
             "cancel_in_tally",
         )
     if not tally_live and not ended:

@@ -3,17 +3,20 @@
 Compared per tenant with a payment account: the customer (deleted at Stripe?), each linked
 subscription (ended on one side only?), each finalized invoice with an amount due (pushed?
 paid, voided or of another amount at Stripe?), and Stripe's customers, subscriptions and
-invoices naming the app that the ledger does not link (extra). With `repair`, each drift
+invoices naming the app that the ledger does not link (extra); an invoice Tally gave up on
+(uncollectible) is compared too, as Stripe may still collect it. With `repair`, each drift
 that has a repair is fixed through commands and recorded as a PaymentDriftRepaired event
 naming it (never silently): a deleted customer is created again from the profile and
 relinked, a payment made at Stripe pays the invoice, an invoice voided (or lost) at Stripe
 is pushed again, an invoice never pushed is collected, a mirror canceled at Stripe cancels
 the subscription (as the webhook would have), a mirror still running after the subscription
-ended is canceled at Stripe.
+ended is canceled at Stripe. A mirror missing from the customer's subscriptions (e.g. left
+with a deleted customer) is only reported: nothing says the subscription ended.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +39,9 @@ from domain.subscription import LIVE, Subscription
 
 Ids = Callable[[str, str, str | None], list[UUID]]  # (app, aggregate kind, tenant) -> ids
 PUSH_GRACE = timedelta(hours=1)
-COLLECTED = frozenset({InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID})
+COLLECTED = frozenset(
+    {InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}
+)
 
 
 class ReportStore(Protocol):
@@ -145,7 +150,11 @@ class Reconciler:
                 "missing", "invoice", tenant, str(invoice.id), None, "never pushed", "collect"
             )
         provider = at_stripe.pop(linked, None) or self.ctx.provider.get_invoice(linked)
-        return invoice_drift(tenant, str(invoice.id), invoice.status.value, due, provider)
+        drift = invoice_drift(tenant, str(invoice.id), invoice.status.value, due, provider)
+        if drift is not None and drift.provider_id is None:
+            # the linked invoice is gone: name it, so a re-push replaces it (a new key)
+            return dataclasses.replace(drift, provider_id=linked)
+        return drift
 
     def _just_now(self, invoice: Invoice) -> bool:
         """Finalized within PUSH_GRACE: the Stripe worker is still on it, not a drift."""
@@ -226,7 +235,10 @@ class Reconciler:
         account = self.ctx.account(app_id, drift.tenant_id)
         if invoice is None or account is None:
             return "not repaired: the invoice or the account is gone"
-        pushed = self.ctx.provider.push_invoice(account.customer_id, to_collect(invoice))
+        replacing = dataclasses.replace(to_collect(invoice), replaces=drift.provider_id)
+        pushed = self.ctx.provider.push_invoice(account.customer_id, replacing)
+        if pushed == account.provider_invoice(invoice.id):
+            return f"not repaired: Stripe answered with {pushed}, the invoice linked already"
         action = f"pushed again as {pushed}"
         self._record(app_id, drift, action, invoice_id=invoice.id, provider_invoice_id=pushed)
         return action

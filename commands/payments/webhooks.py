@@ -2,10 +2,11 @@
 once the event is verified and stored; see adapters/stripe/intake.py).
 
 Every command carries a command_id derived from the Stripe event id, so processing an event
-again (after a crash, or a redelivery the intake let through) changes nothing; a refusal of
-the ledger (the invoice is already paid, the subscription already canceled) is an outcome,
-not an error. Each processed event is recorded in the audit log (ProviderWebhookProcessed),
-unknown types too.
+again (after a crash, or a redelivery the intake let through) changes nothing; an event
+already audited answers its recorded outcome without reacting again. A refusal of the ledger
+(the invoice is already paid, the subscription already canceled) is an outcome, not an
+error. Each processed event is recorded in the audit log (ProviderWebhookProcessed), unknown
+types too.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ from domain.base import stable_id
 from domain.errors import DomainError
 from domain.invoice import CreditMethod, Invoice, InvoiceStatus
 from domain.money import Money
+from domain.payment_account import PROVIDER
 from domain.profile import BillingProfile, billing_profile_id
+from domain.provider_webhook import ProviderWebhook, provider_webhook_id
 from domain.refund import refund_requests
 from domain.subscription import TERMINAL, Subscription
 
 StripeObject = dict[str, Any]
 UNHANDLED = "ignored: not a type Tally handles"
+PAYABLE = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})  # as Invoice.pay
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,23 @@ class StripeWebhooks:
 
     def process(self, app_id: str, event: dict[str, Any]) -> str:
         webhook = Webhook(app_id, str(event["id"]), str(event["type"]), _object_of(event))
+        recorded = self._recorded(webhook)
+        if recorded is not None:
+            return recorded  # a redelivery: its reaction ran and was audited already
         reaction = REACTIONS.get(webhook.type)
         outcome = UNHANDLED if reaction is None else reaction(self, webhook)
         self._audit(webhook, outcome)
         return outcome
+
+    def _recorded(self, webhook: Webhook) -> str | None:
+        """The outcome audited for this event, if it was processed before.
+
+        Its reaction must not run again: the ledger has moved on (the invoice it paid is
+        paid), so it would answer another outcome, and an audit command of the same
+        command_id with another outcome is refused by the bus."""
+        audit_id = provider_webhook_id(PROVIDER, webhook.event_id)
+        found = self.ctx.find(ProviderWebhook, audit_id, webhook.app_id)
+        return found.state.outcome if found is not None else None
 
     def _audit(self, webhook: Webhook, outcome: str) -> None:
         self.ctx.run(
@@ -111,13 +128,16 @@ class StripeWebhooks:
                 app_id=webhook.app_id,
                 tenant_id=tenant,
                 plan_key=plan_key,
+                plan_version=_version(metadata.get("tally_plan_version")),
                 subscription_id=subscription_id,
                 actor=ACTOR,
                 command_id=webhook.command_id("start"),
             ),
             "subscription started",
         )
-        if provider_subscription := _text(session.get("subscription")):
+        provider_subscription = _text(session.get("subscription"))
+        # a refused start (the tenant already subscribes) leaves nothing to link
+        if provider_subscription and self.ctx.find(Subscription, subscription_id, webhook.app_id):
             self._link_subscription(webhook, tenant, subscription_id, provider_subscription)
         return started
 
@@ -151,11 +171,11 @@ class StripeWebhooks:
             )
 
     def subscription_created(self, webhook: Webhook) -> str:
-        tally_id = _metadata(webhook.object).get("tally_subscription_id")
+        tally_id = _uuid(_metadata(webhook.object).get("tally_subscription_id"))
         tenant = webhook.tenant_id
         if not tally_id or not tenant:
             return "ignored: not a subscription Tally mirrors (checkout completion starts one)"
-        self._link_subscription(webhook, tenant, UUID(tally_id), _text(webhook.object["id"]))
+        self._link_subscription(webhook, tenant, tally_id, _text(webhook.object["id"]))
         return "mirror linked"
 
     def subscription_updated(self, webhook: Webhook) -> str:
@@ -232,7 +252,7 @@ class StripeWebhooks:
         invoice = self._invoice(webhook)
         if invoice is None:
             return "ignored: not an invoice of Tally"
-        if invoice.status is not InvoiceStatus.OPEN:
+        if invoice.status not in PAYABLE:
             return f"ignored: the invoice is {invoice.status.value}"
         return self.attempt(
             PayInvoice(
@@ -277,7 +297,7 @@ class StripeWebhooks:
 
     def _invoice(self, webhook: Webhook) -> Invoice | None:
         """The Tally invoice a Stripe invoice, payment intent or charge collects."""
-        tally_id = _metadata(webhook.object).get("tally_invoice_id")
+        tally_id = _uuid(_metadata(webhook.object).get("tally_invoice_id"))
         if tally_id is None and webhook.tenant_id is None:
             return None
         if tally_id is None:
@@ -285,7 +305,7 @@ class StripeWebhooks:
             provider_invoice = _text(webhook.object.get("invoice") or webhook.object.get("id"))
             found = account.tally_invoice(provider_invoice) if account else None
             return self.ctx.find(Invoice, found, webhook.app_id) if found else None
-        return self.ctx.find(Invoice, UUID(tally_id), webhook.app_id)
+        return self.ctx.find(Invoice, tally_id, webhook.app_id)
 
     def charge_refunded(self, webhook: Webhook) -> str:
         invoice = self._invoice(webhook)
@@ -293,6 +313,8 @@ class StripeWebhooks:
             return "ignored: not a charge of a Tally invoice"
         refunds = (webhook.object.get("refunds") or {}).get("data") or []
         if not refunds:
+            # API versions since 2022-11-15 leave the charge's refunds out: one note for what
+            # amount_refunded (the charge's refunds in all) has beyond the invoice's refunds
             refunds = [{"id": webhook.event_id, "amount": webhook.object.get("amount_refunded")}]
         outcomes = [self._refund(webhook, invoice, refund) for refund in refunds]
         return "; ".join(outcomes)
@@ -301,11 +323,17 @@ class StripeWebhooks:
         note_id = stable_id("stripe-refund", webhook.app_id, _text(refund.get("id")))
         if self.ctx.load(note_id) is not None:
             return f"refund {refund.get('id')} already credited"
-        amount = refund.get("amount")
-        if not isinstance(amount, int) or amount <= 0:
-            return f"ignored: refund {refund.get('id')} has no amount"
+        if refund.get("status") in ("failed", "canceled"):
+            return f"ignored: refund {refund.get('id')} is {refund.get('status')}"
         current = self.ctx.find(Invoice, invoice.id, webhook.app_id) or invoice
+        amount = _unrecorded(refund.get("amount"), webhook.object, current)
+        if amount is None:
+            return f"ignored: refund {refund.get('id')} has no amount"
+        if amount <= 0:
+            return f"refund {refund.get('id')} already credited by the invoice's refunds"
         lines = refund_requests(current, Money(amount=amount, currency=current.state.currency))
+        if lines == []:  # an empty list would credit the whole invoice
+            return f"ignored: refund {refund.get('id')} is less than any line's smallest credit"
         return self.attempt(
             IssueCreditNote(
                 app_id=webhook.app_id,
@@ -381,6 +409,30 @@ def _text(value: Any) -> str:
     if isinstance(value, dict):  # an expanded object
         return str(value.get("id", ""))
     return "" if value is None else str(value)
+
+
+def _unrecorded(amount: Any, charge: StripeObject, invoice: Invoice) -> int | None:
+    """What of a refund the invoice's refunds do not hold yet: at most what the charge has
+    had refunded beyond them (so no refund is credited twice, whichever way it arrived)."""
+    if not isinstance(amount, int) or amount <= 0:
+        return None
+    refunded = charge.get("amount_refunded")
+    if not isinstance(refunded, int):
+        return amount
+    return min(amount, refunded - invoice.state.refunded_total)
+
+
+def _uuid(value: Any) -> UUID | None:
+    """A Tally id from Stripe metadata (anyone with dashboard access can edit it)."""
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _version(value: Any) -> int | None:
+    text = str(value or "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def _price_of(subscription: StripeObject) -> str | None:
