@@ -90,9 +90,10 @@ class PaymentDriftRepaired(PaymentAccountEvent):
     provider_invoice_id: str | None = None  # a re-pushed invoice
 
     def apply(self, aggregate: Any) -> None:
-        if self.customer_id:
+        if self.customer_id:  # a new customer: the old one's mirrors went with it
             aggregate.state.customer_id = self.customer_id
             aggregate.state.customer_digest = ""
+            aggregate.state.subscriptions = {}
         if self.invoice_id and self.provider_invoice_id:
             aggregate.state.invoices[str(self.invoice_id)] = self.provider_invoice_id
 

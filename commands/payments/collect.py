@@ -7,6 +7,7 @@ finds it recorded. Dunning retries charge the same provider invoice again."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,7 +102,7 @@ def _collect_open(ctx: PaymentContext, invoice: Invoice, linked: str | None) -> 
         if at_stripe is not None and at_stripe.status == "paid":
             return "paid at Stripe (its webhook or the reconciliation records it)"
         if at_stripe is not None and at_stripe.amount_due != invoice.amount_due.amount:
-            linked = _replace(ctx, invoice, customer, linked)
+            linked = replace_invoice(ctx, invoice, customer, linked)
     if state.payment_attempts:
         return "pushed; dunning retries it"
     result = ctx.run(
@@ -116,9 +117,11 @@ def _collect_open(ctx: PaymentContext, invoice: Invoice, linked: str | None) -> 
     return "charged: paid" if result.get("paid") else "charged: failed"
 
 
-def _replace(ctx: PaymentContext, invoice: Invoice, customer: str, old: str) -> str:
-    """The amount due changed (a credit note): void the old Stripe invoice, push the new."""
-    ctx.provider.void_invoice(old)
+def replace_invoice(ctx: PaymentContext, invoice: Invoice, customer: str, old: str) -> str:
+    """A new Stripe invoice for the invoice (its amount due changed, or its customer was
+    made again): the old one voided where Stripe still lets it be, the new one linked."""
+    with contextlib.suppress(ProviderRefused):  # e.g. the old customer was deleted
+        ctx.provider.void_invoice(old)
     pushed = ctx.provider.push_invoice(customer, replace(to_collect(invoice), replaces=old))
     ctx.run(_link(invoice, pushed, replaces=old))
     return pushed

@@ -40,7 +40,10 @@ def _create(ctx: PaymentContext, subscription: Subscription, customer: str, pric
         tally_plan_key=state.terms.plan_key,
     )
     provider_id = ctx.provider.create_subscription(
-        customer, price, metadata, idempotency_key=f"tally-subscription-{subscription.id}"
+        customer,
+        price,
+        metadata,
+        idempotency_key=f"tally-subscription-{subscription.id}-{customer}",
     )
     ctx.run(
         LinkProviderSubscription(
@@ -49,7 +52,7 @@ def _create(ctx: PaymentContext, subscription: Subscription, customer: str, pric
             subscription_id=subscription.id,
             provider_subscription_id=provider_id,
             actor=ACTOR,
-            command_id=f"stripe-subscription-{subscription.id}",
+            command_id=f"stripe-subscription-{subscription.id}-{provider_id}"[:128],
         )
     )
     if state.cancel_at_period_end:

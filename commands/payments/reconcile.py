@@ -31,6 +31,7 @@ from commands.payments.drift import Drift, invoice_drift, subscription_drift
 from commands.payments.link_payment_customer import LinkPaymentCustomer
 from commands.payments.ports import ProviderRefused
 from commands.payments.record_payment_repair import RecordPaymentRepair
+from commands.payments.relink import carry_over
 from commands.subscriptions.cancel_subscription import CancelSubscription
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
@@ -205,7 +206,8 @@ class Reconciler:
         )
         action = f"created customer {customer} from the billing profile"
         self._record(app_id, drift, action, customer_id=customer)
-        return action
+        moved = carry_over(self.ctx, self.ids, app_id, drift.tenant_id)
+        return "; ".join([action, *moved])
 
     def link_customer(self, app_id: str, drift: Drift) -> str:
         self.ctx.run(

@@ -41,6 +41,7 @@ from domain.subscription import TERMINAL, Subscription
 
 StripeObject = dict[str, Any]
 UNHANDLED = "ignored: not a type Tally handles"
+NOTHING = "nothing to change"
 PAYABLE = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})  # as Invoice.pay
 
 
@@ -123,6 +124,11 @@ class StripeWebhooks:
         if customer := _text(session.get("customer")):
             self._link_customer(webhook, tenant, customer)
         subscription_id = stable_id("stripe-checkout", webhook.app_id, _text(session.get("id")))
+        # linked before the start, so the Stripe worker (mirroring the new subscription)
+        # finds Stripe's subscription and never makes a second one; a start the ledger then
+        # refuses leaves a link to nothing, which reconciliation offers to cancel at Stripe
+        if provider_subscription := _text(session.get("subscription")):
+            self._link_subscription(webhook, tenant, subscription_id, provider_subscription)
         started = self.attempt(
             StartSubscription(
                 app_id=webhook.app_id,
@@ -135,10 +141,6 @@ class StripeWebhooks:
             ),
             "subscription started",
         )
-        provider_subscription = _text(session.get("subscription"))
-        # a refused start (the tenant already subscribes) leaves nothing to link
-        if provider_subscription and self.ctx.find(Subscription, subscription_id, webhook.app_id):
-            self._link_subscription(webhook, tenant, subscription_id, provider_subscription)
         return started
 
     def _link_customer(self, webhook: Webhook, tenant: str, customer: str) -> None:
@@ -179,9 +181,19 @@ class StripeWebhooks:
         return "mirror linked"
 
     def subscription_updated(self, webhook: Webhook) -> str:
+        """The portal's changes: the plan (a price the catalog links) first, then the
+        cancel at period end (set or undone); both when one event carries both."""
         subscription = self._subscription(webhook)
         if subscription is None:
             return "ignored: not a subscription Tally mirrors"
+        outcomes = [self._plan_change(webhook, subscription), self._cancel_flag(webhook)]
+        done = [outcome for outcome in outcomes if outcome != NOTHING]
+        return "; ".join(done) or NOTHING
+
+    def _cancel_flag(self, webhook: Webhook) -> str:
+        subscription = self._subscription(webhook)
+        if subscription is None:
+            return NOTHING
         wants_cancel = bool(webhook.object.get("cancel_at_period_end"))
         if wants_cancel and not subscription.state.cancel_at_period_end:
             return self.attempt(
@@ -197,7 +209,7 @@ class StripeWebhooks:
                 ),
                 "scheduled cancel undone",
             )
-        return self._plan_change(webhook, subscription)
+        return NOTHING
 
     def _plan_change(self, webhook: Webhook, subscription: Subscription) -> str:
         catalog = self.ctx.catalog(webhook.app_id)
@@ -205,7 +217,7 @@ class StripeWebhooks:
         plan = catalog.plan_of(price) if catalog and price else None
         terms = subscription.state.terms
         if plan is None or plan == (terms.plan_key, terms.version):
-            return "nothing to change"
+            return NOTHING
         return self.attempt(
             ChangePlan(
                 app_id=webhook.app_id,

@@ -334,7 +334,7 @@ def test_the_subscription_starts_on_the_plan_version_the_session_priced(
     assert (started.state.terms.version, started.state.terms.base_price.amount) == (1, 10000)
 
 
-def test_a_checkout_the_ledger_refuses_links_no_stripe_subscription(
+def test_a_checkout_the_ledger_refuses_leaves_its_stripe_subscription_to_cancel(
     system: System, provider: FakePaymentProvider
 ) -> None:
     define_plan(system)
@@ -343,7 +343,16 @@ def test_a_checkout_the_ledger_refuses_links_no_stripe_subscription(
     session = checkout(system, provider)
     outcome = process(system, event("checkout.session.completed", session))
     assert outcome.startswith("ignored:"), outcome
-    assert account(system).tally_subscription(session["subscription"]) is None
+    # linked before the start (so no second mirror races it), to a subscription that never
+    # started: reconciliation offers to cancel it at Stripe
+    orphan = account(system).tally_subscription(session["subscription"])
+    assert orphan is not None and system.aggregate(orphan) is None
+    assert system.stripe is not None
+    system.index.refresh()
+    report = system.stripe.reconciler.reconcile(APP)
+    assert [(d["object_id"], d["repair"]) for d in report["drifts"]] == [
+        (str(orphan), "cancel_at_stripe")
+    ]
 
 
 def test_a_session_naming_no_tenant_is_ignored(system: System) -> None:
@@ -649,6 +658,19 @@ def test_another_plans_price_at_stripe_changes_the_plan(
     outcome = process(system, event("customer.subscription.updated", upgraded))
     assert outcome == "plan changed to max v1"
     assert subscription(system, subscription_id).state.terms.plan_key == "max"
+
+
+def test_one_update_changing_the_plan_and_scheduling_the_cancel_does_both(
+    system: System, provider: FakePaymentProvider
+) -> None:
+    subscription_id, mirror_id, known = mirrored(system, provider)
+    both = stripe_subscription(
+        mirror_id, price_of(system, "max"), cancel_at_period_end=True, **known
+    )
+    outcome = process(system, event("customer.subscription.updated", both))
+    assert outcome == "plan changed to max v1; cancel scheduled"
+    state = subscription(system, subscription_id).state
+    assert (state.terms.plan_key, state.cancel_at_period_end) == ("max", True)
 
 
 def test_a_subscription_deleted_at_stripe_is_canceled(
