@@ -6,14 +6,12 @@ and recorded as a PaymentDriftRepaired event naming it; the report is kept per a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from adapters.bootstrap import System, bootstrap
-from adapters.settings import Settings
+from adapters.bootstrap import System
 from commands.payments.ports import CustomerDetails
 from domain.clock import SettableClock
 from domain.invoice import InvoiceStatus
@@ -21,7 +19,7 @@ from domain.payment_account import PaymentDriftRepaired, payment_account_id
 from domain.subscription import Status
 from tests.factories import T0
 from tests.fake_payment_provider import FakePaymentProvider
-from tests.unit.test_stripe_webhooks import (
+from tests.unit.stripe.support import (
     APP,
     PROFILE,
     account,
@@ -34,30 +32,6 @@ from tests.unit.test_stripe_webhooks import (
     subscription,
     sync,
 )
-
-
-@pytest.fixture
-def provider() -> FakePaymentProvider:
-    return FakePaymentProvider()
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(provider: FakePaymentProvider, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url="sqlite:///:memory:"),
-        clock,
-        deliver_in_process=False,
-        payment_provider=provider,
-    )
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def reconcile(system: System, *, repair: bool = False) -> dict[str, Any]:

@@ -4,7 +4,6 @@ outcome pays the invoice or starts dunning."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -12,75 +11,13 @@ from uuid import UUID
 import pytest
 
 from adapters.billing.runs import run_billing
-from adapters.bootstrap import System, bootstrap
-from adapters.settings import Settings
+from adapters.bootstrap import System
 from domain.clock import SettableClock
 from domain.invoice import Invoice
-from domain.payment_account import PaymentAccount, payment_account_id
+from domain.payment_account import payment_account_id
 from tests.factories import T0
 from tests.fake_payment_provider import DECLINING_CARD, FakePaymentProvider
-
-APP = "acme"
-PROFILE = {
-    "name": "Tenant One GmbH",
-    "email": "billing@t1.example",
-    "country": "DE",
-    "tax_status": "taxable",
-    "timezone": "Europe/Berlin",
-    "currency": "EUR",
-}
-
-
-@pytest.fixture
-def provider() -> FakePaymentProvider:
-    return FakePaymentProvider()
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(provider: FakePaymentProvider, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url="sqlite:///:memory:", clock="settable"),
-        clock,
-        deliver_in_process=False,
-        payment_provider=provider,
-    )
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-def send(system: System, command: str, **payload: Any) -> dict[str, Any]:
-    reply = system.dispatch(command, {"app_id": APP, **payload})
-    assert reply["ok"], reply
-    result: dict[str, Any] = reply["result"]
-    return result
-
-
-def sync(system: System) -> list[str]:
-    """Bring the read models (the task list too) up to date, then do the due tasks."""
-    system.sync()
-    assert system.stripe is not None
-    return system.stripe.sync.run_due().outcomes
-
-
-def eur(amount: int) -> dict[str, Any]:
-    return {"amount": amount, "currency": "EUR"}
-
-
-def define_plan(system: System, key: str = "pro", price: int = 1000) -> None:
-    send(system, "define_plan", plan_key=key, name=key.title(), base_price=eur(price))
-
-
-def account(system: System, tenant: str = "t1") -> PaymentAccount:
-    found = system.aggregate(payment_account_id(APP, tenant))
-    assert isinstance(found, PaymentAccount)
-    return found
+from tests.unit.stripe.support import APP, PROFILE, account, define_plan, eur, send, sync
 
 
 def test_a_saved_profile_makes_one_customer_and_changes_update_it(
@@ -123,7 +60,7 @@ def test_plans_get_a_product_and_a_price_per_version_and_archiving_deactivates(
 def test_a_subscription_is_mirrored_and_follows_cancel_at_period_end_and_the_end(
     system: System, provider: FakePaymentProvider
 ) -> None:
-    define_plan(system)
+    define_plan(system, price=1000)
     send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
     subscription_id = send(system, "start_subscription", tenant_id="t1", plan_key="pro")[
         "subscription_id"
@@ -145,7 +82,7 @@ def test_a_subscription_is_mirrored_and_follows_cancel_at_period_end_and_the_end
 def test_a_subscription_without_a_profile_is_mirrored_once_the_profile_exists(
     system: System, provider: FakePaymentProvider
 ) -> None:
-    define_plan(system)
+    define_plan(system, price=1000)
     send(system, "start_subscription", tenant_id="t1", plan_key="pro")
     outcomes = sync(system)
     assert any("no billing profile" in outcome for outcome in outcomes), outcomes
@@ -173,7 +110,7 @@ def attach(system: System, provider: FakePaymentProvider, number: str | None = N
 
 
 def subscribed(system: System, provider: FakePaymentProvider, card: str | None = None) -> None:
-    define_plan(system)
+    define_plan(system, price=1000)
     send(system, "set_billing_profile", tenant_id="t1", **{**PROFILE, "tax_status": "exempt"})
     sync(system)
     attach(system, provider, card)

@@ -18,24 +18,19 @@ make the object recognisable, are filled in.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import pytest
-
 from adapters.billing.runs import run_billing
-from adapters.bootstrap import System, bootstrap
+from adapters.bootstrap import System
 from adapters.cli.events import read_log
-from adapters.settings import Settings
 from commands.payments.sessions import CheckoutRequest, checkout_session
 from commands.payments.webhooks import UNHANDLED
 from domain.base import stable_id
 from domain.clock import SettableClock
 from domain.credit_note import CreditNote
 from domain.invoice import CreditMethod, Invoice, InvoiceStatus
-from domain.payment_account import PaymentAccount, payment_account_id
 from domain.payment_catalog import PaymentCatalog, payment_catalog_id
 from domain.profile import BillingProfile, billing_profile_id
 from domain.provider_webhook import ProviderWebhook, provider_webhook_id
@@ -44,88 +39,23 @@ from domain.subscription import Subscription
 from projections.envelope import EventEnvelope
 from tests.factories import T0
 from tests.fake_payment_provider import FakePaymentProvider
+from tests.unit.stripe.support import (
+    APP,
+    account,
+    define_plan,
+    eur,
+    invoice_of,
+    load,
+    open_invoice,
+    profile,
+    send,
+    subscribe,
+    subscription,
+    sync,
+)
 
-APP = "acme"
-PROFILE = {
-    "name": "Tenant One GmbH",
-    "email": "billing@t1.example",
-    "country": "DE",
-    "tax_status": "taxable",
-    "timezone": "Europe/Berlin",
-    "currency": "EUR",
-}
 API_VERSION = "2024-06-20"  # refunds left out of charges since 2022-11-15; see the refund tests
 _numbers = itertools.count(1)
-
-
-# --- the system ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def provider() -> FakePaymentProvider:
-    return FakePaymentProvider()
-
-
-@pytest.fixture
-def clock() -> SettableClock:
-    return SettableClock(T0)
-
-
-@pytest.fixture
-def system(provider: FakePaymentProvider, clock: SettableClock) -> Iterator[System]:
-    built = bootstrap(
-        Settings(database_url="sqlite:///:memory:"),
-        clock,
-        deliver_in_process=False,
-        payment_provider=provider,
-    )
-    try:
-        yield built
-    finally:
-        built.close()
-
-
-def send(system: System, command: str, **payload: Any) -> dict[str, Any]:
-    reply = system.dispatch(command, {"app_id": APP, **payload})
-    assert reply["ok"], reply
-    result: dict[str, Any] = reply["result"]
-    return result
-
-
-def sync(system: System) -> list[str]:
-    """Read models (the Stripe task list too) up to date, then the due Stripe tasks done."""
-    system.sync()
-    outcomes: list[str] = system.stripe.sync.run_due().outcomes
-    return outcomes
-
-
-def eur(amount: int) -> dict[str, Any]:
-    return {"amount": amount, "currency": "EUR"}
-
-
-def define_plan(system: System, key: str = "pro", price: int = 10000) -> None:
-    send(system, "define_plan", plan_key=key, name=key.title(), base_price=eur(price))
-
-
-def profile(system: System, tenant: str = "t1", **changes: Any) -> None:
-    send(system, "set_billing_profile", tenant_id=tenant, **{**PROFILE, **changes})
-
-
-def subscribe(system: System, tenant: str = "t1", plan: str = "pro") -> UUID:
-    return UUID(
-        send(system, "start_subscription", tenant_id=tenant, plan_key=plan)["subscription_id"]
-    )
-
-
-def open_invoice(
-    system: System, subscription_id: UUID | None = None, amount: int = 1000, tenant: str = "t1"
-) -> UUID:
-    """A finalized (open) invoice of one fee line, of the subscription when one is given."""
-    line = {"kind": "base_fee", "description": "fee", "unit_amount": eur(amount)}
-    extra = {"subscription_id": str(subscription_id)} if subscription_id else {}
-    draft = send(system, "draft_invoice", tenant_id=tenant, currency="EUR", lines=[line], **extra)
-    send(system, "finalize_invoice", invoice_id=draft["invoice_id"])
-    return UUID(draft["invoice_id"])
 
 
 def taxed_invoice(system: System, provider: FakePaymentProvider, clock: SettableClock) -> UUID:
@@ -143,30 +73,6 @@ def taxed_invoice(system: System, provider: FakePaymentProvider, clock: Settable
     invoice = load(system, Invoice, invoice_id)
     assert invoice.status is InvoiceStatus.PAID and invoice.amount_due.amount == 11900
     return invoice_id
-
-
-# --- reading the ledger ----------------------------------------------------------------------
-
-
-def load(system: System, kind: type[Any], aggregate_id: UUID) -> Any:
-    found = system.aggregate(aggregate_id)
-    assert isinstance(found, kind), found
-    return found
-
-
-def account(system: System, tenant: str = "t1") -> PaymentAccount:
-    found: PaymentAccount = load(system, PaymentAccount, payment_account_id(APP, tenant))
-    return found
-
-
-def subscription(system: System, subscription_id: UUID) -> Subscription:
-    found: Subscription = load(system, Subscription, subscription_id)
-    return found
-
-
-def invoice_of(system: System, invoice_id: UUID) -> Invoice:
-    found: Invoice = load(system, Invoice, invoice_id)
-    return found
 
 
 def log(system: System) -> list[EventEnvelope]:
