@@ -47,7 +47,8 @@ from domain.tax import allocate_discount
 from domain.value import FrozenValue
 
 NUMBER_PREFIX = "CN-"
-REFUND_PENDING = "pending"  # no payment provider yet: the refund is owed, not paid
+REFUND_PENDING = "pending"  # owed to the payment method: nothing has paid it back yet
+REFUNDED = "refunded"  # the payment provider paid it back (its refund is the reference)
 
 
 def format_credit_note_number(number: int) -> str:
@@ -327,9 +328,11 @@ class CreditNote(Aggregate[CreditNoteState]):
         reason: str,
         requests: Sequence[CreditRequest] | None,
         cause: Cause,
+        refunded_by: str | None = None,
     ) -> CreditNote:
         """Credit the invoice (which checks every limit) and number the note; load the
-        invoice and the numbering in the same unit of work, so racing notes conflict."""
+        invoice and the numbering in the same unit of work, so racing notes conflict.
+        `refunded_by`: the provider's refund that already paid it back (status refunded)."""
         if not reason.strip():
             raise InvalidValue("say why the invoice is credited", field="reason")
         if numbering.state.app_id != invoice.state.app_id:
@@ -368,8 +371,8 @@ class CreditNote(Aggregate[CreditNoteState]):
                 cause,
                 invoice_id=invoice.id,
                 amount=total,
-                status=REFUND_PENDING,
-                payment_reference=state.payment_reference,
+                status=REFUNDED if refunded_by else REFUND_PENDING,
+                payment_reference=refunded_by or state.payment_reference,
             )
         return note
 

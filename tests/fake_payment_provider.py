@@ -129,6 +129,10 @@ class FakePaymentProvider:
             self.declining.add(card.id)
         return card.id
 
+    def attach_card_only(self, customer_id: str, payment_method: str) -> None:
+        """Attached without becoming the invoices' default (as Checkout saves a card)."""
+        self._card(payment_method).customer_id = customer_id
+
     def fail_next_charge(self, reason: str = DECLINE_REASON) -> None:
         self._charge_failures.append(reason)
 
@@ -429,6 +433,9 @@ class FakePaymentProvider:
     def _charge_failure(self, customer: FakeCustomer) -> str | None:
         if self._charge_failures:
             return self._charge_failures.pop(0)
+        if customer.default_payment_method is None and not customer.deleted:
+            on_file = [c.id for c in self.cards.values() if c.customer_id == customer.id]
+            customer.default_payment_method = on_file[-1] if on_file else None
         if customer.default_payment_method is None or customer.deleted:
             return NO_PAYMENT_METHOD
         if customer.default_payment_method in self.declining:

@@ -118,6 +118,11 @@ class StripeTestKnobs:
     def make_card(self, number: str = GOOD_CARD) -> str:
         return make_card(self.api_base, number)
 
+    def attach_card_only(self, customer_id: str, payment_method: str) -> None:
+        """Attached without becoming the invoices' default (as Checkout saves a card)."""
+        path = f"/v1/payment_methods/{payment_method}/attach"
+        request(self.api_base, "POST", path, {"customer": customer_id})
+
     def pay_outside(self, invoice_id: str) -> None:
         request(
             self.api_base, "POST", f"/v1/invoices/{invoice_id}/pay", {"paid_out_of_band": "true"}

@@ -62,7 +62,10 @@ def inbox(
         if intake is None:
             typer.echo("no webhook inbox: set TALLY_STRIPE_WEBHOOK_SECRET", err=True)
             raise typer.Exit(2)
-        rows = intake.rows(status=status, limit=limit)
+        try:
+            rows = intake.rows(status=status, limit=limit)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--status") from None
     finally:
         system.close()
     typer.echo(json.dumps(rows, indent=2, default=str))

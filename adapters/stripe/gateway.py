@@ -152,6 +152,18 @@ class StripeGateway:
             )
         return payment_method_info(method, default=True)
 
+    def _adopt_card(self, customer_id: str) -> bool:
+        """No default for invoices, but a card on file (Checkout saves the card as its
+        subscription's default, not the customer's): the newest card becomes the default."""
+        params = {"customer": customer_id, "type": "card", "limit": 1}
+        cards = self._v1.payment_methods.list(params).data  # type: ignore[arg-type]
+        if not cards:
+            return False
+        self._v1.customers.update(
+            customer_id, {"invoice_settings": {"default_payment_method": cards[0].id}}
+        )
+        return True
+
     def list_payment_methods(self, customer_id: str) -> list[PaymentMethodInfo]:
         with translated():
             customer = self._v1.customers.retrieve(customer_id)
@@ -344,7 +356,7 @@ class StripeGateway:
             if invoice.status != "open":
                 raise ProviderRefused(f"You cannot pay an invoice that is {invoice.status}.")
             customer = self._v1.customers.retrieve(_id_of(invoice.customer))
-            if _default_payment_method(customer) is None:
+            if _default_payment_method(customer) is None and not self._adopt_card(customer.id):
                 return ChargeOutcome(paid=False, reason=NO_PAYMENT_METHOD)
         return self._pay(provider_invoice_id)
 
@@ -362,19 +374,26 @@ class StripeGateway:
 
     def _tag_payment(self, invoice: Any) -> None:
         """Tally's ids on the invoice's PaymentIntent and charge too, so a refund's
-        `charge.refunded` names its app and invoice. Best effort: API versions without
-        `invoice.payment_intent` leave the refund to the invoice link."""
-        intent_id = getattr(invoice, "payment_intent", None)
-        if not intent_id:
-            return
+        `charge.refunded` names its app and invoice. The PaymentIntent is the invoice's
+        `payment_intent` (API versions before 2025-03-31) or its invoice payment (since).
+        Best effort: a refusal is logged and the payment stands."""
         ids: dict[str, str] = invoice.metadata.to_dict() if invoice.metadata else {}
         try:
-            intent = self._v1.payment_intents.update(_id_of(intent_id), {"metadata": ids})
-            charge = getattr(intent, "latest_charge", None)
-            if charge:
-                self._v1.charges.update(_id_of(charge), {"metadata": ids})
+            for intent_id in self._intents_of(invoice):
+                intent = self._v1.payment_intents.update(intent_id, {"metadata": ids})
+                charge = getattr(intent, "latest_charge", None)
+                if charge:
+                    self._v1.charges.update(_id_of(charge), {"metadata": ids})
         except stripe.StripeError as error:
             log.warning("stripe_tag_payment_failed", invoice=invoice.id, error=str(error))
+
+    def _intents_of(self, invoice: Any) -> list[str]:
+        intent = getattr(invoice, "payment_intent", None)
+        if intent:
+            return [_id_of(intent)]
+        payments = self._v1.invoice_payments.list({"invoice": invoice.id, "limit": 10})
+        found = (getattr(p.payment, "payment_intent", None) for p in payments.data)
+        return [_id_of(intent) for intent in found if intent]
 
     def void_invoice(self, provider_invoice_id: str) -> None:
         with translated():

@@ -37,6 +37,12 @@ class IssueCreditNote(InvoiceCommand):
         description="[{line_id, amount? | quantity?}]; a line with neither: what is left of it",
     )
     credit_note_id: UUID | None = Field(default=None, description="default: generated")
+    refunded_by: str | None = Field(
+        default=None,
+        max_length=255,
+        description="a refund the payment provider already made (e.g. Stripe's re_…): the "
+        "note's refund is recorded as refunded, not pending",
+    )
 
     def concurrency_key(self) -> str:
         return f"{self.app_id}/credit-note-numbering"  # every note of an app takes a number
@@ -65,6 +71,7 @@ def issue_credit_note_handler(invoices: InvoiceIndex | None = None) -> Handler:
                 command.reason,
                 command.lines,
                 uow.cause,
+                command.refunded_by,
             )
         )
         if command.method is CreditMethod.CREDIT_BALANCE:

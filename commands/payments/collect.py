@@ -23,7 +23,9 @@ from commands.payments.ports import (
     InvoiceToCollect,
     PaymentProvider,
     ProviderRefused,
+    ProviderUnavailable,
 )
+from domain.errors import Conflict
 from domain.invoice import NOT_IN_SUBTOTAL, Invoice, InvoiceStatus
 from domain.money import Money
 from domain.payment_account import PaymentAccount, payment_account_id
@@ -177,7 +179,27 @@ class ProviderCollector:
         if linked is None:
             return CollectionOutcome(succeeded=False, reason=NOT_PUSHED)
         try:
+            self._require_same_amount(invoice, linked)
             outcome = self.provider.charge_invoice(linked)
         except ProviderRefused as refused:
             return CollectionOutcome(succeeded=False, reason=f"Stripe refused: {refused}")
+        except ProviderUnavailable as down:  # not an attempt: the retry stays due
+            raise CollectionUnavailable(f"Stripe is unavailable: {down}") from down
         return CollectionOutcome(succeeded=outcome.paid, reference=linked, reason=outcome.reason)
+
+    def _require_same_amount(self, invoice: Invoice, linked: str) -> None:
+        """A credit note changed the amount due and the Stripe worker has not replaced the
+        Stripe invoice yet: charging it now would take the old amount."""
+        at_stripe = self.provider.get_invoice(linked)
+        if at_stripe is not None and at_stripe.amount_due != invoice.amount_due.amount:
+            raise CollectionUnavailable(
+                f"the Stripe invoice {linked} is for {at_stripe.amount_due}, the amount due is "
+                f"{invoice.amount_due.amount}: the Stripe worker replaces it first"
+            )
+
+
+class CollectionUnavailable(Conflict):
+    """The payment provider cannot take this attempt now; the retry stays due (dunning
+    counts no attempt), and the next billing run tries again."""
+
+    code = "payment_provider_unavailable"

@@ -8,6 +8,7 @@ idempotency key derived from Tally's ids, so a retried create makes nothing twic
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -26,7 +27,9 @@ class CustomerDetails:
     tax_id: str | None = None
 
     def digest(self) -> str:
-        return "\x1f".join([self.name, self.email, self.country, self.tax_id or ""])
+        """A hash of what the customer carries (events keep it; no personal data in it)."""
+        text = "\x1f".join([self.name, self.email, self.country, self.tax_id or ""])
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

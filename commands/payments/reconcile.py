@@ -36,7 +36,7 @@ from commands.subscriptions.cancel_subscription import CancelSubscription
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
 from domain.payment_account import PaymentAccount
-from domain.subscription import LIVE, Subscription
+from domain.subscription import TERMINAL, Subscription
 
 Ids = Callable[[str, str, str | None], list[UUID]]  # (app, aggregate kind, tenant) -> ids
 PUSH_GRACE = timedelta(hours=1)
@@ -112,7 +112,8 @@ class Reconciler:
         found: list[Drift] = []
         for tally_id, provider_id in account.state.subscriptions.items():
             subscription = self.ctx.find(Subscription, UUID(tally_id), app_id)
-            live = subscription is not None and subscription.state.status in LIVE
+            # paused and unpaid subscriptions keep their mirror: only an end ends it
+            live = subscription is not None and subscription.state.status not in TERMINAL
             drift = subscription_drift(tenant, tally_id, live, at_stripe.pop(provider_id, None))
             found += [drift] if drift else []
         found += [

@@ -14,7 +14,7 @@ from commands.payments.ports import ProviderRefused
 from domain.base import Aggregate
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
-from domain.subscription import LIVE, Subscription
+from domain.subscription import TERMINAL, Subscription
 
 Ids = Callable[[str, str, str | None], list[UUID]]
 A = TypeVar("A", bound=Aggregate[Any])
@@ -25,7 +25,7 @@ def carry_over(ctx: PaymentContext, ids: Ids, app_id: str, tenant_id: str) -> li
     moved = []
     subscriptions = ids(app_id, Subscription.TYPE, tenant_id)
     for subscription in _found(ctx, Subscription, subscriptions, app_id):
-        if subscription.state.status in LIVE:
+        if subscription.state.status not in TERMINAL:
             moved.append(_safely(_remirror, ctx, subscription))
     for invoice in _found(ctx, Invoice, ids(app_id, Invoice.TYPE, tenant_id), app_id):
         if _owed(invoice):

@@ -354,6 +354,7 @@ class StripeWebhooks:
                 method=CreditMethod.REFUND,
                 lines=lines,
                 credit_note_id=note_id,
+                refunded_by=_text(refund.get("id")) or None,  # Stripe paid it back already
                 actor=ACTOR,
                 command_id=webhook.command_id(f"refund-{refund.get('id')}"),
             ),

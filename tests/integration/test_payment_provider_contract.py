@@ -43,6 +43,8 @@ SUCCESS, CANCEL = "https://app.example/welcome", "https://app.example/pricing"
 class Knobs(Protocol):
     def make_card(self, number: str = GOOD_CARD) -> str: ...
 
+    def attach_card_only(self, customer_id: str, payment_method: str) -> None: ...
+
     def pay_outside(self, invoice_id: str) -> None: ...
 
     def void_outside(self, invoice_id: str) -> None: ...
@@ -341,6 +343,16 @@ def test_a_declined_card_fails_the_charge_with_the_reason(side: Side) -> None:
 
     side.provider.attach_payment_method(customer_id, side.knobs.make_card())
     assert side.provider.charge_invoice(provider_id).paid
+
+
+def test_a_card_on_file_without_a_default_is_used_and_becomes_the_default(side: Side) -> None:
+    customer_id = _customer_with_card(side, None)
+    card = side.knobs.make_card()
+    side.knobs.attach_card_only(customer_id, card)  # as Checkout leaves it
+    provider_id = side.provider.push_invoice(customer_id, _invoice(side))
+    assert side.provider.charge_invoice(provider_id).paid
+    (method,) = side.provider.list_payment_methods(customer_id)
+    assert (method.id, method.default) == (card, True)
 
 
 def test_a_customer_without_a_payment_method_fails_the_charge(side: Side) -> None:

@@ -228,6 +228,8 @@ def test_checkout_to_refund_through_stripe(
     assert isinstance(note, CreditNote)
     assert note.state.total.amount == 1900
     assert note.state.method.value == "refund"
+    assert note.state.refund_status == "refunded"  # Stripe paid it back: not owed
+    assert note.state.payment_reference == refunds[0]["id"]
 
     assert system.stripe is not None
     system.index.refresh()

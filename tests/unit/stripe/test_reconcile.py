@@ -215,6 +215,17 @@ def test_a_subscription_ended_in_tally_cancels_its_mirror_still_running_at_strip
     assert reconcile(system)["in_step"]
 
 
+def test_a_paused_subscription_keeps_its_mirror(
+    system: System, provider: FakePaymentProvider, billed: dict[str, Any]
+) -> None:
+    send(system, "pay_invoice", invoice_id=str(billed["invoice"]))  # recovers: active
+    send(system, "pause_subscription", subscription_id=str(billed["subscription"]))
+    assert subscription(system, billed["subscription"]).state.status is Status.PAUSED
+    report = reconcile(system, repair=True)
+    assert [d for d in report["drifts"] if d["object"] == "subscription"] == []
+    assert provider.subscriptions[billed["mirror"]].status != "canceled"
+
+
 def test_an_invoice_tally_gave_up_on_but_paid_at_stripe_is_paid_by_the_repair(
     system: System, provider: FakePaymentProvider, billed: dict[str, Any]
 ) -> None:

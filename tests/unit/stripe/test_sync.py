@@ -254,3 +254,55 @@ def test_a_credit_note_settling_the_invoice_voids_it_at_stripe(
     sync(system)
     assert system.aggregate(invoice.id).status.value == "paid"
     assert at_stripe(system, provider, invoice).status == "void"
+
+
+def declined_once(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> tuple[Invoice, Any]:
+    """The first invoice, pushed and declined once; a good card now on file."""
+    subscribed(system, provider, DECLINING_CARD)
+    invoice = first_invoice(system, clock)
+    sync(system)
+    attach(system, provider)
+    failed = system.aggregate(invoice.id)
+    assert failed.state.payment_attempts == 1 and failed.state.next_retry_at is not None
+    return invoice, failed.state.next_retry_at
+
+
+def test_stripe_down_at_a_dunning_retry_counts_no_attempt_and_the_next_run_retries(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    invoice, retry_at = declined_once(system, provider, clock)
+    provider.unavailable = True
+    report = run_billing(system, system.index.ids, APP, clock, retry_at + timedelta(minutes=1))
+    assert any(e.get("code") == "payment_provider_unavailable" for e in report["errors"]), report
+    still = system.aggregate(invoice.id)
+    assert (still.status.value, still.state.payment_attempts) == ("open", 1)
+    provider.unavailable = False
+    run_billing(system, system.index.ids, APP, clock, retry_at + timedelta(minutes=2))
+    assert system.aggregate(invoice.id).status.value == "paid"
+
+
+def test_a_retry_never_charges_a_stripe_invoice_of_another_amount(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    invoice, retry_at = declined_once(system, provider, clock)
+    (line,) = [item for item in invoice.state.lines if item.amount.amount > 0]
+    send(
+        system,
+        "issue_credit_note",
+        invoice_id=str(invoice.id),
+        reason="goodwill",
+        method="reduce_amount_due",
+        lines=[{"line_id": line.line_id, "amount": eur(400)}],
+    )
+    # the Stripe worker has not replaced the Stripe invoice yet: the retry waits for it
+    report = run_billing(system, system.index.ids, APP, clock, retry_at + timedelta(minutes=1))
+    assert any(e.get("code") == "payment_provider_unavailable" for e in report["errors"]), report
+    assert provider.calls.count("charge_invoice") == 1
+    sync(system)  # replaced: 6.00 at Stripe
+    run_billing(system, system.index.ids, APP, clock, retry_at + timedelta(minutes=2))
+    paid = system.aggregate(invoice.id)
+    assert paid.status.value == "paid"
+    charged = provider.get_invoice(paid.state.payment_reference or "")
+    assert charged is not None and (charged.amount_due, charged.status) == (600, "paid")
