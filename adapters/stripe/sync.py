@@ -5,8 +5,9 @@ the subscription's mirror, the invoice's collection), so doing it again is harml
 step checks the ledger's links first and creates at Stripe with an idempotency key. A task
 is done for the position it was asked at; a later event asks again. Stripe unreachable
 (ProviderUnavailable): the task is retried after a backoff (30 s doubling to an hour); a
-refusal by Stripe or the ledger: `failed` with the reason (the reconciliation reports what
-that leaves apart), until a later event asks again.
+refusal by Stripe or the ledger: `failed` with the reason, tried again after 6 hours or when a
+later event of the object (or the tenant's customer) asks again; the reconciliation reports
+what that leaves apart meanwhile.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=1)
+FAILED_RETRY = timedelta(hours=6)  # a refused task, asked again later (and by any new event)
 
 Task = dict[str, Any]
 
@@ -76,7 +78,7 @@ class StripeSync:
             f"LEFT JOIN {{{RUNS}}} r ON r.task_id = t.task_id "
             "WHERE r.task_id IS NULL "
             "OR (r.status <> 'retrying' AND r.done_position < t.position) "
-            "OR (r.status = 'retrying' AND r.next_attempt_at <= :now) "
+            "OR (r.status IN ('retrying', 'failed') AND r.next_attempt_at <= :now) "
             f"ORDER BY t.position LIMIT {int(self.batch)}",
             {"now": self._now()},
         )
@@ -109,10 +111,11 @@ class StripeSync:
         return act(self.ctx, task)
 
     def _record(self, task: Task, status: str, outcome: str) -> None:
-        attempts = int(task["attempts"]) + 1 if status == "retrying" else 0
+        attempts = int(task["attempts"]) + 1 if status != "done" else 0
         retry_at = None
-        if status == "retrying":
-            retry_at = (self.clock.now() + backoff(attempts)).astimezone(UTC).isoformat()
+        if status != "done":  # a refusal too: what refused it (a missing profile) may change
+            delay = backoff(attempts) if status == "retrying" else FAILED_RETRY
+            retry_at = (self.clock.now() + delay).astimezone(UTC).isoformat()
         with self.views.transaction() as conn:
             tx = SqlViewTx(self.views, conn)
             tx.upsert(

@@ -12,6 +12,7 @@ import pytest
 
 from adapters.billing.runs import run_billing
 from adapters.bootstrap import System
+from commands.payments.ports import ProviderRefused
 from domain.clock import SettableClock
 from domain.invoice import Invoice
 from domain.payment_account import payment_account_id
@@ -306,3 +307,28 @@ def test_a_retry_never_charges_a_stripe_invoice_of_another_amount(
     assert paid.status.value == "paid"
     charged = provider.get_invoice(paid.state.payment_reference or "")
     assert charged is not None and (charged.amount_due, charged.status) == (600, "paid")
+
+
+def test_a_task_stripe_refused_is_tried_again_after_six_hours(
+    system: System, provider: FakePaymentProvider, clock: SettableClock
+) -> None:
+    define_plan(system, price=1000)
+    send(system, "set_billing_profile", tenant_id="t1", **PROFILE)
+    sync(system)
+    create = provider.create_subscription
+    refusals = iter([ProviderRefused("price not ready")])
+
+    def refuse_once(*args: Any, **kwargs: Any) -> str:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+        return create(*args, **kwargs)
+
+    provider.create_subscription = refuse_once  # type: ignore[method-assign]
+    send(system, "start_subscription", tenant_id="t1", plan_key="pro")
+    assert any("price not ready" in outcome for outcome in sync(system))
+    clock.set(T0 + timedelta(hours=5))
+    assert sync(system) == []  # not yet
+    clock.set(T0 + timedelta(hours=6, minutes=1))
+    sync(system)
+    assert len(account(system).state.subscriptions) == 1
