@@ -106,11 +106,20 @@ class StripeGateway:
         return None if customer.to_dict().get("deleted") else provider_customer(customer)
 
     def list_customers(self, app_id: str) -> list[ProviderCustomer]:
+        """The app's customers: Stripe's search by metadata (not a walk through the whole
+        account), or the full list filtered here where search is missing (localstripe)."""
         with translated():
-            listed = self._v1.customers.list({"limit": PAGE}).auto_paging_iter()
+            try:
+                query = {"query": f"metadata['tally_app_id']:'{app_id}'", "limit": PAGE}
+                listed: Any = self._v1.customers.search(query).auto_paging_iter()  # type: ignore[arg-type]
+                found = list(listed)
+            except stripe.InvalidRequestError as error:
+                if error.http_status not in (400, 404):
+                    raise
+                found = list(self._v1.customers.list({"limit": PAGE}).auto_paging_iter())
             return [
                 provider_customer(customer)
-                for customer in listed
+                for customer in found
                 if customer.to_dict().get("metadata", {}).get("tally_app_id") == app_id
             ]
 
