@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 10_000
     clock: Literal["system", "settable"] = "system"
     serve_workers: bool = True  # `tally serve` also runs the relay and projectors (with NATS)
+    # per API key, in each API process (docs/http-api.md#rate-limits): 0 turns the limit off
+    rate_limit_per_key: float = Field(default=1000.0, ge=0)  # requests a second
+    rate_limit_burst: float = Field(default=2000.0, ge=0)  # most requests at once; 0 = the rate
     # events for downstream services (NATS JetStream), see docs/asyncapi.yaml
     nats_stream: str = "TALLY_EVENTS"
     nats_subject_prefix: str = "tally.events"

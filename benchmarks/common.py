@@ -27,6 +27,7 @@ def bench_system(pg_url: str, schema: str, **settings: Any) -> Any:
     from adapters.settings import Settings
     from domain.clock import SettableClock
 
+    settings.setdefault("rate_limit_per_key", 0)  # back-to-back figures, not 429s
     return bootstrap(
         Settings(database_url=pg_url, **settings),
         SettableClock(T0),

@@ -30,6 +30,12 @@ class Command(BaseModel):
         default=None, pattern=ID_PATTERN, description="repeat it to retry safely: runs once"
     )
     actor: str = Field(default="system", min_length=1, max_length=200)
+    on_behalf_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="whom the caller acts for (e.g. an end user's id), recorded beside the actor",
+    )
     correlation_id: str | None = Field(default=None, max_length=200)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

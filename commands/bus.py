@@ -150,6 +150,7 @@ class CommandBus:
         return Cause(
             occurred_at=at or self.clock.now(),
             actor=command.actor,
+            on_behalf_of=command.on_behalf_of,
             command_id=command.command_id,
             correlation_id=command.correlation_id or command.command_id,
         )

@@ -14,10 +14,13 @@ def receipt_id(app_id: str, command_id: str) -> UUID:
     return stable_id("command", app_id, command_id)
 
 
+AUDIT_FIELDS = frozenset({"command_id", "correlation_id", "actor", "on_behalf_of"})
+
+
 def fingerprint(payload: dict[str, Any]) -> str:
     """A digest of the command's fields, to tell a retry from a reused command_id (who sends
     the retry, and under which correlation, does not matter)."""
-    body = {k: v for k, v in payload.items() if k not in ("command_id", "correlation_id", "actor")}
+    body = {k: v for k, v in payload.items() if k not in AUDIT_FIELDS}
     # stdlib json: exact for integers of any size (orjson stops at 64 bits)
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -2,8 +2,8 @@
 
 Events are frozen pydantic models implementing the eventsourcing library's "can mutate"
 protocol, so the library's repository, snapshots and recorders work with them unchanged.
-Every event carries its audit context (actor, command_id, correlation_id) and the clock's
-time at which it occurred (`timestamp`).
+Every event carries its audit context (actor, on_behalf_of, command_id, correlation_id) and
+the clock's time at which it occurred (`timestamp`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Cause(BaseModel):
 
     occurred_at: datetime
     actor: str = "system"
+    on_behalf_of: str | None = None  # whom the actor says it acted for; never replaces it
     command_id: str | None = None
     correlation_id: str | None = None
 
@@ -64,6 +65,7 @@ class DomainEvent(BaseModel, CanMutateAggregate[UUID]):
     app_id: str
     tenant_id: str | None = None
     actor: str = "system"
+    on_behalf_of: str | None = None
     command_id: str | None = None
     correlation_id: str | None = None
 
@@ -245,6 +247,7 @@ class Aggregate(Generic[S]):
             originator_version=1,
             timestamp=cause.occurred_at,
             actor=cause.actor,
+            on_behalf_of=cause.on_behalf_of,
             command_id=cause.command_id,
             correlation_id=cause.correlation_id,
             **data,
@@ -261,6 +264,7 @@ class Aggregate(Generic[S]):
             app_id=self.state.app_id,
             tenant_id=data.pop("tenant_id", self.state.tenant_id),
             actor=cause.actor,
+            on_behalf_of=cause.on_behalf_of,
             command_id=cause.command_id,
             correlation_id=cause.correlation_id,
             **data,

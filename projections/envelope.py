@@ -14,6 +14,7 @@ BASE_FIELDS = frozenset(
         "app_id",
         "tenant_id",
         "actor",
+        "on_behalf_of",
         "command_id",
         "correlation_id",
         "schema_version",
@@ -39,6 +40,7 @@ class EventEnvelope(BaseModel):
     recorded_at: str | None
     schema_version: int
     actor: str | None = None
+    on_behalf_of: str | None = None  # whom the actor acted for (HTTP: a key's on_behalf_of)
     command_id: str | None = None
     correlation_id: str | None = None
     data: dict[str, Any]
@@ -79,6 +81,7 @@ def envelope_from_state(
         recorded_at=state.get("recorded_at"),
         schema_version=state.get("schema_version", 1),
         actor=state.get("actor"),
+        on_behalf_of=state.get("on_behalf_of"),
         command_id=state.get("command_id"),
         correlation_id=state.get("correlation_id"),
         data={k: v for k, v in state.items() if k not in BASE_FIELDS},

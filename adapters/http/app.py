@@ -40,6 +40,7 @@ from adapters.http import (
 )
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
 from adapters.http.metrics import Metrics, MetricsMiddleware
+from adapters.http.rate_limit import RateLimiter
 
 if TYPE_CHECKING:
     from adapters.bootstrap import System
@@ -69,6 +70,10 @@ def create_app(
     )
     app.state.system = system
     app.state.keys = KeyVerifier(system.aggregate, ttl=key_cache_seconds)
+    settings = system.settings
+    app.state.rate_limit = RateLimiter.from_settings(
+        settings.rate_limit_per_key, settings.rate_limit_burst
+    )
     app.state.index = system.index
     metrics = Metrics()
     app.state.metrics = metrics

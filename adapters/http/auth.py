@@ -7,6 +7,11 @@ constant time (hmac.compare_digest).
 Verified keys are cached in process for `ttl` seconds (5 by default) so a hot route does not
 load the key on every request: a revocation takes effect within that time on every API
 process. Unknown keys are not cached (each attempt reads the store).
+
+The key is the actor: every event a request causes records `api-key:<key_id>` (plus the key's
+label in parentheses), never an actor from the body. A caller holding ON_BEHALF_OF_SCOPE may
+name whom it acts for in `on_behalf_of`, recorded beside the actor. Each key then spends a
+token of its rate limit (rate_limit.py): 429 `rate_limited` when it has none left.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.http.errors import ApiError
+from adapters.http.rate_limit import RateLimiter
 from domain.api_key import ApiKey, Scope, api_key_id, hash_secret, parse_key
 from domain.errors import InvalidValue
 
 KEY_CACHE_SECONDS = 5.0
+ACTOR_MAX_LENGTH = 200  # Command.actor's limit: a long label is cut to fit
+ON_BEHALF_OF_SCOPE = Scope.WRITE  # the scope every recording route needs anyway
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -37,15 +45,21 @@ bearer = HTTPBearer(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's app (every route acts on it alone) and scopes."""
+    """Who is calling: the key's app (every route acts on it alone), scopes and label."""
 
     app_id: str
     key_id: str
     scopes: frozenset[Scope]
+    label: str | None = None
 
     @property
     def actor(self) -> str:
-        return f"api-key:{self.key_id}"
+        """The recorded actor: `api-key:<key_id>`, or `api-key:<key_id> (<label>)`."""
+        actor = f"api-key:{self.key_id}"
+        if not self.label:
+            return actor
+        room = ACTOR_MAX_LENGTH - len(actor) - 3
+        return f"{actor} ({self.label[:room]})"
 
     def has(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -55,6 +69,7 @@ class Principal:
 class _Cached:
     app_id: str
     scopes: frozenset[Scope]
+    label: str | None
     secret_hash: str
     revoked: bool
     until: float
@@ -93,7 +108,7 @@ class KeyVerifier:
             raise unauthorized("unknown API key")
         if entry.revoked:
             raise unauthorized("this API key was revoked")
-        return Principal(app_id=entry.app_id, key_id=key_id, scopes=entry.scopes)
+        return Principal(app_id=entry.app_id, key_id=key_id, scopes=entry.scopes, label=entry.label)
 
     def forget(self, key_id: str | None = None) -> None:
         with self._lock:
@@ -113,6 +128,7 @@ class KeyVerifier:
         entry = _Cached(
             app_id=key.state.app_id,
             scopes=frozenset(key.state.scopes),
+            label=key.state.label,
             secret_hash=key.state.secret_hash,
             revoked=key.state.revoked,
             until=now + self.ttl,
@@ -127,8 +143,9 @@ class KeyVerifier:
 async def authenticate(
     request: Request, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """The caller, from its bearer key; 401 when missing, malformed, unknown or revoked.
-    A cached key is checked on the event loop; otherwise the key is loaded in a thread."""
+    """The caller, from its bearer key; 401 when missing, malformed, unknown or revoked, 429
+    when the key spent its rate limit. A cached key is checked on the event loop; otherwise
+    the key is loaded in a thread."""
     if credentials is None:
         raise unauthorized("missing API key: send Authorization: Bearer <key>")
     verifier: KeyVerifier = request.app.state.keys
@@ -136,6 +153,9 @@ async def authenticate(
     principal = verifier.cached(presented)
     if principal is None:
         principal = await run_in_threadpool(verifier.verify, presented)
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limit", None)
+    if limiter is not None:
+        limiter.spend(principal.key_id)
     request.state.principal = principal
     return principal
 

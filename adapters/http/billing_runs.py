@@ -54,8 +54,8 @@ class BillingRunBody(BaseModel):
 def _command(principal: Principal) -> Callable[[str, str, Any, int], Command]:
     def build(app_id: str, action: str, aggregate: Any, cutoff: int) -> Command:
         command = due_command(app_id, action, aggregate, cutoff=cutoff)
-        fields = command.model_dump(exclude={"app_id", "command_id", "correlation_id"})
-        return build_command(type(command), principal, fields, None)
+        fields = command.model_dump(exclude={"app_id", "command_id", "correlation_id", "actor"})
+        return build_command(type(command), principal, fields, None, actor=command.actor)
 
     return build
 

@@ -2,9 +2,11 @@
 the NATS command bus (`{"ok": true, "result": ...}` / `{"ok": false, "error": ...}`).
 
 app_id comes from the API key: a body may omit it or repeat it; a different one is refused
-(422 app_id_mismatch, nothing runs). Catalog, grant, quota configuration, coupon and API key
-commands need the admin scope, every other command the write scope. An error answers the
-bus's reply with the status of its code (errors.py).
+(422 app_id_mismatch, nothing runs). The actor is the API key as well: a body `actor` is
+refused (422 validation_error naming actor), an `on_behalf_of` needs the write scope (403
+naming on_behalf_of), as on the typed routes (common.py). Catalog, grant, quota
+configuration, coupon and API key commands need the admin scope, every other command the
+write scope. An error answers the bus's reply with the status of its code (errors.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from adapters.http.auth import Reader
-from adapters.http.common import execute, int64_error, metrics_of, out_of_int64, system_of
-from adapters.http.errors import ERROR_RESPONSES, status_for, status_for_code
+from adapters.http.common import (
+    check_audit_fields,
+    execute,
+    int64_error,
+    metrics_of,
+    out_of_int64,
+    system_of,
+)
+from adapters.http.errors import ERROR_RESPONSES, ApiError, status_for, status_for_code
 from commands.bus import validation_error
 from domain.api_key import Scope
 from domain.errors import DomainError
@@ -71,6 +80,10 @@ def run(
         command_type = system.bus.command_type(command_name)
     except DomainError as error:
         return _error(status_for(error), error.as_dict())
+    try:
+        check_audit_fields(principal, payload)
+    except ApiError as refused:
+        return _error(refused.status, refused.body()["error"])
     required = scope_for(command_name)
     if not principal.has(required):
         return _error(
@@ -96,8 +109,7 @@ def run(
     too_big = out_of_int64(payload)
     if too_big is not None:
         return _error(422, int64_error(too_big).body()["error"])
-    fields = {**payload, "app_id": principal.app_id}
-    fields.setdefault("actor", principal.actor)
+    fields = {**payload, "app_id": principal.app_id, "actor": principal.actor}
     try:
         command = command_type.model_validate(fields)
     except ValidationError as error:

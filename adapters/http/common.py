@@ -4,6 +4,11 @@ loading an aggregate the caller owns, and request bodies derived from the comman
 app_id always comes from the API key. Typed routes' bodies do not have an app_id field (one
 sent is refused 422, extra_forbidden, naming app_id); the generic command route accepts an
 app_id equal to the key's app and refuses any other (422 app_id_mismatch).
+
+The actor always comes from the API key too (`Principal.actor`): no body has an actor field,
+and one sent is refused 422 (validation_error, rule extra_forbidden, naming actor) on every
+route, the generic one included. A body may name `on_behalf_of` (whom the key acts for),
+recorded beside the actor; it needs the ON_BEHALF_OF_SCOPE (auth.py), 403 without it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import (
     create_model,
 )
 
-from adapters.http.auth import Principal
+from adapters.http.auth import ON_BEHALF_OF_SCOPE, Principal
 from adapters.http.errors import ApiError, not_implemented
 from commands.base import Command
 from commands.bus import CommandResult, validation_error
@@ -52,6 +57,7 @@ Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+NOT_IN_BODIES = frozenset({"app_id", "actor"})  # both come from the API key
 
 
 def system_of(request: Request) -> System:
@@ -66,11 +72,11 @@ def body_model(
     command: type[Command], name: str, *, exclude: frozenset[str] = frozenset()
 ) -> type[BaseModel]:
     """A request body with the command's fields (rules and descriptions included) except
-    app_id and the ones the route takes from its path; unknown fields are refused."""
+    app_id, actor and the ones the route takes from its path; unknown fields are refused."""
     fields: dict[str, Any] = {
         field: (info.annotation, info)
         for field, info in command.model_fields.items()
-        if field not in exclude and field != "app_id"
+        if field not in exclude and field not in NOT_IN_BODIES
     }
     return create_model(
         name,
@@ -116,16 +122,52 @@ def int64_error(field: str) -> ApiError:
     )
 
 
+def actor_refused() -> ApiError:
+    """422 for a body that names its own actor: the actor is the API key."""
+    message = "the actor comes from the API key; name whom it acts for in on_behalf_of"
+    return ApiError(
+        422,
+        "validation_error",
+        f"actor: {message}",
+        [{"field": "actor", "rule": "extra_forbidden", "message": message}],
+    )
+
+
+def on_behalf_of_refused() -> ApiError:
+    required = ON_BEHALF_OF_SCOPE.value
+    return ApiError(
+        403,
+        "forbidden",
+        f"on_behalf_of needs the {required} scope",
+        [{"field": "on_behalf_of", "required_scope": required}],
+    )
+
+
+def check_audit_fields(principal: Principal, fields: dict[str, Any]) -> None:
+    """A body's actor is refused (422); its on_behalf_of needs ON_BEHALF_OF_SCOPE (403)."""
+    if "actor" in fields:
+        raise actor_refused()
+    if fields.get("on_behalf_of") is not None and not principal.has(ON_BEHALF_OF_SCOPE):
+        raise on_behalf_of_refused()
+
+
 def build_command(
-    command: type[Command], principal: Principal, fields: dict[str, Any], request: Request | None
+    command: type[Command],
+    principal: Principal,
+    fields: dict[str, Any],
+    request: Request | None,
+    *,
+    actor: str | None = None,
 ) -> Command:
-    """The command for the caller's app; ValidationError -> 422 naming the field."""
+    """The command for the caller's app, recorded as the key's actor (or `actor`, for the
+    commands a billing run sends); ValidationError -> 422 naming the field."""
+    check_audit_fields(principal, fields)
     too_big = out_of_int64(fields)
     if too_big is not None:
         raise int64_error(too_big)
     payload = dict(fields)
     payload["app_id"] = principal.app_id
-    payload.setdefault("actor", principal.actor)
+    payload["actor"] = actor or principal.actor
     if request is not None and "command_id" not in payload and "command_id" in command.model_fields:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key:

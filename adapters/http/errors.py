@@ -53,6 +53,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "clock_not_settable": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "rate_limited": 429,  # the key spent its rate limit (rate_limit.py), with Retry-After
     "signature_missing": 400,  # the Stripe webhook's Stripe-Signature header
     "signature_invalid": 400,
     "signature_stale": 400,
@@ -124,6 +125,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "unknown id (another app's ids too)"),
         (409, "conflict, invalid transition or already exists"),
         (422, "invalid input: details name the field and the rule"),
+        (429, "the key sent too many requests (rate limit); retry after Retry-After seconds"),
         (503, "the event store (or another dependency) is unavailable"),
     )
 }

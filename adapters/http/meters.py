@@ -15,19 +15,26 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, create_model
 
 from adapters.http.auth import Reader, Writer
-from adapters.http.common import build_command, command_reply, execute, fields_of, system_of
+from adapters.http.common import (
+    NOT_IN_BODIES,
+    build_command,
+    command_reply,
+    execute,
+    fields_of,
+    system_of,
+)
 from adapters.http.errors import ERROR_RESPONSES
 from commands.meters.define_meter import DefineMeter
 from domain.meter_catalog import MeterCatalog, meter_catalog_id, meter_view
 
 
 def _body_model() -> type[BaseModel]:
-    """The command's fields but app_id (rules and descriptions included), unknown fields
-    refused, strings as sent (body_model strips them)."""
+    """The command's fields but app_id and actor (rules and descriptions included), unknown
+    fields refused, strings as sent (body_model strips them)."""
     fields: dict[str, Any] = {
         name: (info.annotation, info)
         for name, info in DefineMeter.model_fields.items()
-        if name != "app_id"
+        if name not in NOT_IN_BODIES
     }
     return create_model(
         "DefineMeterBody",

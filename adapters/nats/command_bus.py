@@ -2,9 +2,12 @@
 `tally.cmd.<app_id>.<command_name>` and `tally.query.<app_id>.<query_name>` (SURFACE.md).
 
 The JSON body is the command's fields (or the query's parameters); the app_id comes from the
-subject (a body app_id that differs is a validation error naming app_id). Each reply is what
-`CommandBus.dispatch` answers for one command: `{"ok": true, "result": ...}` (+ `"duplicate":
-true` for a repeated command_id) or `{"ok": false, "error": {"code", "message", "details"}}`.
+subject (a body app_id that differs is a validation error naming app_id). The bus has no API
+keys: the actor is `nats:<app_id>` unless the body names one, and a body actor can never
+claim an API key's identity (`api-key:…`, `key:…`: a validation error naming actor). Each
+reply is what `CommandBus.dispatch` answers for one command: `{"ok": true, "result": ...}` (+
+`"duplicate": true` for a repeated command_id) or `{"ok": false, "error": {"code", "message",
+"details"}}`.
 
 Group commit
 - Requests arrive on one queue-group subscription per kind (`tally.cmd.*.*`,
@@ -62,6 +65,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_PREFIX = "tally"
 QUEUE_GROUP = "tally-command-bus"
+KEY_ACTOR_PREFIXES = ("api-key:", "key:")  # the HTTP API's actors: only a verified key has them
 
 #: errors that mean "the store is not there" (not "the request is wrong")
 STORE_DOWN: tuple[type[BaseException], ...] = (
@@ -175,6 +179,23 @@ def with_subject_app(body: dict[str, Any], app_id: str, name: str) -> dict[str, 
     return {**body, "app_id": app_id}
 
 
+def with_bus_actor(body: dict[str, Any], app_id: str, name: str) -> dict[str, Any]:
+    """The body with its actor, `nats:<app_id>` by default; an API key's actor is refused."""
+    actor = body.get("actor")
+    if actor is None:
+        return {**body, "actor": f"nats:{app_id}"}
+    if isinstance(actor, str) and actor.strip().lower().startswith(KEY_ACTOR_PREFIXES):
+        raise BadRequest(
+            field_error(
+                name,
+                "actor",
+                "reserved_actor",
+                "actors starting with api-key: or key: are API keys, recorded only over HTTP",
+            )
+        )
+    return body
+
+
 def build_command(system: System, name: str, app_id: str, data: bytes) -> Command:
     """Parse and validate one command request; BadRequest carries the reply for a bad one."""
     try:
@@ -182,6 +203,7 @@ def build_command(system: System, name: str, app_id: str, data: bytes) -> Comman
     except DomainError as error:
         raise BadRequest({"ok": False, "error": error.as_dict()}) from None
     body = with_subject_app(parse_body(data, name), app_id, name)
+    body = with_bus_actor(body, app_id, name)
     try:
         return kind.model_validate(body)
     except ValidationError as error:

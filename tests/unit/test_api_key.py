@@ -168,7 +168,7 @@ def test_verifier_checks_the_secret_and_caches_briefly(system: System) -> None:
     verifier = KeyVerifier(load, ttl=0.3)
     principal = verifier.verify(full)
     assert principal.app_id == "acme" and principal.scopes == {Scope.READ}
-    assert principal.actor == f"api-key:{key_id}"
+    assert principal.actor == f"api-key:{key_id} (x)"  # the key and its label
     verifier.verify(full)
     assert len(loads) == 1  # cached
     for bad in (f"tk_{key_id}_{secret}x", "tk_ffffffffffffffff_nope", "garbage"):
