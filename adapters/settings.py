@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 10_000
     clock: Literal["system", "settable"] = "system"
     serve_workers: bool = True  # `tally serve` also runs the relay and projectors (with NATS)
+    # request bodies, refused before they are parsed (docs/http-api.md#limits)
+    max_body_bytes: int = Field(default=5_000_000, ge=1)  # larger: 413 payload_too_large
+    max_json_depth: int = Field(default=64, ge=1)  # deeper nesting: 400 naming body
     # per API key, in each API process (docs/http-api.md#rate-limits): 0 turns the limit off
     rate_limit_per_key: float = Field(default=1000.0, ge=0)  # requests a second
     rate_limit_burst: float = Field(default=2000.0, ge=0)  # most requests at once; 0 = the rate

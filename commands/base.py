@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import operator
 import re
-from typing import Annotated, Any, ClassVar, Protocol
+from copy import copy
+from functools import reduce
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Protocol, Union, get_args, get_origin
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from domain.money import validate_currency
+from domain.period import in_range
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"  # no dots: it is one token of NATS subjects
@@ -18,8 +23,40 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def strict_integers(annotation: Any) -> Any:
+    """The annotation with each `int` in it (alone, optional, in a union or a list) made a
+    StrictInt: JSON integers only, so "5", 5.0 and true are refused naming the field. A union
+    that also takes str (a value compared as sent, e.g. a meter filter) is left as it is."""
+    if annotation is int:
+        return StrictInt
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType) and str not in args:
+        members = tuple(strict_integers(arg) for arg in args)
+        return reduce(operator.or_, members) if members != args else annotation
+    if origin is list and len(args) == 1:
+        item = strict_integers(args[0])
+        return list[item] if item is not args[0] else annotation  # type: ignore[valid-type]
+    return annotation
+
+
+def _make_integers_strict(model: type[BaseModel]) -> bool:
+    """Turn the model's integer fields strict (see strict_integers); True if any changed."""
+    changed = False
+    for name, info in model.__pydantic_fields__.items():
+        strict = strict_integers(info.annotation)
+        if strict is not info.annotation:
+            field = copy(info)  # a parent model's field (e.g. of a domain value) stays as it is
+            field.annotation = strict
+            model.__pydantic_fields__[name] = field
+            changed = True
+    return changed
+
+
 class Command(BaseModel):
-    """An imperative request to change the ledger; NAME is its bus name (snake_case)."""
+    """An imperative request to change the ledger; NAME is its bus name (snake_case).
+
+    Every integer field of a command is strict, on every edge alike (HTTP, NATS, the bus):
+    a quantity, an amount or a limit is a JSON integer, never "5", 5.0 or true."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -43,6 +80,12 @@ class Command(BaseModel):
         if "NAME" not in cls.__dict__:
             cls.NAME = snake_case(cls.__name__)
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if _make_integers_strict(cls):
+            cls.model_rebuild(force=True)
+
     def concurrency_key(self) -> str:
         """Commands with the same key run one at a time in this process (fewer optimistic
         conflicts under contention); across processes optimistic concurrency still decides."""
@@ -63,5 +106,7 @@ TENANT_FIELD = Field(pattern=ID_PATTERN, description="the app's customer")
 Currency = Annotated[str, AfterValidator(validate_currency)]
 """An ISO 4217 code, checked at the edge so the error names the field."""
 
-Instant = AwareDatetime
-"""A point in time with its timezone (naive times are refused naming the field)."""
+
+Instant = Annotated[AwareDatetime, AfterValidator(in_range)]
+"""A point in time with its timezone, between the years 2 and 8999 (a naive or out-of-range
+time is refused naming the field, not met later as an overflow naming nothing)."""

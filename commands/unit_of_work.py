@@ -60,11 +60,20 @@ class UnitOfWork:
             return True
         return aggregate_id not in self._absent and self.store.get(aggregate_id) is not None
 
-    def get(self, kind: type[A], aggregate_id: UUID, *, field: str, app_id: str) -> A:
-        """The aggregate of this app, or NotFound naming the field (other apps' ids too)."""
+    def get(
+        self,
+        kind: type[A],
+        aggregate_id: UUID,
+        *,
+        field: str,
+        app_id: str,
+        named: str | None = None,
+    ) -> A:
+        """The aggregate of this app, or NotFound naming the field (other apps' ids too); the
+        message names it as the client did (`named`: a plan's key, a coupon's code) or by id."""
         found = self.find(kind, aggregate_id)
         if found is None or found.state.app_id != app_id:
-            raise NotFound(f"{kind.TYPE} {aggregate_id} not found", field=field)
+            raise NotFound(f"{kind.TYPE} {named or aggregate_id} not found", field=field)
         return found
 
     def add(self, aggregate: A) -> A:

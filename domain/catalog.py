@@ -181,7 +181,7 @@ class UnitPrice(_Value):
 
 
 class _Priced(_Value):
-    free_units: int = Field(default=0, ge=0, description="subtracted from the quantity first")
+    free_units: StrictInt = Field(default=0, ge=0, description="subtracted from the quantity first")
 
 
 class FlatPrice(_Priced):
@@ -212,7 +212,7 @@ class PerUnitPrice(_Priced):
 
 
 class Tier(_Value):
-    up_to: int | None = Field(default=None, gt=0, description="inclusive; None = infinity")
+    up_to: StrictInt | None = Field(default=None, gt=0, description="inclusive; None = infinity")
     unit_price: UnitPrice
     flat_fee: Money | None = None
 
@@ -262,7 +262,7 @@ class PackagePrice(_Priced):
     """A price per started package of `package_size` units."""
 
     model: Literal["package"] = "package"
-    package_size: int = Field(gt=0)
+    package_size: StrictInt = Field(gt=0)
     package_price: Money
 
     @field_validator("package_price")
@@ -308,12 +308,14 @@ class FeatureSpec(_Value):
 
     key: str
     kind: FeatureKind
-    limit: int | None = Field(default=None, ge=0, description="metered/seats; None = unlimited")
+    limit: StrictInt | None = Field(
+        default=None, ge=0, description="metered/seats; None = unlimited"
+    )
     period: QuotaPeriod = QuotaPeriod.MONTH
     enforcement: Enforcement = Enforcement.HARD
-    soft_threshold_percent: int = Field(default=80, ge=1, le=100)
+    soft_threshold_percent: StrictInt = Field(default=80, ge=1, le=100)
     meter: Meter = Meter.SUM
-    included: int | None = Field(
+    included: StrictInt | None = Field(
         default=None, ge=0, description="units included before pricing; None = the limit"
     )
     overage: PricingModel | None = None

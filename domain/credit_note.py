@@ -29,10 +29,10 @@ from fractions import Fraction
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictInt, model_validator
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
-from domain.errors import CurrencyMismatch, InvalidValue
+from domain.errors import CurrencyMismatch, InvalidValue, with_article
 from domain.invoice import (
     CREDITABLE_KINDS,
     CreditExceeded,
@@ -62,7 +62,7 @@ class CreditRequest(FrozenValue):
 
     line_id: str = Field(min_length=1, max_length=128)
     amount: Money | None = None
-    quantity: int | None = Field(default=None, ge=1)
+    quantity: StrictInt | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_way(self) -> CreditRequest:
@@ -160,8 +160,9 @@ def _requested_line(
         raise InvalidValue(f"the invoice has no line {request.line_id!r}", field=field)
     if line.kind not in CREDITABLE_KINDS or line.amount.amount <= 0:
         raise InvalidValue(
-            f"line {line.line_id} is a {line.kind.value} line of {line.amount}: only charge lines "
-            "above zero are credited (discounts and tax follow the lines they belong to)",
+            f"line {line.line_id} is {with_article(line.kind.value)} line of {line.amount}: only "
+            "charge lines above zero are credited (discounts and tax follow the lines they "
+            "belong to)",
             field=field,
         )
     if line.line_id in seen:

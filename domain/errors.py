@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def with_article(word: str) -> str:
+    """`word` after "a" or "an" as it is said: "an active", "an uncollectible", "a usage",
+    "a unique_count", "a paused" (for messages built from a status or a kind)."""
+    sounds_vowel = word[:1] in ("a", "e", "i", "o") or (
+        word[:1] == "u" and not word.startswith(("uni", "us", "ut"))
+    )
+    return f"{'an' if sounds_vowel else 'a'} {word}"
+
+
 class DomainError(Exception):
     """A rule of the domain refused the request."""
 

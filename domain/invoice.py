@@ -31,7 +31,13 @@ from pydantic import ConfigDict, Field, model_validator
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.catalog import FeatureSpec
 from domain.clock import ensure_aware
-from domain.errors import CurrencyMismatch, InvalidTransition, InvalidValue, InvoiceFrozen
+from domain.errors import (
+    CurrencyMismatch,
+    InvalidTransition,
+    InvalidValue,
+    InvoiceFrozen,
+    with_article,
+)
 from domain.money import Money, validate_currency
 from domain.period import Period
 from domain.value import FrozenValue
@@ -66,9 +72,11 @@ def check_line_amounts(kind: LineKind, unit_amount: Money, amount: Money) -> Non
             field="amount",
         )
     if kind in CREDIT_KINDS and amount.amount > 0:
-        raise InvalidValue(f"a {kind.value} line carries a negative amount", field="amount")
+        raise InvalidValue(
+            f"{with_article(kind.value)} line carries a negative amount", field="amount"
+        )
     if kind not in CREDIT_KINDS | SIGNED_KINDS and amount.amount < 0:
-        raise InvalidValue(f"a {kind.value} line cannot be negative", field="amount")
+        raise InvalidValue(f"{with_article(kind.value)} line cannot be negative", field="amount")
 
 
 class UsageEvidence(FrozenValue):
@@ -750,7 +758,8 @@ class Invoice(Aggregate[InvoiceState]):
         if self.status not in allowed:
             names = ", ".join(sorted(s.value for s in allowed))
             raise InvalidTransition(
-                f"cannot {action} a {self.status.value} invoice (allowed from: {names})",
+                f"cannot {action} {with_article(self.status.value)} invoice "
+                f"(allowed from: {names})",
                 field="status",
                 status=self.status.value,
             )

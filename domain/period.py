@@ -8,10 +8,26 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 
 from domain.errors import InvalidValue
 from domain.value import FrozenValue
+
+FIRST_YEAR, LAST_YEAR = 2, 8999
+"""Instants the ledger takes: far enough from datetime's bounds that period and timezone
+arithmetic never overflows."""
+
+
+def in_range(instant: datetime) -> datetime:
+    """The instant as given, when it falls (in UTC) between FIRST_YEAR and LAST_YEAR; else
+    InvalidValue, which the edges report naming the field."""
+    try:
+        year = instant.astimezone(UTC).year
+    except OverflowError:  # beyond year 9999 (or before 1) once in UTC
+        year = 0
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise InvalidValue(f"the instant must fall between the years {FIRST_YEAR} and {LAST_YEAR}")
+    return instant
 
 
 class Interval(StrEnum):
@@ -29,6 +45,11 @@ class Period(FrozenValue):
 
     start: datetime
     end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        return in_range(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> Period:

@@ -13,7 +13,12 @@ from pydantic import Field
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.billed_usage import KEPT_FOR, BilledUsage, UsageAdjustment
 from domain.catalog import PlanTerms
-from domain.errors import InvalidTransition, InvalidValue, SubscriptionAlreadyActive
+from domain.errors import (
+    InvalidTransition,
+    InvalidValue,
+    SubscriptionAlreadyActive,
+    with_article,
+)
 from domain.money import Money
 from domain.period import Interval, Period, add_interval, local_day
 from domain.proration import (
@@ -697,7 +702,8 @@ class Subscription(Aggregate[SubscriptionState]):
         if self.status not in allowed:
             names = ", ".join(sorted(s.value for s in allowed))
             raise InvalidTransition(
-                f"cannot {action} a {self.status.value} subscription (allowed from: {names})",
+                f"cannot {action} {with_article(self.status.value)} subscription "
+                f"(allowed from: {names})",
                 field="status",
                 status=self.status.value,
             )

@@ -39,6 +39,7 @@ from adapters.http import (
     usage,
 )
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
+from adapters.http.limits import BodyLimits
 from adapters.http.metrics import Metrics, MetricsMiddleware
 from adapters.http.rate_limit import RateLimiter
 
@@ -105,7 +106,12 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=system.settings.max_body_bytes,
+        max_depth=system.settings.max_json_depth,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     return app
 
 

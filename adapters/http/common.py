@@ -231,14 +231,22 @@ async def run_hot_query(request: Request, name: str, **params: Any) -> Any:
     return await run_in_threadpool(run_query, request, name, **params)
 
 
-def owned(system: System, kind: type[Any], aggregate_id: UUID, app_id: str, field: str) -> Any:
-    """The aggregate when it exists, is of this kind and belongs to the app; else 404."""
+def owned(
+    system: System,
+    kind: type[Any],
+    aggregate_id: UUID,
+    app_id: str,
+    field: str,
+    named: str | None = None,
+) -> Any:
+    """The aggregate when it exists, is of this kind and belongs to the app; else 404, whose
+    message names it as the client did (`named`: a plan's key, a coupon's code) or by id."""
     found = system.aggregate(aggregate_id)
     if not isinstance(found, kind) or found.state.app_id != app_id:
         raise ApiError(
             404,
             "not_found",
-            f"{getattr(kind, 'TYPE', 'resource')} {aggregate_id} not found",
+            f"{getattr(kind, 'TYPE', 'resource')} {named or aggregate_id} not found",
             [{"field": field}],
         )
     return found

@@ -66,7 +66,12 @@ def list_coupons(
 @router.get("/v1/coupons/{code}", summary="One coupon")
 def get_coupon(request: Request, principal: Reader, code: Code) -> dict[str, Any]:
     coupon = owned(
-        system_of(request), Coupon, coupon_id(principal.app_id, code), principal.app_id, "code"
+        system_of(request),
+        Coupon,
+        coupon_id(principal.app_id, code),
+        principal.app_id,
+        "code",
+        code,
     )
     return coupon_view(coupon)
 

@@ -176,26 +176,35 @@ def not_implemented(what: str) -> ApiError:
 def request_validation_error(error: RequestValidationError) -> dict[str, Any]:
     """FastAPI's request validation errors in the same shape as the bus's validation_error:
     each detail names the field (without the body/query/path prefix) and the rule."""
-    details = []
-    for item in error.errors():
-        loc = [str(part) for part in item.get("loc", ())]
-        where = loc[0] if loc else "body"
-        path = loc[1:] if where in ("body", "query", "path", "header", "cookie") else loc
-        path = [part for part in path if not _is_union_tag(part)]
-        details.append(
-            {
-                "field": ".".join(path) or where,
-                "in": where,
-                "rule": item.get("type", "invalid"),
-                "message": str(item.get("msg", "invalid")).removeprefix("Value error, "),
-            }
-        )
+    details = [_request_detail(item) for item in error.errors()]
     first = details[0] if details else {"field": "body", "message": "invalid"}
     return {
         "code": "validation_error",
         "message": f"{first['field']}: {first['message']}",
         "details": details,
     }
+
+
+def _request_detail(item: Any) -> dict[str, Any]:
+    if item.get("type") == "json_invalid":
+        return _not_json(item)
+    loc = [str(part) for part in item.get("loc", ())]
+    where = loc[0] if loc else "body"
+    path = loc[1:] if where in ("body", "query", "path", "header", "cookie") else loc
+    path = [part for part in path if not _is_union_tag(part)]
+    return {
+        "field": ".".join(path) or where,
+        "in": where,
+        "rule": item.get("type", "invalid"),
+        "message": str(item.get("msg", "invalid")).removeprefix("Value error, "),
+    }
+
+
+def _not_json(item: Any) -> dict[str, Any]:
+    """A body that is not JSON names `body` (its loc is a character position, not a field)."""
+    reason = item.get("ctx", {}).get("error")
+    message = f"the body is not valid JSON: {reason}" if reason else "the body is not valid JSON"
+    return {"field": "body", "in": "body", "rule": "json_invalid", "message": message}
 
 
 def _is_union_tag(part: str) -> bool:

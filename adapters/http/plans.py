@@ -83,7 +83,7 @@ def plan_terms_of(request: Request, app_id: str, ref: str, field: str) -> PlanTe
     key = match["key"] if match else ""
     if match is None or not re.fullmatch(KEY_PATTERN, key):
         raise InvalidValue(f"{field} is a plan_key or plan_key@version, got {ref!r}", field=field)
-    plan: Plan = owned(system_of(request), Plan, plan_id(app_id, key), app_id, field)
+    plan: Plan = owned(system_of(request), Plan, plan_id(app_id, key), app_id, field, key)
     version = int(match["version"]) if match["version"] else None
     try:
         return plan.terms(version)
@@ -104,7 +104,9 @@ def compare_plans(request: Request, principal: Reader, a: PlanRef, b: PlanRef) -
 @router.get("/{plan_key}", summary="One plan with every version it has had")
 def get_plan(request: Request, principal: Reader, plan_key: PlanKey) -> dict[str, Any]:
     system = system_of(request)
-    plan = owned(system, Plan, plan_id(principal.app_id, plan_key), principal.app_id, "plan_key")
+    plan = owned(
+        system, Plan, plan_id(principal.app_id, plan_key), principal.app_id, "plan_key", plan_key
+    )
     return plan_view(plan)
 
 

@@ -51,6 +51,7 @@ from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from adapters.json_depth import nests_deeper_than
 from commands.base import Command
 from commands.bus import CommandResult, validation_error
 from domain.errors import DomainError
@@ -143,10 +144,19 @@ def parse_subject(subject: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
-def parse_body(data: bytes, name: str) -> dict[str, Any]:
-    """The JSON object of a request body (empty body = {})."""
+def parse_body(data: bytes, name: str, max_depth: int) -> dict[str, Any]:
+    """The JSON object of a request body (empty body = {}), nested at most `max_depth` deep
+    (checked before parsing)."""
     if not data.strip():
         return {}
+    if nests_deeper_than(data, max_depth):
+        raise BadRequest(
+            error_reply(
+                "invalid_body",
+                f"the JSON is nested too deeply (more than {max_depth} levels)",
+                [{"field": "body", "rule": "max_depth", "limit": max_depth}],
+            )
+        )
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -202,7 +212,7 @@ def build_command(system: System, name: str, app_id: str, data: bytes) -> Comman
         kind = system.bus.command_type(name)
     except DomainError as error:
         raise BadRequest({"ok": False, "error": error.as_dict()}) from None
-    body = with_subject_app(parse_body(data, name), app_id, name)
+    body = with_subject_app(parse_body(data, name, system.settings.max_json_depth), app_id, name)
     body = with_bus_actor(body, app_id, name)
     try:
         return kind.model_validate(body)
@@ -473,7 +483,8 @@ class CommandBusServer:
     async def _query_reply(self, msg: Msg) -> bytes:
         try:
             app_id, name = parse_subject(msg.subject)
-            params = with_subject_app(parse_body(msg.data, name), app_id, name)
+            depth = self.system.settings.max_json_depth
+            params = with_subject_app(parse_body(msg.data, name, depth), app_id, name)
             check_query_params(name, params)
         except BadRequest as bad:
             return encode(bad.reply)

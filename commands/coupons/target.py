@@ -14,4 +14,10 @@ class CouponCommand(Command):
     code: str = Field(pattern=KEY_PATTERN)
 
     def load(self, uow: UnitOfWork) -> Coupon:
-        return uow.get(Coupon, coupon_id(self.app_id, self.code), field="code", app_id=self.app_id)
+        return uow.get(
+            Coupon,
+            coupon_id(self.app_id, self.code),
+            field="code",
+            app_id=self.app_id,
+            named=self.code,
+        )

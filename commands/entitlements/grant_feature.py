@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
+from commands.base import Instant
 from commands.entitlements.target import TenantGrantsCommand
 from commands.entitlements.view import grant_view
 from commands.unit_of_work import UnitOfWork
@@ -15,7 +16,7 @@ from domain.quota import MAX_AMOUNT
 
 class GrantFeature(TenantGrantsCommand):
     reason: str = Field(min_length=1, max_length=500)
-    expires_at: AwareDatetime | None = Field(default=None, description="default: until revoked")
+    expires_at: Instant | None = Field(default=None, description="default: until revoked")
     limit: int | None = Field(
         default=None, ge=0, le=MAX_AMOUNT, description="the limit the entitlement reports"
     )

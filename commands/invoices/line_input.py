@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from commands.base import ID_PATTERN
 from domain.invoice import InvoiceLine, LineKind, check_line_amounts
@@ -18,7 +18,7 @@ class InvoiceLineInput(BaseModel):
     line_id: str | None = Field(default=None, pattern=ID_PATTERN, description="default: generated")
     kind: LineKind
     description: str = Field(min_length=1, max_length=500)
-    quantity: int = Field(default=1, ge=0)
+    quantity: StrictInt = Field(default=1, ge=0)
     unit_amount: Money
     amount: Money | None = Field(
         default=None,

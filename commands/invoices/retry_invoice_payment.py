@@ -14,7 +14,7 @@ from commands.bus import Handler
 from commands.invoices.target import InvoiceCommand
 from commands.invoices.view import invoice_view
 from commands.unit_of_work import UnitOfWork
-from domain.errors import InvalidTransition
+from domain.errors import InvalidTransition, with_article
 from domain.invoice import Invoice, InvoiceStatus
 
 FAILED_WITHOUT_REASON = "payment failed"
@@ -61,7 +61,8 @@ def require_collectable(invoice: Invoice) -> None:
     """Checked before the provider is asked, so a paid or void invoice is never charged."""
     if invoice.status not in COLLECTABLE:
         raise InvalidTransition(
-            f"cannot collect a {invoice.status.value} invoice (allowed from: open, uncollectible)",
+            f"cannot collect {with_article(invoice.status.value)} invoice "
+            "(allowed from: open, uncollectible)",
             field="status",
             status=invoice.status.value,
         )

@@ -20,6 +20,12 @@ class RevokeApiKey(Command):
 
 
 def revoke_api_key(command: RevokeApiKey, uow: UnitOfWork) -> dict[str, Any]:
-    key = uow.get(ApiKey, api_key_id(command.key_id), field="key_id", app_id=command.app_id)
+    key = uow.get(
+        ApiKey,
+        api_key_id(command.key_id),
+        field="key_id",
+        app_id=command.app_id,
+        named=command.key_id,
+    )
     key.revoke(uow.cause, command.reason)
     return {"key_id": command.key_id, "app_id": command.app_id, "revoked": True}

@@ -18,7 +18,11 @@ class ArchivePlan(Command):
 
 def archive_plan(command: ArchivePlan, uow: UnitOfWork) -> dict[str, Any]:
     plan = uow.get(
-        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+        Plan,
+        plan_id(command.app_id, command.plan_key),
+        field="plan_key",
+        app_id=command.app_id,
+        named=command.plan_key,
     )
     plan.archive(uow.cause)
     return {"plan_key": command.plan_key, "archived": True}

@@ -17,7 +17,11 @@ class RevisePlan(Command, PlanTermsInput):
 
 def revise_plan(command: RevisePlan, uow: UnitOfWork) -> dict[str, Any]:
     plan = uow.get(
-        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+        Plan,
+        plan_id(command.app_id, command.plan_key),
+        field="plan_key",
+        app_id=command.app_id,
+        named=command.plan_key,
     )
     version = plan.revise(resolve_feature_meters(uow, command.app_id, command.terms()), uow.cause)
     return {"plan_id": str(plan.id), "plan_key": command.plan_key, "version": version}

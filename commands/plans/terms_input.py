@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from domain.catalog import (
     KEY_PATTERN,
@@ -24,7 +24,7 @@ class PlanTermsInput(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     base_price: Money
     interval: Interval = Interval.MONTH
-    trial_days: int = Field(default=0, ge=0, le=730)
+    trial_days: StrictInt = Field(default=0, ge=0, le=730)
     features: list[FeatureSpec] = Field(default_factory=list, max_length=200)
     price_overrides: dict[str, Money] = Field(default_factory=dict)
     base_fee_timing: Literal["in_advance", "in_arrears"] = Field(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
-from commands.base import ID_PATTERN
+from commands.base import ID_PATTERN, Instant
 from commands.quotas.target import QuotaCommand
 from commands.quotas.view import quota_view
 from commands.unit_of_work import UnitOfWork
@@ -17,7 +17,7 @@ from domain.quota import MAX_AMOUNT
 class GrantAllowance(QuotaCommand):
     amount: int = Field(ge=1, le=MAX_AMOUNT)
     reason: str = Field(min_length=1, max_length=500)
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
     grant_id: str | None = Field(default=None, pattern=ID_PATTERN, description="default: new")
 
 

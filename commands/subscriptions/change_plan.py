@@ -63,7 +63,11 @@ def with_proration_invoice(
 
 def _target_terms(command: ChangePlan, uow: UnitOfWork) -> PlanTerms:
     plan = uow.get(
-        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+        Plan,
+        plan_id(command.app_id, command.plan_key),
+        field="plan_key",
+        app_id=command.app_id,
+        named=command.plan_key,
     )
     latest = plan.terms_for_new_subscriber(command.load(uow).state.tenant_id)  # archived? custom?
     return latest if command.plan_version is None else plan.terms(command.plan_version)

@@ -36,7 +36,11 @@ class StartSubscription(Command):
 
 def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str, Any]:
     plan = uow.get(
-        Plan, plan_id(command.app_id, command.plan_key), field="plan_key", app_id=command.app_id
+        Plan,
+        plan_id(command.app_id, command.plan_key),
+        field="plan_key",
+        app_id=command.app_id,
+        named=command.plan_key,
     )
     terms = plan.terms_for_new_subscriber(command.tenant_id)
     if command.plan_version is not None:

@@ -21,13 +21,16 @@ Rules (`evaluate`):
   `subscription_<status>`; a scheduled cancel answers `subscription_canceled` from its instant.
   A metered feature with a hard quota at its effective limit answers `hard_limit_reached`; a
   soft one stays allowed past it (overage). Features that left the plan stay as rows with reason
-  `not_in_plan` (usage kept for the record).
+  `not_in_plan` (usage kept for the record); a feature the tenant never had answers the same
+  `not_in_plan` (one reason for one case, whether a row exists or not).
 - Grant: a live manual grant allows the feature (source "grant", valid until its expiry) over
-  `not_in_plan` and the subscription's status, for any feature. It does not lift a hard quota
-  (that is `grant_allowance` on the quota, which consumes enforce). Its `limit` is reported when
-  no active quota counts the feature (boolean, seats, or a feature not on the plan). Revoked or
-  expired, the plan's answer applies again (an expired grant on a feature not on the plan
-  answers `grant_expired`).
+  `not_in_plan` and the subscription's status, for any feature. Its `limit`, when it has one,
+  governs the check: on a metered feature an active quota counts, it replaces the plan's limit
+  (the quota's live allowance grants still add to it) and a hard quota is reached at it;
+  elsewhere (boolean, seats, a feature not on the plan) it is the limit reported. A grant
+  without a limit does not lift a hard quota (`grant_allowance` on the quota does, which
+  consumes enforce). Revoked or expired, the plan's answer applies again (an expired grant on
+  a feature not on the plan answers `grant_expired`).
 
 Projectors never load aggregates: this one reads only event data and its own rows.
 """
@@ -87,7 +90,6 @@ ALLOWED_STATUSES = frozenset({"trialing", "active", "past_due"})
 NOT_IN_PLAN = "not_in_plan"
 HARD_LIMIT_REACHED = "hard_limit_reached"
 GRANT_EXPIRED = "grant_expired"
-UNKNOWN_FEATURE = "unknown_feature"
 NO_SUBSCRIPTION = "no_subscription"
 
 COLUMNS = (
@@ -438,8 +440,9 @@ def _save(tx: ViewTx, row: Row, event: EventEnvelope, now: datetime) -> None:
 
 
 def unknown_answer(feature_key: str) -> dict[str, Any]:
-    """The answer for a feature the tenant has no row for: not an error, just not allowed."""
-    return _answer(feature_key, allowed=False, reason=UNKNOWN_FEATURE)
+    """The answer for a feature the tenant has no row for: not an error, just not allowed,
+    with the reason of a feature that left the plan (no plan of the tenant has it)."""
+    return _answer(feature_key, allowed=False, reason=NOT_IN_PLAN)
 
 
 def evaluate(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -469,9 +472,7 @@ def evaluate(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         enforcement = row.get("enforcement")
     else:
         limit, enforcement = None, None
-    hard_reached = (
-        enforcement == "hard" and limit is not None and used is not None and used >= limit
-    )
+    hard_reached = _hard_reached(enforcement, limit, used)
 
     # the plan's answer
     status = row.get("subscription_status")
@@ -493,8 +494,8 @@ def evaluate(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     grant_expires_at = row.get("grant_expires_at")
     grant_live = granted and (grant_expires_at is None or now < _required_instant(grant_expires_at))
     if grant_live:
-        if not quota_active:
-            limit, enforcement = row.get("grant_limit"), None
+        limit, enforcement = _under_grant(row, now, quota_active, limit, enforcement)
+        hard_reached = _hard_reached(enforcement, limit, used)
         return _answer(
             feature,
             allowed=not (quota_active and hard_reached),
@@ -559,17 +560,44 @@ def _answer(
     }
 
 
+def _hard_reached(enforcement: str | None, limit: int | None, used: int | None) -> bool:
+    return enforcement == "hard" and limit is not None and used is not None and used >= limit
+
+
+def _under_grant(
+    row: Mapping[str, Any],
+    now: datetime,
+    quota_active: bool,
+    limit: int | None,
+    enforcement: str | None,
+) -> tuple[int | None, str | None]:
+    """(limit, enforcement) while a live grant holds: its own limit governs (on a quota's
+    feature, plus the quota's live allowances, enforced as the quota is); without one, the
+    quota's terms stay, and a feature no quota counts has no limit."""
+    grant_limit = row.get("grant_limit")
+    if grant_limit is None:
+        return (limit, enforcement) if quota_active else (None, None)
+    if quota_active:
+        return int(grant_limit) + _allowance_units(row, now), enforcement
+    return int(grant_limit), None
+
+
 def _quota_limit(row: Mapping[str, Any], now: datetime) -> int | None:
     """The quota's plan limit plus its allowance grants still active at `now`."""
     base = row.get("quota_limit")
     if base is None:
         return None
+    return int(base) + _allowance_units(row, now)
+
+
+def _allowance_units(row: Mapping[str, Any], now: datetime) -> int:
+    """The units of the quota's allowance grants still active at `now`."""
     extra = 0
     for allowance in _allowances(row):
         expires_at = _instant(allowance.get("expires_at"))
         if expires_at is None or expires_at > now:
             extra += int(allowance["amount"])
-    return int(base) + extra
+    return extra
 
 
 def _allowances(row: Mapping[str, Any]) -> list[dict[str, Any]]:

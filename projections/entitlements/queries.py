@@ -3,7 +3,8 @@
 Every answer is `{allowed, feature, limit, used, remaining, soft_limit, reason, source,
 valid_until, enforcement}` (see projector.evaluate), decided with the clock's time now, so an
 expired grant or a cancel that took effect answers allowed false without waiting for an event.
-A feature the tenant has nothing for answers allowed false, reason "unknown_feature".
+A feature the tenant has nothing for answers allowed false, reason "not_in_plan" (as one that
+left the plan does).
 
 Checks read the hot cache first (rows, not answers, so expiry is still decided here), fall
 back to the SQL read model on a miss or when the cache fails, and fill the cache on a miss

@@ -134,10 +134,10 @@ def test_plan_features_boolean_metered_seats_and_unknown(system: System) -> None
     seats = check(system, "seats")
     assert seats["allowed"] and seats["limit"] == 5
     unknown = check(system, "nope")
-    assert unknown["allowed"] is False and unknown["reason"] == "unknown_feature"
+    assert unknown["allowed"] is False and unknown["reason"] == "not_in_plan"
     assert unknown["source"] is None
     other_tenant = check(system, "sso", tenant="t2")
-    assert other_tenant["reason"] == "unknown_feature"
+    assert other_tenant["reason"] == "not_in_plan"
 
 
 def test_metered_usage_and_the_hard_limit(system: System, clock: SettableClock) -> None:
@@ -262,7 +262,7 @@ def test_plan_change_adds_removes_and_relimits_features(system: System) -> None:
 def test_a_scheduled_plan_change_applies_at_renewal(system: System, clock: SettableClock) -> None:
     sub = start(system)
     do(system, "change_plan", subscription_id=sub, plan_key="team", timing="period_end")
-    assert check(system, "reports")["reason"] == "unknown_feature"
+    assert check(system, "reports")["reason"] == "not_in_plan"
     clock.set(datetime(2026, 2, 1, tzinfo=UTC))
     do(system, "renew_subscription", subscription_id=sub)
     assert check(system, "reports")["allowed"]
@@ -308,13 +308,16 @@ def test_grants_override_not_in_plan_and_the_subscription_status(system: System)
     assert check(system, "seats")["reason"] == "subscription_paused"
 
 
-def test_a_grant_does_not_lift_a_hard_quota(system: System) -> None:
+def test_a_grant_without_a_limit_does_not_lift_a_hard_quota(system: System) -> None:
     start(system)
     consume(system, "api", 3, "a")
-    do(system, "grant_feature", tenant_id="t1", feature_key="api", reason="vip", limit=100)
+    do(system, "grant_feature", tenant_id="t1", feature_key="api", reason="vip")
     api = check(system, "api")
     assert api["allowed"] is False and api["reason"] == "hard_limit_reached"
     assert (api["limit"], api["source"]) == (3, "grant")
+    do(system, "grant_feature", tenant_id="t1", feature_key="api", reason="vip", limit=100)
+    api = check(system, "api")  # a grant's limit governs the check (test_grant_limit.py)
+    assert api["allowed"] and (api["limit"], api["remaining"]) == (100, 97)
 
 
 def test_revoke_restores_the_plan_answer(system: System) -> None:
@@ -357,7 +360,7 @@ def test_bulk_and_list(system: System) -> None:
     )
     assert [a["feature"] for a in answers] == ["api", "nope", "beta", "api"]
     assert [a["allowed"] for a in answers] == [True, False, True, True]
-    assert answers[1]["reason"] == "unknown_feature"
+    assert answers[1]["reason"] == "not_in_plan"
     listed = system.query("entitlements", app_id="acme", tenant_id="t1")
     assert [a["feature"] for a in listed] == ["api", "beta", "exports", "seats", "sso", "storage"]
     assert all(set(a) >= ANSWER_KEYS for a in listed)
@@ -456,7 +459,7 @@ def test_answers_come_from_the_cache_after_the_first_read(
 def test_events_invalidate_the_cache(system: System, cache: FakeEntitlementCache) -> None:
     sub = start(system)
     assert check(system, "api")["used"] == 0
-    assert check(system, "beta")["reason"] == "unknown_feature"
+    assert check(system, "beta")["reason"] == "not_in_plan"
     consume(system, "api", 1, "a")
     assert check(system, "api")["used"] == 1
     do(system, "grant_feature", tenant_id="t1", feature_key="beta", reason="x")
