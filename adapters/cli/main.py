@@ -37,6 +37,29 @@ def events(
 
 
 @app.command()
+def verify(
+    app_id: Annotated[
+        str | None, typer.Option("--app", help="only this app's chain (default: every app)")
+    ] = None,
+) -> None:
+    """Recompute the event log's hash chains: exit 0 when intact, 1 at the first break."""
+    from functools import partial
+
+    from adapters.cli import verify as verify_module
+
+    raise typer.Exit(verify_module.run_verify(app_id, typer.echo, partial(typer.echo, err=True)))
+
+
+@app.command()
+def seal() -> None:
+    """Seal the events committed since the sealer last ran (serve and `tally worker sealer`
+    do this continuously)."""
+    from adapters.cli import verify as verify_module
+
+    raise typer.Exit(verify_module.run_seal(typer.echo))
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8000, help="port to listen on"),
@@ -95,6 +118,15 @@ def worker_alerts() -> None:
     from adapters.nats.workers import run_alerts
 
     run_alerts()
+
+
+@worker_app.command("sealer")
+def worker_sealer() -> None:
+    """Seal committed events into each app's hash chain (tamper evidence; one active, others
+    wait to take over). Needs no NATS."""
+    from adapters.eventstore.seal_worker import run_sealer
+
+    run_sealer()
 
 
 @worker_app.command("mailer")

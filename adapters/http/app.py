@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from adapters.http import (
     alerts,
+    audit,
     billing_runs,
     billing_settings,
     commands,
@@ -100,6 +101,7 @@ def create_app(
         simulations,
         revenue,
         events,
+        audit,
         commands,
         stripe,
         stripe_webhooks,

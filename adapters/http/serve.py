@@ -9,6 +9,8 @@
   copies wait as standbys.
 - With TALLY_SMTP_URL (either way): the mailer, which sends the outbox's mails
   (docs/email.md); `tally worker mailer` runs it separately instead.
+- Either way: the sealer, which seals committed events into each app's hash chain (ADR 0016);
+  `tally worker sealer` runs it separately instead.
 
 SIGTERM/SIGINT: uvicorn stops accepting connections and finishes the requests in flight
 (up to `graceful_seconds`); then the lifespan's shutdown stops the workers (each finishes its
@@ -39,13 +41,14 @@ log = structlog.get_logger(__name__)
 
 def _workers(system: System) -> list[Any]:
     """The relay, a projector worker per read model and the alerts worker, when NATS is
-    configured; the mailer when SMTP is and the Stripe workers when Stripe is (with or
-    without NATS)."""
+    configured; the mailer when SMTP is and the Stripe workers when Stripe is, and the
+    sealer (with or without NATS)."""
     if not system.settings.serve_workers:
         return []  # workers run as `tally worker ...` (scale-out)
+    from adapters.eventstore.seal_worker import build_sealer_worker
     from adapters.stripe.worker import build_stripe_workers
 
-    mailer = _mailer(system) + build_stripe_workers(system)
+    mailer = _mailer(system) + build_stripe_workers(system) + [build_sealer_worker(system)]
     if not system.settings.nats_url:
         return mailer  # embedded delivery feeds the read models in process
     from adapters.nats.workers import build_alerts_worker, build_projector_worker, build_relay

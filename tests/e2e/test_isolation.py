@@ -186,6 +186,16 @@ def only_own_events(world: World, response: httpx.Response) -> None:
     assert {event["app_id"] for event in response.json()["events"]} <= {own}
 
 
+def own_chain_only(world: World, response: httpx.Response) -> None:
+    """B's chain covers B's events only: what it checked plus what waits for the sealer is
+    exactly B's log (A's many events count nowhere)."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["app_id"] == world.server.app_id(B) and body["intact"] is True, body
+    own = world.b().get("/v1/events", params={"limit": "1000"}).json()["events"]
+    assert body["checked"] + body["not_yet_sealed"] == len(own), (body, len(own))
+
+
 def no_revenue(_: World, response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
@@ -469,6 +479,7 @@ CASES = [
     Case("GET", "/v1/invoices", "read", empty("invoices")),
     Case("GET", "/v1/credit-notes", "read", empty("credit_notes")),
     Case("GET", "/v1/events", "read", only_own_events, params={"limit": "1000"}),
+    Case("GET", "/v1/audit/verify", "admin", own_chain_only),
     Case("GET", "/v1/tenants/{tenant_id}/entitlements", "read", empty("entitlements")),
     Case("GET", "/v1/tenants/{tenant_id}/entitlements/{feature_key}", "read", nothing_allowed),
     Case(

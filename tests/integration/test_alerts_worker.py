@@ -90,6 +90,6 @@ def test_serve_runs_the_alerts_worker_beside_the_relay_and_projectors(
     try:
         workers = _workers(system)
         assert sum(isinstance(worker, AlertsWorker) for worker in workers) == 1
-        assert len(workers) == 2 + len(system.runner.projectors)  # relay, projectors, alerts
+        assert len(workers) == 3 + len(system.runner.projectors)  # + relay, alerts, sealer
     finally:
         system.close()
