@@ -128,6 +128,7 @@ def bootstrap(
         handlers=build_handlers(ports, usage.keys, invoices=index),
         on_commit=listeners,
         max_attempts=settings.command_retries,
+        head_position=lambda: ledger.recorder.max_notification_id() or 0,
     )
     cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
     if settings.redis_url:

@@ -6,7 +6,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -30,12 +30,20 @@ class CommandResult:
 
     result: dict[str, Any]
     duplicate: bool = False
+    position: int | None = None
+    """The log position of the command's last event (read your writes: `min_position`); for
+    a duplicate, or a command that recorded nothing, the head of the log when it answered."""
 
     def as_reply(self) -> dict[str, Any]:
         reply: dict[str, Any] = {"ok": True, "result": self.result}
         if self.duplicate:
             reply["duplicate"] = True
+        if self.position is not None:
+            reply["position"] = self.position
         return reply
+
+    def at(self, position: int | None) -> CommandResult:
+        return self if position is None else replace(self, position=position)
 
 
 class CommandIdReused(Conflict):
@@ -56,6 +64,8 @@ class CommandBus:
     max_attempts: int = 20
     on_commit: list[Callable[[], None]] = field(default_factory=list)
     """Called after every commit (wakes in-process delivery or the relay)."""
+    head_position: Callable[[], int] | None = None
+    """The log's last position (a duplicate's reply carries it: any later one is as good)."""
     _by_name: dict[str, type[Command]] = field(init=False)
     _stripes: list[threading.Lock] = field(init=False)
 
@@ -138,9 +148,12 @@ class CommandBus:
     ) -> CommandResult:
         uow = UnitOfWork(self.store, self._cause(command, at))
         result = self._execute(command, handler, digest, uow)
-        uow.commit()
+        recordings = uow.commit()
         self._committed()
-        return result
+        return result.at(last_position(recordings) or self._head())
+
+    def _head(self) -> int | None:
+        return self.head_position() if self.head_position is not None else None
 
     def _committed(self) -> None:
         for listener in self.on_commit:
@@ -235,12 +248,25 @@ class CommandBus:
             uow.merge_into_batch()
             outcomes.append(outcome)
         changed = [a for a in shared.values() if a.pending_events]
+        position = None
         if changed:
-            self.store.save(*changed, **rows)
+            position = last_position(self.store.save(*changed, **rows))
             self._committed()
         if touched is not None:
             touched.update(shared)
-        return outcomes
+        return self._positioned(outcomes, position)
+
+    def _positioned(
+        self, outcomes: list[CommandResult | DomainError], position: int | None
+    ) -> list[CommandResult | DomainError]:
+        """Each result of a group commit carries the batch's last position (or the head)."""
+        if not any(isinstance(o, CommandResult) and o.position is None for o in outcomes):
+            return outcomes
+        mark = position or self._head()
+        return [
+            o.at(mark) if isinstance(o, CommandResult) and o.position is None else o
+            for o in outcomes
+        ]
 
     def _refusal_or_duplicate(
         self, command: Command, error: DomainError
@@ -284,7 +310,14 @@ class CommandBus:
                 f"command_id {command.command_id!r} was already used for a different command",
                 field="command_id",
             )
-        return CommandResult(result=receipt.state.result, duplicate=True)
+        return CommandResult(result=receipt.state.result, duplicate=True, position=self._head())
+
+
+def last_position(recordings: Any) -> int | None:
+    """The highest log position among a save's recordings (None when nothing was recorded,
+    or the store does not report positions)."""
+    ids = [r.notification.id for r in recordings or () if getattr(r, "notification", None)]
+    return max(ids) if ids else None
 
 
 def validation_error(error: ValidationError, command_name: str) -> dict[str, Any]:

@@ -97,7 +97,9 @@ class UnitOfWork:
             for table, rows in self.rows.items():
                 self._batch_rows.setdefault(table, []).extend(rows)
 
-    def commit(self, *extra: Aggregate[Any]) -> None:
+    def commit(self, *extra: Aggregate[Any]) -> Any:
+        """Save every changed aggregate at once; returns the store's recordings (or None)."""
         changed = [*self.pending(), *extra]
         if changed:
-            self.store.save(*changed, **self.rows)
+            return self.store.save(*changed, **self.rows)
+        return None

@@ -40,6 +40,7 @@ from adapters.http import (
     usage,
 )
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
+from adapters.http.consistency import ReadYourWrites, document_min_position
 from adapters.http.limits import BodyLimits
 from adapters.http.metrics import Metrics, MetricsMiddleware
 from adapters.http.rate_limit import RateLimiter
@@ -108,6 +109,8 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
+    app.add_middleware(ReadYourWrites, system=system)  # Tally-Position, ?min_position=
+    document_min_position(app)
     app.add_middleware(
         BodyLimits,
         max_bytes=system.settings.max_body_bytes,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from adapters.billing.runs import run_billing
 from adapters.http.auth import Admin, Principal
 from adapters.http.common import Instant, build_command, metrics_of, system_of
+from adapters.http.consistency import mark_written
 from adapters.http.errors import ERROR_RESPONSES, ApiError
 from commands.base import Command
 from commands.billing.run import MAX_ACTIONS, due_command
@@ -82,6 +83,7 @@ def billing_run(request: Request, principal: Admin, body: BillingRunBody) -> dic
             raise InvalidValue(
                 f"until is more than {MAX_YEARS_AHEAD} years after the clock", field="until"
             )
+        mark_written(request)  # the head of the log, after the run (consistency.py)
         return _run(request, principal, clock, until)
 
 

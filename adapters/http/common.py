@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from adapters.http.auth import ON_BEHALF_OF_SCOPE, Principal
+from adapters.http.consistency import mark_written
 from adapters.http.errors import ApiError, not_implemented
 from commands.base import Command
 from commands.bus import CommandResult, validation_error
@@ -191,6 +192,7 @@ def execute(request: Request, command: Command) -> CommandResult:
         metrics.command(command.NAME, error.code)
         raise
     metrics.command(command.NAME, "duplicate" if outcome.duplicate else "ok")
+    mark_written(request, outcome.position)  # the Tally-Position header (consistency.py)
     return outcome
 
 

@@ -33,6 +33,7 @@ from pydantic import (
 
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import run_query, system_of
+from adapters.http.consistency import mark_written
 from adapters.http.errors import ERROR_RESPONSES
 from commands.base import ID_PATTERN
 from commands.usage.record_usage import UsageEventIn
@@ -118,6 +119,7 @@ def ingest(request: Request, principal: Writer, body: Annotated[UsageBody, Body(
     if single and answer["failed"]:
         error = answer["results"][0]["error"]
         raise NotFound(error["message"], field=error["field"])
+    mark_written(request)  # Tally-Position: the head of the log after the commit
     return Response(orjson.dumps(answer), media_type="application/json")  # 1,000 results: fast
 
 

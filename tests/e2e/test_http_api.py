@@ -81,7 +81,9 @@ def test_the_whole_journey(server: Server) -> None:
     first = ok(writer.post("/v1/commands/consume_quota", json=consume))
     again = ok(writer.post("/v1/commands/consume_quota", json=consume))
     assert first["ok"] is True and "duplicate" not in first
-    assert again == {"ok": True, "result": first["result"], "duplicate": True}
+    replay = {"ok": True, "result": first["result"], "duplicate": True}
+    assert again == {**replay, "position": again["position"]}
+    assert again["position"] >= first["position"] > 0  # read your writes
 
     # entitlements (read models are fed through JetStream: eventually consistent)
     def used_350() -> dict[str, Any]:

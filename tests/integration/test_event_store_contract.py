@@ -239,11 +239,10 @@ def test_a_repeated_command_id_runs_once_and_replies_duplicate(system: System) -
     assert second.duplicate is True
     assert second.result == first.result
     assert stored_topics(system.ledger).count(SubscriptionStarted.NAME) == 1
-    assert system.dispatch("start_subscription", start_command().model_dump()) == {
-        "ok": True,
-        "result": first.result,
-        "duplicate": True,
-    }
+    reply = system.dispatch("start_subscription", start_command().model_dump())
+    replay = {"ok": True, "result": first.result, "duplicate": True}
+    assert reply == {**replay, "position": reply["position"]}
+    assert reply["position"] >= (first.position or 0) > 0  # read your writes: the head or later
 
 
 def test_one_command_id_from_eight_threads_runs_exactly_once(system: System) -> None:

@@ -96,7 +96,7 @@ async def running_bus(
 
 def ok_result(reply: dict[str, Any]) -> Any:
     assert reply["ok"] is True, reply
-    assert set(reply) <= {"ok", "result", "duplicate"}, reply
+    assert set(reply) <= {"ok", "result", "duplicate", "position"}, reply
     return reply["result"]
 
 
@@ -165,7 +165,9 @@ def test_the_same_command_id_twice_runs_once_and_answers_duplicate(system: Syste
             events = event_count(system)
             second = await bus.cmd("acme", "start_subscription", body)
             assert "duplicate" not in first
-            assert second == {"ok": True, "result": first["result"], "duplicate": True}
+            replay = {"ok": True, "result": first["result"], "duplicate": True}
+            assert second == {**replay, "position": second["position"]}
+            assert second["position"] >= first["position"] > 0  # read your writes
             assert event_count(system) == events  # nothing recorded the second time
             # the same command_id for a different command is refused, naming command_id
             other = {**body, "tenant_id": "t2"}

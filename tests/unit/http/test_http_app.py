@@ -259,7 +259,9 @@ def test_generic_command_route(acme: Api) -> None:
         first.status_code == 200 and first.json()["ok"] is True and "duplicate" not in first.json()
     )
     again = acme.call("POST", "/v1/commands/consume_quota", scope="write", json=body)
-    assert again.json() == {"ok": True, "result": first.json()["result"], "duplicate": True}
+    replay = {"ok": True, "result": first.json()["result"], "duplicate": True}
+    assert again.json() == {**replay, "position": again.json()["position"]}
+    assert again.json()["position"] >= first.json()["position"] > 0  # read your writes
     unknown = acme.call("POST", "/v1/commands/fly_to_the_moon", json={})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_command"
     bad = acme.call("POST", "/v1/commands/consume_quota", scope="write", json={"tenant_id": "t1"})
