@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = 300
     stripe_timeout_seconds: float = 20.0
     stripe_poll_seconds: float = 1.0  # the Stripe worker's wait between rounds
+    # operator console (docs/console.md): signs its session cookies; unset = random per start
+    console_secret: str | None = None  # at least 16 characters
+    console_session_hours: float = 12.0
 
     @property
     def stripe_configured(self) -> bool:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from adapters.console import install_console
 from adapters.http import (
     alerts,
     audit,
@@ -70,6 +71,8 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from local assets (adapters/console/docs.py)
+        redoc_url=None,
     )
     app.state.system = system
     app.state.keys = KeyVerifier(system.aggregate, ttl=key_cache_seconds)
@@ -109,6 +112,7 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
+    install_console(app, system.settings)
     app.add_middleware(ReadYourWrites, system=system)  # Tally-Position, ?min_position=
     document_min_position(app)
     app.add_middleware(

@@ -110,6 +110,16 @@ class KeyVerifier:
             raise unauthorized("this API key was revoked")
         return Principal(app_id=entry.app_id, key_id=key_id, scopes=entry.scopes, label=entry.label)
 
+    def verify_id(self, key_id: str) -> Principal:
+        """The caller a console session names by key id (its secret was verified at sign-in);
+        401 when the key is unknown or was revoked since (within the cache's ttl)."""
+        entry = self._entry(key_id)
+        if entry is None:
+            raise unauthorized("unknown API key")
+        if entry.revoked:
+            raise unauthorized("this API key was revoked")
+        return Principal(app_id=entry.app_id, key_id=key_id, scopes=entry.scopes, label=entry.label)
+
     def forget(self, key_id: str | None = None) -> None:
         with self._lock:
             if key_id is None:
