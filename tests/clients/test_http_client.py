@@ -132,9 +132,7 @@ def test_the_async_client_does_the_same(live: Server, catalog: Reply) -> None:
             used = await client.record_usage(
                 idempotency_key="async-1", tenant_id="t-async", feature_key="api-calls"
             )
-            seen = await client.get_entitlement(
-                "t-async", "api-calls", min_position=used.position
-            )
+            seen = await client.get_entitlement("t-async", "api-calls", min_position=used.position)
             assert started.status_code == 201 and seen["used"] == 1
             with pytest.raises(NotFound):
                 await client.get_subscription(str(uuid.uuid4()))

@@ -54,7 +54,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy
-from nats.js.errors import NoStreamResponseError, NotFoundError
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from tally_client.events import Event, parse_event
@@ -450,13 +450,17 @@ class Subscription:
         await message.ack()
 
     async def _publish_dead_letter(self, data: bytes, headers: dict[str, str]) -> None:
-        """Into a stream when one captures the subject, else a plain NATS message."""
+        """Into a stream when one captures the subject (acknowledged), else a plain NATS
+        message (for whoever listens: keep a stream on `tally.dead.>` to keep them)."""
+        subject, js = self.dead_letter_subject, self._jetstream()
         try:
-            await self._jetstream().publish(self.dead_letter_subject, data, headers=headers)
-        except NoStreamResponseError:
+            await js.find_stream_name_by_subject(subject)
+        except NotFoundError:
             assert self._nc is not None
-            await self._nc.publish(self.dead_letter_subject, data, headers=headers)
+            await self._nc.publish(subject, data, headers=headers)
             await self._nc.flush()
+            return
+        await js.publish(subject, data, headers=headers)
 
     # --- lag ----------------------------------------------------------------------------
 
