@@ -75,7 +75,7 @@ def message_for(event: Event) -> str:
         return f"Payment of invoice {data.get('number_text')} failed: {data.get('reason')}"
     if event.type == "QuotaExceeded":
         return f"{data.get('feature_key')}: limit {data.get('limit')} reached, usage refused"
-    return f"Alert {data.get('alert_key', '')} triggered: {describe(data)}"
+    return f"{data.get('kind', 'usage')} alert: {describe(data)}"
 
 
 def money(value: Any) -> str:
@@ -85,7 +85,7 @@ def money(value: Any) -> str:
 
 
 def describe(data: dict[str, Any]) -> str:
-    keys = ("kind", "feature_key", "threshold", "value")
+    keys = ("feature_key", "threshold", "value")
     return ", ".join(f"{k}={data[k]}" for k in keys if data.get(k) is not None)
 
 
