@@ -34,6 +34,7 @@ lint: venv
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+	$(UV) run --frozen mypy --strict clients/python/src/tally_client clients/python/scripts/generate.py
 
 services:
 	scripts/services.sh up
