@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,6 +18,7 @@ from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
 from adapters.eventstore.usage_keys import UsageKeyStore
+from adapters.plugins import wiring as plugin_wiring
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
@@ -52,6 +53,7 @@ class System:
     cache: EntitlementCache | None = None
     delivery: LocalDelivery | None = None
     stripe: Any = None  # adapters.stripe.wiring.StripeServices when Stripe settings are set
+    plugins: plugin_wiring.Plugins = field(default_factory=plugin_wiring.Plugins)
 
     def handle(self, command: Command) -> CommandResult:
         return self.bus.handle(command)
@@ -83,6 +85,7 @@ class System:
             self.progressive.stop()
         if self.delivery is not None:
             self.delivery.stop()
+        self.plugins.close()
         self.views.close()
         self.ledger.close()
 
@@ -94,12 +97,14 @@ def bootstrap(
     schema: str | None = None,
     deliver_in_process: bool | None = None,
     payment_provider: Any = None,
+    plugins: Sequence[object] = (),
 ) -> System:
     """Wire settings -> clock -> event store -> command bus -> read models.
 
     Without NATS, projectors are fed in process after each commit (a background thread);
     pass deliver_in_process=False to feed them only on `system.sync()`. Stripe is wired
-    when TALLY_STRIPE_API_KEY is set, or with `payment_provider` (tests: a fake).
+    when TALLY_STRIPE_API_KEY is set, or with `payment_provider` (tests: a fake). `plugins`
+    are registered before the entry points (docs/plugins.md).
     """
     settings = settings or Settings()
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
@@ -119,9 +124,12 @@ def bootstrap(
         exclusive=AdvisoryLocks(ledger.recorder).held if settings.is_postgres else None,
     )
     provider = payment_provider or provider_from(settings)
-    ports = BillingPorts(usage=usage_reader)
+    loaded = plugin_wiring.load_plugins(settings, plugins)
+    pricing, tax = loaded.strategies.pricing, loaded.strategies.tax
+    ports = BillingPorts(usage=usage_reader, pricing=pricing, tax=tax)
     if provider is not None:
-        ports = BillingPorts(usage=usage_reader, payments=collector_for(provider, ledger.get))
+        payments = collector_for(provider, ledger.get)
+        ports = BillingPorts(usage=usage_reader, payments=payments, pricing=pricing, tax=tax)
     bus = CommandBus(
         store=ledger,
         clock=clock,
@@ -137,7 +145,8 @@ def bootstrap(
         cache = RedisEntitlementCache.from_url(
             settings.redis_url, namespace=settings.redis_namespace or schema
         )
-    alerts = AlertEvaluator(ledger, views, clock, BillingPorts(usage=usage_reader), bus.on_commit)
+    alert_ports = BillingPorts(usage=usage_reader, pricing=pricing, tax=tax)
+    alerts = AlertEvaluator(ledger, views, clock, alert_ports, bus.on_commit)
     runner = EvaluatingRunner(ledger.recorder, views, build_projectors(cache), alerts)
     load_queries()
     runner.ensure_tables()
@@ -153,6 +162,7 @@ def bootstrap(
         index=index,
         usage=usage,
         cache=cache,
+        plugins=loaded,
     )
     if provider is not None:
         system.stripe = build_stripe(system, provider)
@@ -162,4 +172,5 @@ def bootstrap(
         system.delivery = LocalDelivery(runner)
         system.delivery.start()
         bus.on_commit.append(system.delivery.poke)
+        plugin_wiring.deliver_in_process(system)
     return system

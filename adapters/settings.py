@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = 300
     stripe_timeout_seconds: float = 20.0
     stripe_poll_seconds: float = 1.0  # the Stripe worker's wait between rounds
+    # plugins (docs/plugins.md): hooks' timeout and retries; strategies selected by name
+    plugins_discover: bool = True  # register the `tally.plugins` entry points at start
+    plugin_timeout_seconds: float = Field(default=5.0, gt=0)  # each hook call
+    plugin_max_attempts: int = Field(default=3, ge=1)  # then the event is dead-lettered
+    plugin_retry_seconds: float = Field(default=0.5, ge=0)  # first backoff, doubling
+    pricing_strategy: str | None = None  # a PricingStrategy plugin's name
+    usage_aggregator: str | None = None
+    tax_calculator: str | None = None  # a TaxCalculator plugin's name
+    invoice_formatter: str | None = None
+    coupon_validator: str | None = None
     # operator console (docs/console.md): signs its session cookies; unset = random per start
     console_secret: str | None = None  # at least 16 characters
     console_session_hours: float = 12.0

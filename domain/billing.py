@@ -17,7 +17,7 @@ reads usage and saves the invoice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -31,7 +31,7 @@ from domain.catalog import FeatureKind, FeatureSpec, PlanTerms, included_units
 from domain.invoice import InvoiceLine, LineKind, UsageEvidence
 from domain.money import Money, round_half_up
 from domain.period import Period
-from domain.pricing import Rating, rate_feature
+from domain.pricing import Quantity, Rating, rate_feature
 from domain.subscription import TERMINAL, Status, SubscriptionState
 
 PointKind = Literal["period", "final"]
@@ -293,7 +293,13 @@ def commitment_lines(
     ]
 
 
-def usage_lines(point: BillingPoint, usage: Mapping[str, UsageTotal]) -> list[InvoiceLine]:
+FeatureRater = Callable[[FeatureSpec, Quantity], Rating | None]
+"""Prices one feature's usage (default: rate_feature; a PricingStrategy plugin may replace it)."""
+
+
+def usage_lines(
+    point: BillingPoint, usage: Mapping[str, UsageTotal], rate: FeatureRater = rate_feature
+) -> list[InvoiceLine]:
     """One line per tier, package step or unit price reached, for each priced feature."""
     if point.usage_period is None:
         return []
@@ -302,7 +308,7 @@ def usage_lines(point: BillingPoint, usage: Mapping[str, UsageTotal]) -> list[In
         total = usage.get(spec.key)
         if total is None:
             continue
-        rating = rate_feature(spec, total.quantity)
+        rating = rate(spec, total.quantity)
         if rating is not None:
             lines += _rated_lines(spec, total, rating, point.usage_period)
     return lines

@@ -74,6 +74,18 @@ app.add_typer(keys_module.keys_app, name="keys")
 app.add_typer(invoices_module.invoices_app, name="invoices")
 app.add_typer(stripe_module.stripe_app, name="stripe")
 
+plugins_app = typer.Typer(help="Plugins (docs/plugins.md).", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """The registered plugins: name, kind, hooks or strategy ports, source."""
+    from adapters.plugins.cli import run_list
+
+    raise typer.Exit(run_list(typer.echo))
+
+
 worker_app = typer.Typer(
     help="Workers for the real stack (NATS JetStream); SIGTERM/SIGINT stop them gracefully.",
     no_args_is_help=True,
@@ -127,6 +139,16 @@ def worker_sealer() -> None:
     from adapters.eventstore.seal_worker import run_sealer
 
     run_sealer()
+
+
+@worker_app.command("plugins")
+def worker_plugins() -> None:
+    """Run the plugins' lifecycle hooks from JetStream (a durable consumer `plugins`; one
+    active, others wait to take over)."""
+    _need_nats()
+    from adapters.nats.workers import run_plugins
+
+    run_plugins()
 
 
 @worker_app.command("mailer")

@@ -82,6 +82,7 @@ def create_app(
     )
     app.state.index = system.index
     metrics = Metrics()
+    metrics.sources.append(system.plugins.render_metrics)  # plugin hooks and collectors
     app.state.metrics = metrics
     errors.install(app)
     for module in (

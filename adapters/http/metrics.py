@@ -7,6 +7,7 @@ exposes it in the Prometheus text format.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -52,11 +53,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.sources: list[Callable[[], bytes]] = []  # more exposition text (plugins)
+
     def command(self, name: str, outcome: str) -> None:
         self.commands.labels(name, outcome).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.registry) + b"".join(source() for source in self.sources)
 
 
 class MetricsMiddleware:

@@ -51,7 +51,12 @@ def _workers(system: System) -> list[Any]:
     mailer = _mailer(system) + build_stripe_workers(system) + [build_sealer_worker(system)]
     if not system.settings.nats_url:
         return mailer  # embedded delivery feeds the read models in process
-    from adapters.nats.workers import build_alerts_worker, build_projector_worker, build_relay
+    from adapters.nats.workers import (
+        build_alerts_worker,
+        build_plugins_worker,
+        build_projector_worker,
+        build_relay,
+    )
 
     relay = build_relay(system)
     system.bus.on_commit.append(relay.wake)  # publish right after each commit here
@@ -60,6 +65,8 @@ def _workers(system: System) -> list[Any]:
         build_projector_worker(system, projector.NAME, projector)
         for projector in system.runner.projectors
     ]
+    if system.plugins.registry.hook_plugins():
+        workers.append(build_plugins_worker(system))  # lifecycle hooks (docs/plugins.md)
     return [*workers, build_alerts_worker(system), *mailer]
 
 

@@ -89,7 +89,8 @@ def get_upcoming_invoice(
 ) -> dict[str, Any]:
     system = system_of(request)
     _usage_caught_up(system)
-    ports = BillingPorts(usage=system.usage_reader)
+    strategies = system.plugins.strategies  # the upcoming invoice prices as billing does
+    ports = BillingPorts(usage=system.usage_reader, pricing=strategies.pricing, tax=strategies.tax)
     return upcoming_invoice(
         system.ledger, system.clock.now(), ports, principal.app_id, subscription_id
     )

@@ -132,6 +132,35 @@ def run_alerts() -> None:
         system.close()
 
 
+def build_plugins_worker(system: System, **options: Any) -> Any:
+    """The plugins' hook runner fed from JetStream (durable consumer `plugins`)."""
+    from adapters.plugins.wiring import hook_runner
+    from adapters.plugins.worker import PluginsWorker
+
+    kwargs: dict[str, Any] = {
+        "runner": hook_runner(system),
+        "views": system.views,
+        "lock": _lock(system, "plugins"),
+        "nats_url": _nats_url(system),
+        "stream": StreamSettings.from_settings(system.settings),
+        "batch": 20,  # hooks are slow next to projections: a short batch is acked sooner
+        "ack_wait": 120.0,
+    }
+    kwargs.update(options)
+    return PluginsWorker(**kwargs)
+
+
+def run_plugins() -> None:
+    """`tally worker plugins`."""
+    from adapters.bootstrap import bootstrap
+
+    system = bootstrap(deliver_in_process=False)
+    try:
+        run_until_signalled(build_plugins_worker(system).run)
+    finally:
+        system.close()
+
+
 def build_mailer_worker(system: System, transport: Any = None) -> Any:
     """The mailer's worker: sends the outbox through TALLY_SMTP_URL (one active per
     read-model store)."""

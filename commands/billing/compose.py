@@ -15,8 +15,15 @@ from uuid import UUID
 
 from commands.billing.late_usage import late_usage
 from commands.billing.ports import NoPaymentCollector, NoUsage, PaymentCollector, UsageReader
+from commands.billing.strategies import (
+    DomainPricing,
+    PricingStrategy,
+    RateTableTax,
+    TaxCalculator,
+    TaxContext,
+)
 from commands.profiles.lookup import profile_terms
-from commands.tax.rates import tax_calculator
+from commands.tax.rates import rate_table
 from commands.unit_of_work import UnitOfWork
 from domain.billed_usage import UsageAdjustment
 from domain.billing import (
@@ -40,10 +47,13 @@ from domain.tax import TaxableLine, TaxBehavior, TaxLine, TaxRequest, allocate_d
 
 @dataclass(frozen=True)
 class BillingPorts:
-    """What the billing engine reads outside the event store."""
+    """What the billing engine reads outside the event store, and the strategies it prices
+    and taxes with (defaults: the domain's rules; plugins may replace them)."""
 
     usage: UsageReader = field(default_factory=NoUsage)
     payments: PaymentCollector = field(default_factory=NoPaymentCollector)
+    pricing: PricingStrategy = field(default_factory=DomainPricing)
+    tax: TaxCalculator = field(default_factory=RateTableTax)
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,12 @@ def compose(
     state = subscription.state
     usage = read_usage(ports.usage, subscription, point, cutoff)
     late = late_usage(uow, ports.usage, subscription, cutoff, invoice_id)
-    rated = usage_lines(point, usage)
+    rated = usage_lines(point, usage, ports.pricing.rate_feature)
     true_up = commitment_lines(state, point, rated)  # the period's whole usage, interim too
     used = rated + deduction_lines(state, point.usage_period)
     lines = fee_lines(state, point) + used + true_up + late.lines + proration_lines(state)
     return ComposedInvoice(
-        lines=finish(uow, subscription, lines, invoice_id),
+        lines=finish(uow, subscription, lines, invoice_id, ports=ports),
         prorations_billed=len(state.pending_prorations),
         credited=late.credited,
     )
@@ -91,10 +101,12 @@ def finish(
     invoice_id: UUID | None,
     *,
     counts_period: bool = True,
+    ports: BillingPorts | None = None,
 ) -> list[InvoiceLine]:
     """Charges + the subscription's discounts + tax on the discounted nets."""
     discounts = discount_lines(uow, subscription, lines, invoice_id, counts_period)
-    return lines + discounts + tax_lines(uow, subscription, lines, discounts)
+    calculator = ports.tax if ports is not None else RateTableTax()
+    return lines + discounts + tax_lines(uow, subscription, lines, discounts, calculator)
 
 
 def read_usage(
@@ -159,6 +171,7 @@ def tax_lines(
     subscription: Subscription,
     charges: Sequence[InvoiceLine],
     discounts: Sequence[InvoiceLine],
+    calculator: TaxCalculator | None = None,
 ) -> list[InvoiceLine]:
     """Tax per charge line on its net after its share of the discount, for the tenant's
     country and tax status (no profile: no tax)."""
@@ -174,8 +187,10 @@ def tax_lines(
         for line, share in zip(charges, shares, strict=True)
     ]
     request = TaxRequest(country=profile.country, tax_status=profile.tax_status, lines=taxable)
-    calculator = tax_calculator(uow, state.app_id, profile.country)
-    return [_tax_line(tax) for tax in calculator.tax(request)]
+    rates = rate_table(uow, state.app_id, [profile.country])
+    context = TaxContext(app_id=state.app_id, tenant_id=state.tenant_id, rates=rates)
+    taxes = (calculator or RateTableTax()).tax(request, context)
+    return [_tax_line(tax) for tax in taxes]
 
 
 def _tax_line(tax: TaxLine) -> InvoiceLine:

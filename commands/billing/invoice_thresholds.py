@@ -48,14 +48,16 @@ def _interim_invoice(
     point = BillingPoint(
         at=uow.now, usage_period=period, fee_terms=state.terms, usage_terms=state.terms
     )
-    usage = usage_lines(point, read_usage(ports.usage, subscription, point, cutoff))
+    usage = usage_lines(
+        point, read_usage(ports.usage, subscription, point, cutoff), ports.pricing.rate_feature
+    )
     amount = accrued(usage, state.price.currency)
     crossed = thresholds_crossed(thresholds, amount)
     if crossed <= subscription.thresholds_invoiced(period):
         return None
     invoice_id = interim_invoice_id(state.app_id, subscription.id, period, crossed)
     charges = usage + deduction_lines(state, period)
-    lines = finish(uow, subscription, charges, invoice_id, counts_period=False)
+    lines = finish(uow, subscription, charges, invoice_id, counts_period=False, ports=ports)
     subscription.record_interim_invoice(invoice_id, amount, crossed, uow.cause)
     issue_invoice(
         uow, subscription, invoice_id, lines, period=period, origin="interim", cutoff=cutoff

@@ -23,6 +23,7 @@ def test_compose_runs_the_api_and_every_worker() -> None:
     assert ["worker", "command-bus"] in commands
     assert ["worker", "alerts"] in commands  # the alert evaluator
     assert ["worker", "sealer"] in commands  # the hash chain (tamper evidence)
+    assert ["worker", "plugins"] in commands  # the plugins' lifecycle hooks
     for projector in build_projectors():
         assert ["worker", "projector", projector.NAME] in commands
 
