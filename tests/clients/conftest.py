@@ -1,6 +1,6 @@
-"""tally-client against the real stack: a `tally serve` subprocess (tests/e2e/conftest.py's
-Server: its own PostgreSQL database, JetStream stream and subject prefix), a
-`tally worker command-bus` beside it for the bus tests, NATS at 127.0.0.1:4222.
+"""tally-client against the real stack: one `tally serve` subprocess for the session
+(tests/e2e/conftest.py's Server: its own PostgreSQL database, JetStream stream and subject
+prefix), a `tally worker command-bus` beside it for the bus tests, NATS at 127.0.0.1:4222.
 
 The client is imported from clients/python/src (put first on sys.path here), so `make test`
 runs these tests from a fresh clone without installing it; `pip install ./clients/python`
@@ -25,17 +25,21 @@ if str(CLIENT_SRC) not in sys.path:
 
 from tally_client import Tally  # noqa: E402
 
-from tests.e2e.conftest import NATS_URL, Server, answers, server, tally_command  # noqa: E402
-
-__all__ = ["NATS_URL", "server"]
+from tests.e2e.conftest import NATS_URL, Server, answers, tally_command  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def live(server: Server) -> Server:
-    """The module's server; these tests need its NATS side (the relay publishes events)."""
-    if not server.nats:
+@pytest.fixture(scope="session")
+def live() -> Iterator[Server]:
+    """One `tally serve` for all the client tests (each module uses an app of its own: APP);
+    they need its NATS side (the relay publishes the events)."""
+    if not answers(NATS_URL):
         pytest.fail(f"NATS is not reachable at {NATS_URL}; start it with scripts/services.sh up")
-    return server
+    running = Server("clients")
+    try:
+        running.start()
+        yield running
+    finally:
+        running.cleanup()
 
 
 def stream_of(server: Server) -> dict[str, str]:
@@ -43,9 +47,15 @@ def stream_of(server: Server) -> dict[str, str]:
     return {"stream": server.stream, "subject_prefix": server.env["TALLY_NATS_SUBJECT_PREFIX"]}
 
 
+def app_of(request: pytest.FixtureRequest) -> str:
+    """The test module's app name (APP), "acme" when it names none."""
+    return str(getattr(request.module, "APP", "acme"))
+
+
 @pytest.fixture(scope="module")
-def admin(live: Server) -> Iterator[Tally]:
-    with Tally(live.base_url, live.key("acme", "admin")) as client:
+def admin(live: Server, request: pytest.FixtureRequest) -> Iterator[Tally]:
+    """An admin client of the module's app."""
+    with Tally(live.base_url, live.key(app_of(request), "admin")) as client:
         yield client
 
 
@@ -84,10 +94,8 @@ class CommandBus:
         self.log.unlink(missing_ok=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def command_bus(live: Server) -> Iterator[CommandBus]:
-    if not answers(NATS_URL):
-        pytest.fail(f"NATS is not reachable at {NATS_URL}")
     running = CommandBus(live)
     try:
         running.start()

@@ -19,6 +19,8 @@ from tests.e2e.conftest import NATS_URL, Server, eventually
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
+APP = "bus"  # this module's app on the session's server
+
 PLAN: dict[str, Any] = {
     "plan_key": "basic",
     "name": "Basic",
@@ -48,7 +50,7 @@ def run(coroutine: Any) -> Any:
 
 
 def bus_for(live: Server, command_bus: CommandBus, **options: Any) -> TallyBus:
-    return TallyBus(NATS_URL, live.app_id("acme"), prefix=command_bus.prefix, **options)
+    return TallyBus(NATS_URL, live.app_id(APP), prefix=command_bus.prefix, **options)
 
 
 def test_commands_and_queries(live: Server, command_bus: CommandBus) -> None:
@@ -87,7 +89,7 @@ def test_a_retry_after_a_lost_reply_gets_the_first_result(
         try:
             bus = TallyBus(
                 NATS_URL,
-                live.app_id("acme"),
+                live.app_id(APP),
                 prefix=command_bus.prefix,
                 connection=flaky,  # type: ignore[arg-type]
                 retry=RetryPolicy(attempts=3, backoff=0.05),

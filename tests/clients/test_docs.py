@@ -17,6 +17,8 @@ from tests.e2e.conftest import NATS_URL, Server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
+APP = "docs"  # this module's app on the session's server
+
 PAGE = ROOT / "docs" / "clients.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
@@ -38,8 +40,8 @@ def test_every_snippet_runs(live: Server, command_bus: CommandBus, tmp_path: Pat
         **os.environ,
         "PYTHONPATH": str(CLIENT_SRC),
         "TALLY_URL": live.base_url,
-        "TALLY_API_KEY": live.key("acme", "admin"),
-        "TALLY_APP_ID": live.app_id("acme"),
+        "TALLY_API_KEY": live.key(APP, "admin"),
+        "TALLY_APP_ID": live.app_id(APP),
         "TALLY_NATS_URL": NATS_URL,
         "TALLY_BUS_PREFIX": command_bus.prefix,
         "TALLY_NATS_STREAM": stream["stream"],

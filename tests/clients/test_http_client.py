@@ -23,6 +23,8 @@ from tests.e2e.conftest import Server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
+APP = "acme"  # this module's app on the session's server
+
 PLAN: dict[str, Any] = {
     "plan_key": "pro",
     "name": "Pro",
@@ -61,7 +63,7 @@ def test_reads_after_writes_see_them_with_min_position(admin: Tally, catalog: Re
 
 
 def test_read_your_writes_mode_passes_the_last_position(live: Server, catalog: Reply) -> None:
-    with Tally(live.base_url, live.key("acme", "admin"), read_your_writes=True) as client:
+    with Tally(live.base_url, live.key(APP, "admin"), read_your_writes=True) as client:
         client.start_subscription(tenant_id="t-auto", plan_key="pro")
         for n in range(1, 6):
             client.record_usage(
@@ -127,7 +129,7 @@ def test_bad_input_is_refused_naming_the_field(admin: Tally) -> None:
 
 def test_the_async_client_does_the_same(live: Server, catalog: Reply) -> None:
     async def scenario() -> None:
-        async with AsyncTally(live.base_url, live.key("acme", "write")) as client:
+        async with AsyncTally(live.base_url, live.key(APP, "write")) as client:
             started = await client.start_subscription(tenant_id="t-async", plan_key="pro")
             used = await client.record_usage(
                 idempotency_key="async-1", tenant_id="t-async", feature_key="api-calls"

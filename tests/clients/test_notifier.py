@@ -28,6 +28,8 @@ from tests.e2e.conftest import NATS_URL, PG_URL, Server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
+APP = "shop"  # this module's app on the session's server
+
 NOTIFIER = ROOT / "examples" / "notifier" / "notifier.py"
 TYPES = {"InvoiceFinalized", "InvoicePaymentFailed", "QuotaExceeded", "AlertTriggered"}
 KILLS = 10
@@ -62,7 +64,7 @@ class Notifier:
             **os.environ,
             "PYTHONPATH": str(CLIENT_SRC),  # tally-client, as `pip install` would provide it
             "TALLY_NATS_URL": NATS_URL,
-            "TALLY_APP_ID": live.app_id("shop"),
+            "TALLY_APP_ID": live.app_id(APP),
             "NOTIFIER_DATABASE_URL": database_url,
             "TALLY_NATS_STREAM": stream["stream"],
             "TALLY_NATS_SUBJECT_PREFIX": stream["subject_prefix"],
@@ -106,7 +108,7 @@ class Traffic:
             while not self.stop.is_set():
                 self.round(f"n-{self.rounds}")
                 self.rounds += 1
-                self.stop.wait(0.15)
+                self.stop.wait(0.3)
         except BaseException as error:
             self.error = error
 
@@ -172,7 +174,7 @@ def wait_for(check: Any, timeout: float) -> None:
 def test_ten_sigkills_lose_nothing_and_repeat_nothing(
     live: Server, notifier_db: str, tmp_path: Path
 ) -> None:
-    with Tally(live.base_url, live.key("shop", "admin")) as tally:
+    with Tally(live.base_url, live.key(APP, "admin")) as tally:
         tally.define_plan(PLAN)
         notifier = Notifier(live, notifier_db, tmp_path / "notifier.log")
         notifier.log.touch()

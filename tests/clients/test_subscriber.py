@@ -32,6 +32,8 @@ from tests.e2e.conftest import NATS_URL, PG_URL, Server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 
+APP = "subs"  # this module's app on the session's server
+
 PLAN: dict[str, Any] = {
     "plan_key": "sub",
     "name": "Sub",
@@ -92,7 +94,7 @@ def test_each_event_reaches_the_handler_once(
 
     async def scenario() -> Subscription:
         sub = await subscribe(
-            NATS_URL, live.app_id("acme"), handler, name=f"once-{uuid.uuid4().hex[:8]}",
+            NATS_URL, live.app_id(APP), handler, name=f"once-{uuid.uuid4().hex[:8]}",
             types=["SubscriptionStarted"], store=SQLiteStore(tmp_path / "sub.db"),
             **options(live),
         )  # fmt: skip
@@ -107,7 +109,7 @@ def test_each_event_reaches_the_handler_once(
     started = [e for e in events if e.tenant_id in tenants]
     assert {e.type for e in events} == {"SubscriptionStarted"}
     assert all(e.schema_version == 1 and e.data["status"] for e in started)
-    assert all(e.app_id == live.app_id("acme") and e.position > 0 for e in started)
+    assert all(e.app_id == live.app_id(APP) and e.position > 0 for e in started)
     assert sub.stats.handled >= 3 and sub.stats.last_position >= max(e.position for e in started)
 
 
@@ -147,7 +149,7 @@ def test_a_failed_attempt_leaves_no_effect_and_no_claim(
     async def scenario() -> Subscription:
         store = PostgresStore(PG_URL, table=f"{pg_schema}.processed")
         sub = await subscribe(
-            NATS_URL, live.app_id("acme"), handler, name=f"pg-{uuid.uuid4().hex[:8]}",
+            NATS_URL, live.app_id(APP), handler, name=f"pg-{uuid.uuid4().hex[:8]}",
             types=["SubscriptionStarted"], store=store, **options(live),
         )  # fmt: skip
         await until(lambda: len(pg_rows(pg_schema)) == 2)
@@ -167,7 +169,7 @@ def test_an_event_that_keeps_failing_is_dead_lettered(
     live: Server, admin: Tally, plan: None, tmp_path: Path
 ) -> None:
     name = f"dlq-{uuid.uuid4().hex[:8]}"
-    subject = f"tally.dead.{live.app_id('acme')}.{name}"
+    subject = f"tally.dead.{live.app_id(APP)}.{name}"
     handled: list[str] = []
 
     def handler(event: Event, tx: sqlite3.Connection) -> None:
@@ -186,7 +188,7 @@ def test_an_event_that_keeps_failing_is_dead_lettered(
         await nc.subscribe(subject, cb=keep)
         start(admin, "s3-poison", "s3-after")
         sub = await subscribe(
-            NATS_URL, live.app_id("acme"), handler, name=name, types=["SubscriptionStarted"],
+            NATS_URL, live.app_id(APP), handler, name=name, types=["SubscriptionStarted"],
             store=SQLiteStore(tmp_path / "dlq.db"), max_attempts=3, **options(live),
         )  # fmt: skip
         await until(lambda: bool(letters) and "s3-after" in handled)
@@ -224,7 +226,7 @@ def test_the_lag_gauge_falls_to_zero(
 
     async def scenario() -> Subscription:
         sub = await subscribe(
-            NATS_URL, live.app_id("acme"), slow, name=f"lag-{uuid.uuid4().hex[:8]}",
+            NATS_URL, live.app_id(APP), slow, name=f"lag-{uuid.uuid4().hex[:8]}",
             types=["SubscriptionStarted"], store=SQLiteStore(tmp_path / "lag.db"),
             lag_gauge=gauge, batch=1, lag_interval=0.0, **options(live),
         )  # fmt: skip
@@ -250,7 +252,7 @@ def test_one_runner_per_name_the_other_takes_over(
     async def scenario() -> None:
         def one() -> Any:
             return subscribe(
-                NATS_URL, live.app_id("acme"), handler, name=name,
+                NATS_URL, live.app_id(APP), handler, name=name,
                 types=["SubscriptionStarted"], store=SQLiteStore(tmp_path / "solo.db"),
                 **options(live, lock_poll_seconds=0.1),
             )  # fmt: skip
