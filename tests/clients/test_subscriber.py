@@ -292,3 +292,25 @@ def test_old_schema_versions_are_upcast() -> None:
     assert event.data == {"first_name": "Ada", "last_name": "Lovelace"}
     newer = parse_event(json.dumps({**body, "schema_version": 2, "data": {"first_name": "A"}}))
     assert newer.data == {"first_name": "A"}  # already the newest: unchanged
+
+
+def test_an_async_handler_without_a_store_gets_each_event(
+    live: Server, admin: Tally, plan: None
+) -> None:
+    start(admin, "s6-a")
+    got: list[Event] = []
+
+    async def handler(event: Event, tx: Any) -> None:
+        assert tx is None  # MemoryStore: no transaction, at-least-once across restarts
+        got.append(event)
+
+    async def scenario() -> None:
+        sub = await subscribe(
+            NATS_URL, live.app_id(APP), handler, name=f"async-{uuid.uuid4().hex[:8]}",
+            types=["SubscriptionStarted"], **options(live),
+        )  # fmt: skip
+        await until(lambda: any(e.tenant_id == "s6-a" for e in got))
+        await sub.stop()
+
+    asyncio.run(scenario())
+    assert len([e for e in got if e.tenant_id == "s6-a"]) == 1
