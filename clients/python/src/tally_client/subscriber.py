@@ -234,6 +234,8 @@ class Subscription:
             await self._call(self.store.unlock)
         if self._nc is not None and not self._nc.is_closed:
             with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)  # the acks sent so far
+            with contextlib.suppress(Exception):
                 await self._nc.close()
         self._nc = self._js = self._pull = None
 
