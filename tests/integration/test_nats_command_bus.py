@@ -409,7 +409,9 @@ def test_r2_every_command_delivered_three_times_totals_exact(
                 assert reply["result"] == originals[0]["result"], (command_id, three)
 
     async def scenario() -> list[int]:
-        async with running_bus(system, replica) as (bus, servers):
+        # a generous store timeout: this checks exactly-once under redelivery, not the
+        # answer while the store is slow (a loaded CI machine can take seconds per batch)
+        async with running_bus(system, replica, store_timeout=60.0) as (bus, servers):
             check_once_each(
                 await deliver_three_times(bus, [("define_plan", {**PLAN, "command_id": "plan"})])
             )
