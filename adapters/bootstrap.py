@@ -14,6 +14,7 @@ from adapters.billing.progressive import ProgressiveTrigger
 from adapters.billing.usage_reader import ViewUsageReader
 from adapters.eventstore.advisory import AdvisoryLocks
 from adapters.eventstore.current import CurrentAggregates
+from adapters.eventstore.fail_fast import unreachable
 from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
@@ -110,7 +111,12 @@ def bootstrap(
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
     ledger = open_ledger(settings, schema)
     dialect, target = settings.views_target
-    views = ViewStore(dialect, target, prefix=f"{schema}.rm_" if schema else "rm_")  # type: ignore[arg-type]
+    views = ViewStore(
+        dialect,  # type: ignore[arg-type]
+        target,
+        prefix=f"{schema}.rm_" if schema else "rm_",
+        timeouts=settings.postgres_timeouts,
+    )
     usage_reader = ViewUsageReader(views, clock.now)
     index = OwnershipIndex(ledger.recorder)
     listeners: list[Callable[[], None]] = []
@@ -122,6 +128,7 @@ def bootstrap(
         on_commit=listeners,
         loader=CurrentAggregates(ledger),
         exclusive=AdvisoryLocks(ledger.recorder).held if settings.is_postgres else None,
+        store_unreachable=unreachable,
     )
     provider = payment_provider or provider_from(settings)
     loaded = plugin_wiring.load_plugins(settings, plugins)

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class PostgresTimeouts:
+    """The bounds on every PostgreSQL pool (event store and read models), in seconds."""
+
+    connect: int = 2
+    pool: float = 1.0
+    statement: float = 30.0
+
+    @property
+    def reconnect(self) -> float:
+        """A pool gives a failed reconnect up after this (then connects when a request needs
+        it): short, so a request after an outage finds the pool connecting, not backing off."""
+        return self.pool / 2
+
+    def connection_kwargs(self) -> dict[str, str | int]:
+        """libpq parameters of each new connection: connect and statement timeouts, and TCP
+        keepalives, so a server gone silent (a partition) is given up within about 11 s."""
+        return {
+            "connect_timeout": self.connect,
+            "options": f"-c statement_timeout={round(self.statement * 1000)}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        }
 
 
 class Settings(BaseSettings):
@@ -24,6 +52,10 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 10_000
     clock: Literal["system", "settable"] = "system"
     serve_workers: bool = True  # `tally serve` also runs the relay and projectors (with NATS)
+    # PostgreSQL, bounded so an outage answers 503 fast (docs/operations.md, PostgreSQL down)
+    db_connect_timeout_seconds: int = Field(default=2, ge=1)  # a new connection (psycopg: >= 2)
+    db_pool_timeout_seconds: float = Field(default=1.0, gt=0)  # wait for a pooled connection
+    db_statement_timeout_seconds: float = Field(default=30.0, ge=0)  # per statement; 0 = none
     # request bodies, refused before they are parsed (docs/http-api.md#limits)
     max_body_bytes: int = Field(default=5_000_000, ge=1)  # larger: 413 payload_too_large
     max_json_depth: int = Field(default=64, ge=1)  # deeper nesting: 400 naming body
@@ -68,6 +100,14 @@ class Settings(BaseSettings):
     @property
     def stripe_configured(self) -> bool:
         return bool(self.stripe_api_key)
+
+    @property
+    def postgres_timeouts(self) -> PostgresTimeouts:
+        return PostgresTimeouts(
+            self.db_connect_timeout_seconds,
+            self.db_pool_timeout_seconds,
+            self.db_statement_timeout_seconds,
+        )
 
     @property
     def is_postgres(self) -> bool:

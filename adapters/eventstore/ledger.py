@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 from uuid import uuid4
@@ -15,8 +16,15 @@ from eventsourcing.application import (
 )
 from eventsourcing.utils import get_topic
 
+from adapters.eventstore.fail_fast import (
+    CONNECT_TIMEOUT,
+    POOL_TIMEOUT,
+    STATEMENT_TIMEOUT,
+    FailFastPostgresFactory,
+    FailFastPostgresRecorder,
+)
 from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
-from adapters.eventstore.usage_keys import KeyedPostgresRecorder, KeyedSQLiteRecorder
+from adapters.eventstore.usage_keys import KeyedSQLiteRecorder
 from adapters.settings import Settings
 from domain.aggregates import ALL_AGGREGATES
 from domain.base import Snapshot
@@ -70,15 +78,20 @@ def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
     }
     if settings.is_postgres:
         url = urlparse(settings.database_url)
+        timeouts = settings.postgres_timeouts
         env |= {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "APPLICATION_RECORDER_TOPIC": get_topic(KeyedPostgresRecorder),
+            "PERSISTENCE_MODULE": get_topic(FailFastPostgresFactory),
+            "APPLICATION_RECORDER_TOPIC": get_topic(FailFastPostgresRecorder),
             "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
             "POSTGRES_HOST": url.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
             "POSTGRES_USER": unquote(url.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(url.password or ""),
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            # the library's pool wait (an integer; FailFastPostgresFactory sets the exact one)
+            "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(timeouts.pool)),
+            POOL_TIMEOUT: str(timeouts.pool),
+            CONNECT_TIMEOUT: str(timeouts.connect),
+            STATEMENT_TIMEOUT: str(timeouts.statement),
             "POSTGRES_POOL_SIZE": "8",
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_LOCK_TIMEOUT": "5",

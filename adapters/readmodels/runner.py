@@ -6,13 +6,18 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.readmodels.sql_store import ViewStore
 from projections.base import Projector
 
 log = structlog.get_logger(__name__)
+
+# the stores did not answer (PostgreSQL down): retried like any failure, logged briefly
+STORE_DOWN = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class ProjectionRunner:
@@ -69,6 +74,9 @@ class LocalDelivery:
             self._wake.clear()
             try:
                 self.runner.catch_up()
+            except STORE_DOWN as error:  # one line, not a traceback a second while it lasts
+                log.warning("projection_store_unavailable_will_retry", error=repr(error))
+                self._stop.wait(1.0)
             except Exception:  # a failing event stops progress; it is retried, never skipped
                 log.exception("projection_failed_will_retry")
                 self._stop.wait(1.0)

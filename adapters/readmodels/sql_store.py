@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import structlog
 
+from adapters.settings import PostgresTimeouts
 from projections.base import Projector, Row
 from projections.envelope import EventEnvelope
 
@@ -193,9 +194,16 @@ class SqlViewTx:
 class ViewStore:
     """Owns read-model tables and each projection's tracking position."""
 
-    def __init__(self, dialect: Dialect, target: str, prefix: str = "rm_") -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        target: str,
+        prefix: str = "rm_",
+        timeouts: PostgresTimeouts | None = None,
+    ) -> None:
         self.dialect, self.prefix = dialect, prefix
         self._target = target
+        self.timeouts = timeouts or PostgresTimeouts()
         self._lock = threading.RLock()
         self.statements: dict[tuple[Any, ...], str] = {}  # SQL text by write shape
         self._sqlite: sqlite3.Connection | None = None
@@ -220,9 +228,11 @@ class ViewStore:
                 self._target,
                 min_size=1,
                 max_size=4,
-                kwargs={"row_factory": dict_row},
+                kwargs={"row_factory": dict_row, **self.timeouts.connection_kwargs()},
                 open=True,
-                timeout=10,
+                timeout=self.timeouts.pool,  # an outage answers 503 within this
+                reconnect_timeout=self.timeouts.reconnect,
+                check=ConnectionPool.check_connection,  # skips connections an outage killed
             )
 
     @contextmanager

@@ -91,6 +91,10 @@ class _Request:
     answer: dict[str, Any] = field(default_factory=dict)
 
 
+def _never(error: BaseException) -> bool:
+    return False
+
+
 @dataclass
 class UsageIngest:
     """The application service behind POST /v1/usage and the consume_quota command."""
@@ -107,6 +111,9 @@ class UsageIngest:
     after_usage: list[Callable[[str, Sequence[str]], None]] = field(default_factory=list)
     """Called after a commit that counted usage, with the app and the tenants (progressive
     billing checks its thresholds)."""
+    store_unreachable: Callable[[BaseException], bool] = _never
+    """Whether an error means the store could not be reached: then the requests waiting for
+    the next shared commit get it too, at once, instead of each waiting out the store."""
 
     def __post_init__(self) -> None:
         if self.loader is None:
@@ -130,7 +137,9 @@ class UsageIngest:
         with self._groups_lock:
             if app_id not in self._groups:
                 run = functools.partial(self._record_group, app_id)
-                self._groups[app_id] = SharedCommits(run, max_size=MAX_GROUP_EVENTS)
+                self._groups[app_id] = SharedCommits(
+                    run, max_size=MAX_GROUP_EVENTS, shares_failure=self.store_unreachable
+                )
             return self._groups[app_id]
 
     def _record_group(self, app_id: str, requests: Sequence[_Request]) -> None:

@@ -5,6 +5,10 @@ so far (itself first, up to `max_size` in all), runs them as ONE group (one deci
 transaction), answers each, and hands the lead to the oldest request still waiting, which
 then runs the next group. So a burst of concurrent requests costs a few transactions, not one
 each, and no leader serves more than the one group its own request is in.
+
+A failure that `shares_failure` accepts (the store is down) also answers every request that
+waited meanwhile: they would only meet the same failure one group after another, each
+waiting out the store's timeout again.
 """
 
 from __future__ import annotations
@@ -30,8 +34,13 @@ class _Waiting(Generic[T]):
 class SharedCommits(Generic[T]):
     """Runs submitted items in groups, `run(items)` once per group, in arrival order."""
 
-    def __init__(self, run: Callable[[Sequence[T]], None], max_size: int = 10_000) -> None:
-        self.run, self.max_size = run, max_size
+    def __init__(
+        self,
+        run: Callable[[Sequence[T]], None],
+        max_size: int = 10_000,
+        shares_failure: Callable[[BaseException], bool] = lambda error: False,
+    ) -> None:
+        self.run, self.max_size, self.shares_failure = run, max_size, shares_failure
         self._lock = threading.Lock()
         self._queue: deque[_Waiting[T]] = deque()
         self._leading = False
@@ -56,6 +65,10 @@ class SharedCommits(Generic[T]):
         try:
             self.run([waiting.item for waiting in group])
         except BaseException as error:
+            if self.shares_failure(error):
+                with self._lock:
+                    group.extend(self._queue)
+                    self._queue.clear()
             for waiting in group:
                 waiting.error = error
         for waiting in group:

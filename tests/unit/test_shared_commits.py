@@ -1,5 +1,6 @@
 """SharedCommits: requests that arrive while a group runs are run together next, each
-answered; a group's error reaches its own requests only; max_size bounds a group."""
+answered; a group's error reaches its own requests only, unless it is one the requests waiting
+meanwhile share (the store is down); max_size bounds a group."""
 
 from __future__ import annotations
 
@@ -83,3 +84,15 @@ def test_max_size_bounds_a_group(max_size: int, groups: int) -> None:
     assert len(recorder.groups) == groups
     assert all(len(group) <= max_size for group in recorder.groups)
     assert sorted(name for group in recorder.groups for name in group) == list("abcde")
+
+
+def test_a_shared_failure_answers_the_requests_waiting_meanwhile() -> None:
+    recorder = Recorder(fail_on="a")  # the first group fails (the store is down)
+    shared: SharedCommits[str] = SharedCommits(
+        recorder.run, shares_failure=lambda error: isinstance(error, RuntimeError)
+    )
+    outcomes = submit_all(shared, recorder, ["a", "b", "c", "d"])
+    assert outcomes == dict.fromkeys("abcd", "failed with a")
+    assert recorder.groups == [["a"]]  # the waiting ones did not run a group of their own
+    shared.submit("z")  # the queue works on after a shared failure
+    assert recorder.groups[-1] == ["z"]
