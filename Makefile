@@ -7,13 +7,14 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test run lint services clean bench
+.PHONY: help venv test run lint services clean bench chaos
 
 help:
 	@echo "make run       create .venv if needed and start Tally on the embedded default"
 	@echo "make test      start PostgreSQL/NATS/Redis if needed and run the whole test suite"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks (TARGETS.md) written to docs/benchmarks.md"
+	@echo "make chaos     the deterministic simulation over many seeds (CHAOS_SEEDS=1..50)"
 	@echo "make services  start PostgreSQL/NATS/Redis from the installed binaries if not running"
 	@echo "make venv      create or update .venv from uv.lock"
 	@echo "make clean     remove caches (keeps .venv and the data in ./var)"
@@ -50,3 +51,10 @@ clean:
 BENCH_EVENTS ?= 1000000
 bench: venv services
 	.venv/bin/python -m benchmarks --events $(BENCH_EVENTS)
+
+# The deterministic simulation (TARGETS.md R9) over many seeds; `make test` runs three.
+# A failing seed prints the command that replays it (`tally chaos --seed N`).
+CHAOS_SEEDS ?= 1..50
+CHAOS_STEPS ?= 1000
+chaos: venv
+	.venv/bin/tally chaos --seeds $(CHAOS_SEEDS) --steps $(CHAOS_STEPS) --trace var/chaos/sim-{seed}.trace

@@ -260,6 +260,8 @@ class SubscriptionResumed(SubscriptionEvent):
         state.status = Status.ACTIVE
         state.paused_at = None
         if self.period is not None:
+            if state.interim_period == state.current_period:  # the same open period, longer
+                state.interim_period = self.period
             state.current_period = self.period
             state.anchor_day = local_day(self.period.end, state.timezone)
             state.period_event_ids.append(str(self.event_id))

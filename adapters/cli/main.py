@@ -12,6 +12,7 @@ from adapters.cli import events as events_module
 from adapters.cli import invoices as invoices_module
 from adapters.cli import keys as keys_module
 from adapters.cli import stripe as stripe_module
+from adapters.simulation.cli import chaos_app
 
 app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
 
@@ -73,6 +74,7 @@ def serve(
 app.add_typer(keys_module.keys_app, name="keys")
 app.add_typer(invoices_module.invoices_app, name="invoices")
 app.add_typer(stripe_module.stripe_app, name="stripe")
+app.add_typer(chaos_app, name="chaos")
 
 plugins_app = typer.Typer(help="Plugins (docs/plugins.md).", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
