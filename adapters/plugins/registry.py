@@ -102,8 +102,7 @@ class PluginRegistry:
         registered = []
         for entry in found:
             plugin = instantiate(entry.load())
-            if plugin is None:
-                log.debug("plugin_not_configured", entry_point=entry.name)
+            if plugin is None:  # silently: every `tally` command discovers (JSON on stdout)
                 continue
             registered.append(self.register(plugin, source=f"entry point {entry.value}"))
         return registered
