@@ -1,8 +1,9 @@
 """The official SDK's StripeClient as Tally uses it, and Stripe's errors in the port's words.
 
 Connection errors, rate limits, 5xx, 409 (a request with the same idempotency key still in
-flight) and a refused API key (401/403) are `ProviderUnavailable`: the same request later may succeed. Every other Stripe error
-(4xx: a bad request, an unknown object, a wrong key) is `ProviderRefused` with Stripe's message.
+flight) and a refused API key (401/403) are `ProviderUnavailable`: the same request later may
+succeed. Every other Stripe error (4xx: a bad request, an unknown object) is `ProviderRefused`
+with Stripe's message.
 """
 
 from __future__ import annotations
