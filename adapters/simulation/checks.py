@@ -102,14 +102,17 @@ def delivered_exactly_once(world: World) -> Check:
     problems += [
         f"position {p} delivered with another id" for p, i in seen.items() if logged.get(p) != i
     ]
+    figures = f"delivered={len(rows)} of {len(logged)} once each; {delivery_faults(world)}"
+    return Check("delivered_exactly_once", figures, problems)
+
+
+def delivery_faults(world: World) -> str:
     counts = world.counts
-    figures = (
-        f"delivered={len(rows)} of {len(logged)} once each; relay crashes="
-        f"{counts['crashes_before_publish']} redeliveries={counts['redeliveries']} "
-        f"crashes mid-batch={world.delivery.crashes} "
+    return (
+        f"relay crashes={counts['crashes_before_publish']} "
+        f"redeliveries={counts['redeliveries']} crashes mid-batch={world.delivery.crashes} "
         f"restarts={counts['projector_restarts']} rebuilds={counts['projector_rebuilds']}"
     )
-    return Check("delivered_exactly_once", figures, problems)
 
 
 # --- replay ---------------------------------------------------------------------------------

@@ -233,24 +233,13 @@ def ingest_conflict(world: World) -> None:
     )
     race = Race(world, other)
     store = InterleavingStore(world.system.ledger, race.run_second)
-    usage = world.system.usage
-    ingest = UsageIngest(store=store, keys=usage.keys, meters=usage.meters, now=usage.now)
-    events = [
-        UsageEventIn(
-            idempotency_key=world.new_key("use"),
-            tenant_id=tenant,
-            feature_key=feature,
-            quantity=world.rng.randint(1, 30),
-        )
-    ]
-    try:
-        answer = ingest.record(APP, events)
-        status = str(answer["results"][0]["status"])
-    except DomainError:
-        status = "failed"
-    except Exception as error:
-        world.crashed("ingest_conflict", error)
-        status = "crash"
+    event = UsageEventIn(
+        idempotency_key=world.new_key("use"),
+        tenant_id=tenant,
+        feature_key=feature,
+        quantity=world.rng.randint(1, 30),
+    )
+    status = ingest_through(world, store, event)
     two = race.finish(store.saves)
     tally(world, tenant, feature, status)
     tally_consume(world, other, two)
@@ -260,6 +249,19 @@ def ingest_conflict(world: World) -> None:
         f"conflict usage {tenant}/{feature} vs consume collisions={store.collisions}",
         f"{status} / {two.text()}",
     )
+
+
+def ingest_through(world: World, store: InterleavingStore, event: UsageEventIn) -> str:
+    """One event through an ingest over `store`; its status."""
+    usage = world.system.usage
+    ingest = UsageIngest(store=store, keys=usage.keys, meters=usage.meters, now=usage.now)
+    try:
+        return str(ingest.record(APP, [event])["results"][0]["status"])
+    except DomainError:
+        return "failed"
+    except Exception as error:
+        world.crashed("ingest_conflict", error)
+        return "crash"
 
 
 def billing_conflict(world: World) -> None:
