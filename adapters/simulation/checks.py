@@ -6,6 +6,7 @@
   audit projector counted one application of each position and id, and nothing else);
 - read_models_equal_replay: every table of every read model equals a from-scratch replay
   into an empty store, row for row, with the same positions (at checkpoints and at the end);
+- entitlements_match_quotas: the entitlement read model answers what the quotas hold;
 - quotas_within_limits: per quota, attempts = accepted + refused + duplicate + failed; the
   usage the log counted equals the accepted answers; no counted event of a hard quota took
   `used` past its effective limit;
@@ -25,7 +26,7 @@ import orjson
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.readmodels.sql_store import ViewStore
 from adapters.simulation.delivery import AUDIT_TABLE
-from adapters.simulation.world import World
+from adapters.simulation.world import APP, World
 from projections.envelope import EventEnvelope
 from projections.registry import build_projectors
 
@@ -223,6 +224,42 @@ def quotas_within_limits(world: World) -> Check:
         f"counted in the log={sum(counted.values())}"
     )
     return Check("quotas_within_limits", figures, problems)
+
+
+def entitlements_match_quotas(world: World) -> Check:
+    """The entitlement read model answers what the quota aggregates hold (used, effective
+    limit), for each enabled quota in an open window answered from the plan; one whose window
+    ended (reset lazily, on its next consume) or answered from a feature grant is skipped.
+    A hard quota used past the limit of a feature grant is counted, not failed: the grant's
+    limit governs the check, the plan's the consumes (docs/commands.md, see the report)."""
+    system, now = world.system, world.clock.now()
+    problems: list[str] = []
+    seen: Counter[str] = Counter()
+    for quota in (system.aggregate(i) for i in system.index.ids(APP, "quota")):
+        answer = system.query(
+            "entitlement",
+            app_id=APP,
+            tenant_id=quota.state.tenant_id,
+            feature_key=quota.state.feature_key,
+        )
+        seen[compare_entitlement(quota, answer, now, problems)] += 1
+    figures = (
+        f"compared={seen['compared']} skipped={seen['skipped'] + seen['past_grant']} "
+        f"(hard quotas used past a feature grant's limit={seen['past_grant']})"
+    )
+    return Check("entitlements_match_quotas", figures, problems)
+
+
+def compare_entitlement(quota: Any, answer: dict[str, Any], now: Any, problems: list[str]) -> str:
+    state = quota.state
+    if answer["source"] == "grant" and state.enforcement == "hard" and answer["limit"] is not None:
+        return "past_grant" if state.used > answer["limit"] else "skipped"
+    if not state.enabled or quota.window_ended(now) or answer["source"] != "plan":
+        return "skipped"
+    held = (state.used, quota.outcome(now, allowed=True).limit)
+    if (answer["used"], answer["limit"]) != held:
+        problems.append(f"{state.tenant_id}/{state.feature_key}: quota {held}, read {answer}")
+    return "compared"
 
 
 # --- what was observed while running --------------------------------------------------------

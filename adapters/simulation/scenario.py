@@ -137,6 +137,7 @@ def final_checks(world: World) -> list[Check]:
         checks.delivered_exactly_once(world),
         checks.read_models_equal_replay(world),
         checks.quotas_within_limits(world),
+        checks.entitlements_match_quotas(world),
         money.invoice_totals(world),
         money.money_conserved(world),
         money.voids_return_balance(world),

@@ -56,6 +56,7 @@ INVARIANTS = {
     "delivered_exactly_once",
     "read_models_equal_replay",
     "quotas_within_limits",
+    "entitlements_match_quotas",
     "invoice_totals",
     "money_conserved",
     "voids_return_balance",
