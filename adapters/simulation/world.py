@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
 from adapters.bootstrap import System, bootstrap
 from adapters.settings import Settings
 from adapters.simulation.delivery import SimulatedDelivery, attach_delivery
@@ -34,6 +36,22 @@ APP = "sim"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 SIM_NAMESPACE = UUID("5d1e0b7a-3c52-4e8f-9a61-0c7d2f4b8e19")
 COLLECT_SUCCESS_BYTE = 102  # a retry succeeds when the digest's first byte is below: 40 %
+
+
+class IsolatedSettings(Settings):
+    """Settings from the arguments alone, never from TALLY_* variables: the simulation runs
+    the same wherever it runs (no NATS, Redis, Stripe or other store from the environment)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 @dataclass(frozen=True)
@@ -163,7 +181,7 @@ def open_world(seed: int) -> World:
     """Tally on in-memory SQLite at START, wired for a deterministic run; snapshots and the
     aggregate cache sized by the seed (often small, so loads go through both)."""
     rng, clock = random.Random(seed), SettableClock(START)
-    settings = Settings(
+    settings = IsolatedSettings(
         database_url="sqlite:///:memory:",
         snapshot_interval=rng.choice([4, 25, 100]),
         aggregate_cache_size=rng.choice([32, 10_000]),
