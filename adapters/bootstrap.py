@@ -118,7 +118,8 @@ def bootstrap(
         timeouts=settings.postgres_timeouts,
     )
     usage_reader = ViewUsageReader(views, clock.now)
-    index = OwnershipIndex(ledger.recorder)
+    # SQLite commits one writer at a time, in position order: no late commit to re-read
+    index = OwnershipIndex(ledger.recorder, overlap=1000 if settings.is_postgres else 0)
     listeners: list[Callable[[], None]] = []
     usage = UsageIngest(
         store=ledger,
