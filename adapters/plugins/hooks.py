@@ -22,6 +22,7 @@ import structlog
 from adapters.eventstore.envelopes import iter_envelopes
 from adapters.plugins.metrics import PluginMetrics
 from adapters.plugins.registry import Hook, PluginInfo, PluginRegistry
+from adapters.readmodels.runner import CatchUpThread
 from adapters.readmodels.sql_store import ViewStore
 from projections.base import Projector
 from projections.envelope import EventEnvelope
@@ -222,43 +223,26 @@ class HookRunner:
         return self.views.query("SELECT * FROM {plugin_dead_letters} ORDER BY position")
 
 
-class HookDelivery:
+class HookDelivery(CatchUpThread):
     """In-process delivery (embedded default): a thread that runs the hooks after commits."""
 
+    NAME = "plugin-hooks"
+
     def __init__(self, runner: HookRunner, idle_seconds: float = 0.5) -> None:
-        self.runner, self.idle_seconds = runner, idle_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="plugin-hooks", daemon=True)
-            self._thread.start()
-
-    def poke(self) -> None:
-        self._wake.set()
+        super().__init__(runner.catch_up, idle_seconds)
+        self.runner = runner
 
     def stop(self) -> None:
         """Stops at once; what was not delivered yet is delivered at the next start."""
-        self._stop.set()
         self.runner.caller.stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._join()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.idle_seconds)
-            self._wake.clear()
-            try:
-                self.runner.catch_up()
-            except Interrupted:
-                return
-            except Exception as error:  # the store is down: the position is kept, try again
-                log.warning("plugin_delivery_failed_will_retry", error=repr(error))
-                self._stop.wait(1.0)
+    def _failed(self, error: Exception) -> bool:
+        if isinstance(error, Interrupted):
+            return False
+        # the store is down: the position is kept, try again
+        log.warning("plugin_delivery_failed_will_retry", error=repr(error))
+        return True
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:

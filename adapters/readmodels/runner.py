@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -43,40 +43,65 @@ class ProjectionRunner:
             return min(positions.values(), default=0)
 
 
-class LocalDelivery:
-    """In-process event delivery: a thread that catches projectors up after each commit."""
+class CatchUpThread:
+    """A thread that calls `catch_up` after each commit (`poke`), or every `idle_seconds`;
+    a failing round is handled by `_failed` and tried again, never skipped."""
 
-    def __init__(self, runner: ProjectionRunner, idle_seconds: float = 0.5) -> None:
-        self.runner, self.idle_seconds = runner, idle_seconds
+    NAME = "catch-up"
+
+    def __init__(self, catch_up: Callable[[], object], idle_seconds: float = 0.5) -> None:
+        self.catch_up, self.idle_seconds = catch_up, idle_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="local-delivery", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.NAME, daemon=True)
             self._thread.start()
 
     def poke(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
+    def _join(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.runner.catch_up()  # lose nothing on shutdown
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self.idle_seconds)
             self._wake.clear()
             try:
-                self.runner.catch_up()
-            except STORE_DOWN as error:  # one line, not a traceback a second while it lasts
-                log.warning("projection_store_unavailable_will_retry", error=repr(error))
+                self.catch_up()
+            except Exception as error:
+                if not self._failed(error):
+                    return
                 self._stop.wait(1.0)
-            except Exception:  # a failing event stops progress; it is retried, never skipped
-                log.exception("projection_failed_will_retry")
-                self._stop.wait(1.0)
+
+    def _failed(self, error: Exception) -> bool:
+        """Log a failed round; False ends the thread."""
+        raise NotImplementedError
+
+
+class LocalDelivery(CatchUpThread):
+    """In-process event delivery: a thread that catches projectors up after each commit."""
+
+    NAME = "local-delivery"
+
+    def __init__(self, runner: ProjectionRunner, idle_seconds: float = 0.5) -> None:
+        super().__init__(runner.catch_up, idle_seconds)
+        self.runner = runner
+
+    def stop(self) -> None:
+        self._join()
+        self.runner.catch_up()  # lose nothing on shutdown
+
+    def _failed(self, error: Exception) -> bool:
+        if isinstance(error, STORE_DOWN):  # one line, not a traceback a second while it lasts
+            log.warning("projection_store_unavailable_will_retry", error=repr(error))
+        else:  # a failing event stops progress; it is retried, never skipped
+            log.exception("projection_failed_will_retry")
+        return True
