@@ -66,6 +66,24 @@ class Enforcement(StrEnum):
     HARD = "hard"
 
 
+DEFAULT_SOFT_THRESHOLD_PERCENT = 80
+"""A soft quota warns when this share of its effective limit is used, unless a plan says."""
+
+
+def soft_threshold_units(limit: int | None, enforcement: str | None, percent: int) -> int | None:
+    """The soft warning threshold in whole units (ceiling); None unless soft and limited."""
+    if limit is None or enforcement != Enforcement.SOFT:
+        return None
+    return -(-limit * percent // 100)
+
+
+def hard_limit_reached(enforcement: str | None, limit: int | None, used: int | None) -> bool:
+    """A hard limit stops use once `used` reaches it; soft or unlimited never does."""
+    if enforcement != Enforcement.HARD or limit is None or used is None:
+        return False
+    return used >= limit
+
+
 class Meter(StrEnum):
     """How raw usage events aggregate into the quantity counted against a limit."""
 
@@ -313,7 +331,7 @@ class FeatureSpec(_Value):
     )
     period: QuotaPeriod = QuotaPeriod.MONTH
     enforcement: Enforcement = Enforcement.HARD
-    soft_threshold_percent: StrictInt = Field(default=80, ge=1, le=100)
+    soft_threshold_percent: StrictInt = Field(default=DEFAULT_SOFT_THRESHOLD_PERCENT, ge=1, le=100)
     meter: Meter = Meter.SUM
     included: StrictInt | None = Field(
         default=None, ge=0, description="units included before pricing; None = the limit"

@@ -30,7 +30,14 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
-from domain.catalog import Enforcement, FeatureKind, FeatureSpec, Meter, QuotaPeriod
+from domain.catalog import (
+    Enforcement,
+    FeatureKind,
+    FeatureSpec,
+    Meter,
+    QuotaPeriod,
+    soft_threshold_units,
+)
 from domain.errors import AlreadyExists, InvalidTransition, InvalidValue, NotFound
 from domain.metering import is_newest, remembers_values
 from domain.period import Interval, Period, window_containing
@@ -713,6 +720,4 @@ def _remaining(effective: int | None, used: int) -> int | None:
 
 
 def _threshold_units(effective: int | None, enforcement: Enforcement, percent: int) -> int | None:
-    if effective is None or enforcement is not Enforcement.SOFT:
-        return None
-    return -(-effective * percent // 100)  # ceiling, in whole units
+    return soft_threshold_units(effective, enforcement, percent)

@@ -10,14 +10,21 @@ from pydantic import Field
 from commands.quotas.target import QuotaCommand
 from commands.quotas.view import quota_view
 from commands.unit_of_work import UnitOfWork
-from domain.catalog import Enforcement, FeatureKind, FeatureSpec, Meter, QuotaPeriod
+from domain.catalog import (
+    DEFAULT_SOFT_THRESHOLD_PERCENT,
+    Enforcement,
+    FeatureKind,
+    FeatureSpec,
+    Meter,
+    QuotaPeriod,
+)
 from domain.quota import Quota, quota_id
 
 
 class ConfigureQuota(QuotaCommand):
     limit: int | None = Field(default=None, ge=0, description="None = unlimited")
     enforcement: Enforcement = Enforcement.HARD
-    soft_threshold_percent: int = Field(default=80, ge=1, le=100)
+    soft_threshold_percent: int = Field(default=DEFAULT_SOFT_THRESHOLD_PERCENT, ge=1, le=100)
     period: QuotaPeriod = QuotaPeriod.MONTH
     meter: Meter = Meter.SUM
     subscription_id: UUID | None = None
