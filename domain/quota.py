@@ -13,7 +13,10 @@ MAX_DISTINCT_VALUES of them). A meter change carries `used` over like any reconf
 new meter applies from the next consume.
 
 The effective limit is the plan limit plus every grant that has not expired by the cause's
-clock time. Hard quotas refuse a consume that would push `used` past the effective limit;
+clock time. A live manual feature grant with a `limit` (domain/entitlement_grant.py) replaces
+the plan limit, the allowance grants still adding to it, as in the entitlement check: the
+caller passes that `grant_limit` to the consume, the batch tally and the figures.
+Hard quotas refuse a consume that would push `used` past the effective limit;
 soft quotas allow it and count the part beyond the limit as overage.
 
 Every event names the feature and carries the counters a read model needs (used, limit,
@@ -460,6 +463,7 @@ class Quota(Aggregate[QuotaState]):
         *,
         granted: bool = False,
         refused_before: bool = False,
+        grant_limit: int | None = None,
     ) -> ConsumeOutcome:
         """Count one usage event of value `amount` at the cause's time (`used` follows the
         meter), or refuse: a batch of one (see `record_usage` for the rules). Whether the key
@@ -468,7 +472,7 @@ class Quota(Aggregate[QuotaState]):
         _check_amount(amount, "amount")
         if not isinstance(idempotency_key, str) or not idempotency_key.strip():
             raise InvalidValue("an idempotency key is required", field="idempotency_key")
-        tally = UsageTally.open(self, cause.occurred_at, granted)
+        tally = UsageTally.open(self, cause.occurred_at, granted, grant_limit)
         fact = UsageFact(key=idempotency_key, value=amount, at=cause.occurred_at)
         reason = tally.refusal(fact)
         if reason is None:
@@ -476,13 +480,17 @@ class Quota(Aggregate[QuotaState]):
         elif reason == HARD_LIMIT_EXCEEDED:
             tally.refuse(fact)
         self.record_usage(tally, cause, frozenset({idempotency_key} if refused_before else ()))
-        return self.outcome(cause.occurred_at, allowed=reason is None, reason=reason)
+        return self.outcome(
+            cause.occurred_at, allowed=reason is None, reason=reason, grant_limit=grant_limit
+        )
 
-    def refusal(self, amount: int, at: datetime, granted: bool = False) -> str | None:
+    def refusal(
+        self, amount: int, at: datetime, granted: bool = False, grant_limit: int | None = None
+    ) -> str | None:
         """Why a usage of value `amount` at `at` would be refused now (None: it would count);
         records nothing."""
         fact = UsageFact.model_construct(key="", value=amount, at=at)
-        return UsageTally.open(self, at, granted).refusal(fact)
+        return UsageTally.open(self, at, granted, grant_limit).refusal(fact)
 
     def record_usage(
         self, tally: UsageTally, cause: Cause, refused_before: frozenset[str] = frozenset()
@@ -503,8 +511,7 @@ class Quota(Aggregate[QuotaState]):
           refused with reason "distinct_values_exceeded", recording nothing.
         """
         state = self.state
-        now = tally.now
-        effective = self.effective_limit(now)
+        effective = tally.effective
         for fact, used in tally.refusals:
             if fact.key in refused_before or effective is None:
                 continue
@@ -536,13 +543,11 @@ class Quota(Aggregate[QuotaState]):
             latest_at=tally.latest_at,
             window=state.window,
         )
-        self._warn_if_soft_limit_reached(cause)
+        self._warn_if_soft_limit_reached(cause, effective)
 
-    def _warn_if_soft_limit_reached(self, cause: Cause) -> None:
+    def _warn_if_soft_limit_reached(self, cause: Cause, effective: int | None) -> None:
         state = self.state
-        now = cause.occurred_at
-        threshold = self.soft_limit(now)
-        effective = self.effective_limit(now)
+        threshold = _threshold_units(effective, state.enforcement, state.soft_threshold_percent)
         if effective is None or threshold is None or state.soft_warned or state.used < threshold:
             return
         self._trigger(
@@ -646,18 +651,20 @@ class Quota(Aggregate[QuotaState]):
         """True once the clock reaches the end of the current window (never for absolute)."""
         return self.state.window is not None and now >= self.state.window.end
 
-    def effective_limit(self, now: datetime) -> int | None:
-        """The plan limit plus grants still active at `now`; None = unlimited."""
-        return _effective(self.state.limit, self.state.grants, now)
+    def effective_limit(self, now: datetime, grant_limit: int | None = None) -> int | None:
+        """The plan limit (or a live feature grant's `grant_limit`, which replaces it) plus
+        the allowance grants still active at `now`; None = unlimited."""
+        base = self.state.limit if grant_limit is None else grant_limit
+        return _effective(base, self.state.grants, now)
 
-    def remaining(self, now: datetime) -> int | None:
-        return _remaining(self.effective_limit(now), self.state.used)
+    def remaining(self, now: datetime, grant_limit: int | None = None) -> int | None:
+        return _remaining(self.effective_limit(now, grant_limit), self.state.used)
 
-    def soft_limit(self, now: datetime) -> int | None:
+    def soft_limit(self, now: datetime, grant_limit: int | None = None) -> int | None:
         """The soft warning threshold in units (soft, limited quotas only)."""
         state = self.state
         return _threshold_units(
-            self.effective_limit(now), state.enforcement, state.soft_threshold_percent
+            self.effective_limit(now, grant_limit), state.enforcement, state.soft_threshold_percent
         )
 
     def outcome(
@@ -667,16 +674,17 @@ class Quota(Aggregate[QuotaState]):
         allowed: bool,
         duplicate: bool = False,
         reason: str | None = None,
+        grant_limit: int | None = None,
     ) -> ConsumeOutcome:
         state = self.state
         return ConsumeOutcome(
             allowed=allowed,
             duplicate=duplicate,
             used=state.used,
-            limit=self.effective_limit(now),
-            remaining=self.remaining(now),
+            limit=self.effective_limit(now, grant_limit),
+            remaining=self.remaining(now, grant_limit),
             overage=state.overage,
-            soft_limit=self.soft_limit(now),
+            soft_limit=self.soft_limit(now, grant_limit),
             soft_limit_reached=state.soft_warned,
             reason=reason,
         )

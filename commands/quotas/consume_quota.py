@@ -14,7 +14,7 @@ from pydantic import Field
 from commands.quotas.target import QuotaCommand
 from commands.unit_of_work import UnitOfWork
 from commands.usage.ports import UsageKeys
-from domain.entitlement_grant import TenantGrants, tenant_grants_id
+from domain.entitlement_grant import FeatureGrant, TenantGrants, tenant_grants_id
 from domain.quota import MAX_AMOUNT, Quota
 from domain.usage_batch import HARD_LIMIT_EXCEEDED
 
@@ -37,14 +37,21 @@ def consume_quota_handler(keys: UsageKeys) -> Any:
         key, app_id = command.idempotency_key, command.app_id
         if quota.window_ended(uow.now):
             quota.reset(uow.cause)
+        grant = _live_grant(command, uow)
+        limit = grant.limit if grant is not None else None  # a grant's limit governs
         if key in _counted(keys, command, uow):
-            duplicate = quota.outcome(uow.now, allowed=True, duplicate=True)
+            duplicate = quota.outcome(uow.now, allowed=True, duplicate=True, grant_limit=limit)
             return _reply(quota, duplicate.model_dump(mode="json"))
-        granted = not quota.state.enabled and _feature_granted(command, uow)
-        hard_refusal = quota.refusal(command.amount, uow.now, granted) == HARD_LIMIT_EXCEEDED
-        refused_before = hard_refusal and bool(keys.refused(app_id, [key]))
+        granted = not quota.state.enabled and grant is not None
+        refusal = quota.refusal(command.amount, uow.now, granted, limit)
+        refused_before = refusal == HARD_LIMIT_EXCEEDED and bool(keys.refused(app_id, [key]))
         outcome = quota.consume(
-            command.amount, key, uow.cause, granted=granted, refused_before=refused_before
+            command.amount,
+            key,
+            uow.cause,
+            granted=granted,
+            refused_before=refused_before,
+            grant_limit=limit,
         )
         row = [(app_id, key, uow.now)]
         if outcome.allowed:
@@ -86,7 +93,8 @@ def _reply(quota: Quota, outcome: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _feature_granted(command: ConsumeQuota, uow: UnitOfWork) -> bool:
-    """A live manual grant of the feature (support override) keeps a suspended quota counting."""
+def _live_grant(command: ConsumeQuota, uow: UnitOfWork) -> FeatureGrant | None:
+    """The live manual grant of the feature (support override), if any: it keeps a suspended
+    quota counting, and its limit, when it has one, replaces the plan's (as in the check)."""
     grants = uow.find(TenantGrants, tenant_grants_id(command.app_id, command.tenant_id))
-    return grants is not None and command.feature_key in grants.active_grants(uow.now)
+    return None if grants is None else grants.active_grants(uow.now).get(command.feature_key)

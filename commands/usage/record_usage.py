@@ -6,8 +6,11 @@ The steps, for one request of up to 1,000 events:
    Its time is its `timestamp` (or the clock's now), accepted within LATE_WINDOW before now
    and FUTURE_TOLERANCE after it (InvalidValue naming `events.<i>.timestamp` otherwise).
 2. A key repeated inside the batch, or already counted by the database, is a duplicate.
-3. Each quota decides its facts in order (domain/usage_batch.py); a typed event feeding
-   several quotas counts in all or none (one refusal refuses it everywhere).
+3. Each quota decides its facts (domain/usage_batch.py): in one step when it accepts the
+   batch whole (it counts, its meter adds, no hard limit could refuse any of them: the
+   usual case), else in order, fact by fact; a typed event feeding several quotas counts in
+   all or none (one refusal refuses it everywhere). A live feature grant with a limit
+   replaces the plan's limit, as in the entitlement check.
 4. Every changed quota is saved in ONE transaction with the counted keys (and the keys of
    new hard-limit refusals): a key another batch counted meanwhile, or a quota another
    writer changed, fails the transaction, and the batch is decided again from step 2.
@@ -40,7 +43,7 @@ from commands.usage.ports import (
 )
 from commands.usage.shared_commits import SharedCommits
 from domain.base import Cause
-from domain.entitlement_grant import TenantGrants, tenant_grants_id
+from domain.entitlement_grant import FeatureGrant, TenantGrants, tenant_grants_id
 from domain.errors import Conflict, InvalidValue
 from domain.quota import Quota, quota_id
 from domain.usage_batch import HARD_LIMIT_EXCEEDED, UsageFact, UsageTally
@@ -70,7 +73,7 @@ MAX_GROUP_EVENTS = 10_000
 """Most events decided and saved in one transaction when requests share a commit."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """One event being decided: its facts per quota, then its outcome."""
 
@@ -150,6 +153,7 @@ class UsageIngest:
         cause = Cause(occurred_at=now, actor=actors.pop() if len(actors) == 1 else "usage")
         tenants = sorted({item.event.tenant_id for item in pending})
         wanted = list(dict.fromkeys(qid for item in pending for qid, _, _ in item.facts))
+        wanted += [tenant_grants_id(app_id, tenant) for tenant in tenants]
         assert self.loader is not None
         for attempt in range(self.max_attempts):
             exclusive = self.exclusive if attempt and self.exclusive else _unlocked
@@ -166,7 +170,7 @@ class UsageIngest:
                         raise
                 else:
                     self.loader.saved(t.quota for t in quotas.values())
-                    figures = {qid: _figures(t.quota, now) for qid, t in quotas.items()}
+                    figures = {qid: _figures(t) for qid, t in quotas.items()}
                     for request in requests:
                         request.answer = _answer(request.pending, figures)
                     self._usage_counted(app_id, pending)
@@ -202,57 +206,47 @@ class UsageIngest:
         now: datetime,
         typed: dict[int, list[Reading]],
     ) -> _Pending:
-        at = _checked_time(event.timestamp, now, f"events.{index}.timestamp")
+        at = now if event.timestamp is None else _checked_time(event.timestamp, now, index)
+        key, tenant = event.idempotency_key, event.tenant_id
         if event.event_type is None:
             assert event.feature_key is not None
-            readings: list[Reading] = [(event.feature_key, event.quantity, None)]
-        else:
-            readings = typed[index]
+            feature = event.feature_key
+            fact = UsageFact.trusted(key, event.quantity, at)
+            return _Pending(index, event, [(quota_id(app_id, tenant, feature), feature, fact)])
         facts = [
-            (
-                quota_id(app_id, event.tenant_id, feature),
-                feature,
-                UsageFact.model_construct(
-                    key=event.idempotency_key, value=value, at=at, group=group
-                ),
-            )
-            for feature, value, group in readings
+            (quota_id(app_id, tenant, feature), feature, UsageFact.trusted(key, value, at, group))
+            for feature, value, group in typed[index]
         ]
-        return _Pending(index=index, event=event, facts=facts)
+        return _Pending(index, event, facts)
 
     def _decide(
         self, app_id: str, pending: list[_Pending], cause: Cause, loaded: dict[UUID, Any]
     ) -> dict[UUID, UsageTally]:
-        counted = self.keys.counted(app_id, (p.event.idempotency_key for p in pending))
+        counted = self.keys.counted(app_id, [p.event.idempotency_key for p in pending])
         tallies: dict[UUID, UsageTally | None] = {}
         seen: set[str] = set()
+        fresh: list[_Pending] = []
         for item in pending:
             key = item.event.idempotency_key
             item.status, item.reason, item.error = "", None, None
+            for qid, _, _ in item.facts:  # a duplicate's too: the answer gives its figures
+                if qid not in tallies:
+                    tallies[qid] = self._open(app_id, loaded, qid, item.event.tenant_id, cause)
             if key in seen or key in counted:
                 item.status = "duplicate"
-                for qid, _, _ in item.facts:  # opened for the answer's figures only
-                    self._tally(app_id, qid, item, tallies, cause, loaded)
                 continue
             seen.add(key)
-            self._decide_one(app_id, item, tallies, cause, loaded)
+            fresh.append(item)
+        for item in _in_bulk(fresh, tallies):
+            self._decide_one(item, tallies)
         return {i: t for i, t in tallies.items() if t is not None}
 
-    def _decide_one(
-        self,
-        app_id: str,
-        item: _Pending,
-        tallies: dict[UUID, UsageTally | None],
-        cause: Cause,
-        loaded: dict[UUID, Any],
-    ) -> None:
+    def _decide_one(self, item: _Pending, tallies: dict[UUID, UsageTally | None]) -> None:
+        """Decide one event on its quotas' running figures (the walk, in order)."""
         if not item.facts:
             item.status, item.error = "failed", _no_feature(item)
             return
-        opened = [
-            (self._tally(app_id, qid, item, tallies, cause, loaded), fact)
-            for qid, _, fact in item.facts
-        ]
+        opened = [(tallies[qid], fact) for qid, _, fact in item.facts]
         if any(tally is None for tally, _ in opened):
             missing = next(
                 f for (t, _), (_, f, _) in zip(opened, item.facts, strict=True) if t is None
@@ -271,34 +265,18 @@ class UsageIngest:
             if reason == HARD_LIMIT_EXCEEDED:
                 tally.refuse(fact)
 
-    def _tally(
-        self,
-        app_id: str,
-        qid: UUID,
-        item: _Pending,
-        tallies: dict[UUID, UsageTally | None],
-        cause: Cause,
-        loaded: dict[UUID, Any],
+    def _open(
+        self, app_id: str, loaded: dict[UUID, Any], qid: UUID, tenant_id: str, cause: Cause
     ) -> UsageTally | None:
-        if qid not in tallies:
-            tallies[qid] = self._open(app_id, loaded.get(qid), item.event.tenant_id, cause)
-        return tallies[qid]
-
-    def _open(self, app_id: str, quota: Any, tenant_id: str, cause: Cause) -> UsageTally | None:
+        quota = loaded.get(qid)
         if not isinstance(quota, Quota) or quota.state.app_id != app_id:
             return None
-        if quota.window_ended(cause.occurred_at):
+        now = cause.occurred_at
+        if quota.window_ended(now):
             quota.reset(cause)
-        granted = not quota.state.enabled and self._granted(app_id, tenant_id, quota, cause)
-        return UsageTally.open(quota, cause.occurred_at, granted)
-
-    def _granted(self, app_id: str, tenant_id: str, quota: Quota, cause: Cause) -> bool:
-        """A live manual grant of the feature (support override) keeps a suspended quota
-        counting."""
-        grants = self.store.get(tenant_grants_id(app_id, tenant_id))
-        if not isinstance(grants, TenantGrants):
-            return False
-        return quota.state.feature_key in grants.active_grants(cause.occurred_at)
+        grant = _live_grant(loaded.get(tenant_grants_id(app_id, tenant_id)), quota, now)
+        granted = not quota.state.enabled and grant is not None
+        return UsageTally.open(quota, now, granted, None if grant is None else grant.limit)
 
     def _save(
         self, app_id: str, pending: list[_Pending], tallies: dict[UUID, UsageTally], cause: Cause
@@ -320,6 +298,60 @@ class UsageIngest:
             _after_commit(listener)
 
 
+def _live_grant(grants: Any, quota: Quota, now: datetime) -> FeatureGrant | None:
+    """The live manual grant of the quota's feature (a support override), if any: it keeps a
+    suspended quota counting, and its limit, when it has one, replaces the plan's."""
+    if not isinstance(grants, TenantGrants):
+        return None
+    return grants.active_grants(now).get(quota.state.feature_key)
+
+
+def _in_bulk(fresh: list[_Pending], tallies: Mapping[UUID, UsageTally | None]) -> list[_Pending]:
+    """Count at once every event whose quotas all accept the batch whole (`accepts_all`:
+    none of their facts could be refused, so order does not matter); the others are left,
+    in order, to be decided one by one. A quota that accepts the whole batch accepts any
+    part of it, so the events walked later are never refused by it."""
+    facts_of: dict[UUID, list[UsageFact]] = {}
+    for item in fresh:
+        for qid, _, fact in item.facts:
+            facts_of.setdefault(qid, []).append(fact)
+    whole = set()
+    for qid, facts in facts_of.items():
+        tally = tallies.get(qid)
+        if tally is not None and tally.accepts_all(facts):
+            whole.add(qid)
+    if len(whole) < len(facts_of):
+        return _part_in_bulk(fresh, tallies, whole)
+    for qid, facts in facts_of.items():
+        tally = tallies[qid]
+        assert tally is not None
+        tally.add_all(facts)
+    for item in fresh:
+        item.status = "accepted" if item.facts else item.status
+    return [item for item in fresh if not item.facts]
+
+
+def _part_in_bulk(
+    fresh: list[_Pending], tallies: Mapping[UUID, UsageTally | None], whole: set[UUID]
+) -> list[_Pending]:
+    """Some quotas need the walk: the events only on quotas that accept everything are
+    counted at once, the rest are left for the walk."""
+    walk: list[_Pending] = []
+    bulk: dict[UUID, list[UsageFact]] = {}
+    for item in fresh:
+        if item.facts and all(qid in whole for qid, _, _ in item.facts):
+            item.status = "accepted"
+            for qid, _, fact in item.facts:
+                bulk.setdefault(qid, []).append(fact)
+        else:
+            walk.append(item)
+    for qid, facts in bulk.items():
+        tally = tallies[qid]
+        assert tally is not None
+        tally.add_all(facts)
+    return walk
+
+
 def _after_commit(listener: Callable[..., None], *args: Any) -> None:
     """A side effect after the commit: its failure is logged, never the request's (the
     usage is recorded; a retry would only answer duplicates)."""
@@ -334,9 +366,8 @@ def _unlocked(app_id: str, tenants: Sequence[str]) -> Iterator[None]:
     yield
 
 
-def _checked_time(timestamp: datetime | None, now: datetime, field: str) -> datetime:
-    if timestamp is None:
-        return now
+def _checked_time(timestamp: datetime, now: datetime, index: int) -> datetime:
+    field = f"events.{index}.timestamp"
     if timestamp.tzinfo is None:
         raise InvalidValue("the timestamp must carry a timezone", field=field)
     if timestamp < now - LATE_WINDOW:
@@ -371,38 +402,41 @@ def _answer(pending: list[_Pending], figures: dict[UUID, dict[str, Any]]) -> dic
         "failed": "failed",
     }
     counts = dict.fromkeys(names.values(), 0)
+    shown = {qid: {k: v for k, v in f.items() if k != "feature_key"} for qid, f in figures.items()}
     results = []
     for item in pending:
         counts[names[item.status]] += 1
-        results.append(_result(item, figures))
+        results.append(_result(item, figures, shown))
     return {**counts, "results": results}
 
 
-def _result(item: _Pending, figures: dict[UUID, dict[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "index": item.index,
-        "idempotency_key": item.event.idempotency_key,
-        "status": item.status,
-    }
+def _result(
+    item: _Pending, figures: dict[UUID, dict[str, Any]], shown: dict[UUID, dict[str, Any]]
+) -> dict[str, Any]:
+    """One event's result: its status and its (first) quota's figures after the batch."""
+    head = {"index": item.index, "idempotency_key": item.event.idempotency_key}
     if item.error is not None:
-        return {**result, "error": item.error}
-    features = [figures[qid] for qid, _, _ in item.facts if qid in figures]
-    if features:
-        result.update({k: v for k, v in features[0].items() if k != "feature_key"})
-    result["allowed"] = item.status != "refused"
-    result["reason"] = item.reason
+        return {**head, "status": item.status, "error": item.error}
+    allowed = item.status != "refused"
+    features = [qid for qid, _, _ in item.facts if qid in figures]
+    if not features:
+        return {**head, "status": item.status, "allowed": allowed, "reason": item.reason}
+    result = {**head, "status": item.status, **shown[features[0]]}
+    result["allowed"], result["reason"] = allowed, item.reason
     if len(features) > 1:
-        result["features"] = features
+        result["features"] = [figures[qid] for qid in features]
     return result
 
 
-def _figures(quota: Quota, now: datetime) -> dict[str, Any]:
+def _figures(tally: UsageTally) -> dict[str, Any]:
     """The quota's figures after the batch (used, limit, remaining, overage, soft limit)."""
+    quota = tally.quota
     state = quota.state
-    outcome = quota.outcome(now, allowed=True).model_dump(mode="json")
+    outcome = quota.outcome(tally.now, allowed=True, grant_limit=tally.grant_limit)
+    dumped = outcome.model_dump(mode="json", exclude={"allowed", "duplicate", "reason"})
     return {
         "feature_key": state.feature_key,
-        **{k: v for k, v in outcome.items() if k not in ("allowed", "duplicate", "reason")},
+        **dumped,
         "quota_id": str(quota.id),
         "window": state.window.model_dump(mode="json") if state.window else None,
     }
