@@ -28,9 +28,11 @@ from adapters.http import (
     health,
     invoices,
     meters,
+    planned,
     plans,
     pricing,
     profiles,
+    quotas,
     recompute,
     revenue,
     simulations,
@@ -91,6 +93,7 @@ def create_app(
         subscriptions,
         usage,
         entitlements,
+        quotas,
         alerts,
         credits,
         invoices,
@@ -113,6 +116,7 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
+    app.include_router(planned.planned_router())  # named in the docs, not built: 501
     install_console(app, system.settings)
     app.add_middleware(ReadYourWrites, system=system)  # Tally-Position, ?min_position=
     document_min_position(app)

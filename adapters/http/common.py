@@ -70,18 +70,24 @@ def metrics_of(request: Request) -> Metrics:
 
 
 def body_model(
-    command: type[Command], name: str, *, exclude: frozenset[str] = frozenset()
+    command: type[Command],
+    name: str,
+    *,
+    exclude: frozenset[str] = frozenset(),
+    example: dict[str, Any] | None = None,
 ) -> type[BaseModel]:
     """A request body with the command's fields (rules and descriptions included) except
-    app_id, actor and the ones the route takes from its path; unknown fields are refused."""
+    app_id, actor and the ones the route takes from its path; unknown fields are refused.
+    `example` is shown in /openapi.json."""
     fields: dict[str, Any] = {
         field: (info.annotation, info)
         for field, info in command.model_fields.items()
         if field not in exclude and field not in NOT_IN_BODIES
     }
+    extra = {"examples": [example]} if example is not None else None
     return create_model(
         name,
-        __config__=ConfigDict(extra="forbid", str_strip_whitespace=True),
+        __config__=ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=extra),
         __doc__=(command.__doc__ or "").strip() or None,
         **fields,
     )

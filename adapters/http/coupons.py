@@ -1,4 +1,5 @@
-"""Coupons: create (admin), list and read (read), and attach one to a subscription (write).
+"""Coupons: create and deactivate (admin), list and read (read), redeem one for a tenant and
+attach one to a subscription (write).
 
 `POST /v1/subscriptions/{id}/coupons` redeems the coupon for the subscription's tenant and
 attaches it (docs/coupons.md); `POST /v1/subscriptions` takes the same code as `coupon`.
@@ -17,8 +18,11 @@ from pydantic import BaseModel
 from adapters.http.auth import Admin, Reader, Writer
 from adapters.http.common import body_model, fields_of, owned, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES
+from adapters.http.replies import CouponReply, documented
 from commands.coupons.attach_coupon import AttachCoupon
 from commands.coupons.create_coupon import CreateCoupon
+from commands.coupons.deactivate_coupon import DeactivateCoupon
+from commands.coupons.redeem_coupon import RedeemCoupon
 from commands.coupons.view import coupon_view
 from domain.catalog import KEY_PATTERN
 from domain.coupon import Coupon, coupon_id
@@ -28,9 +32,20 @@ _ID = frozenset({"subscription_id"})
 if TYPE_CHECKING:
     CreateBody = BaseModel
     AttachBody = BaseModel
+    RedeemBody = BaseModel
+    DeactivateBody = BaseModel
 else:
     CreateBody = body_model(CreateCoupon, "CreateCouponBody")
     AttachBody = body_model(AttachCoupon, "AttachCouponBody", exclude=_ID)
+    RedeemBody = body_model(
+        RedeemCoupon,
+        "RedeemCouponBody",
+        exclude=frozenset({"code"}),
+        example={"tenant_id": "tenant-1"},
+    )
+    DeactivateBody = body_model(
+        DeactivateCoupon, "DeactivateCouponBody", exclude=frozenset({"code"})
+    )
 
 router = APIRouter(tags=["coupons"], responses=ERROR_RESPONSES)
 
@@ -74,6 +89,31 @@ def get_coupon(request: Request, principal: Reader, code: Code) -> dict[str, Any
         code,
     )
     return coupon_view(coupon)
+
+
+@router.post(
+    "/v1/coupons/{code}/redemptions",
+    status_code=201,
+    summary="Redeem a coupon for a tenant (counts toward max_redemptions)",
+    responses=documented(CouponReply, 201),
+)
+def redeem_coupon(
+    request: Request, principal: Writer, code: Code, body: RedeemBody
+) -> JSONResponse:
+    fields = {**fields_of(body), "code": code}
+    return run_command(request, principal, RedeemCoupon, fields, created=True)
+
+
+@router.post(
+    "/v1/coupons/{code}/deactivate",
+    summary="Deactivate a coupon: no new redemptions (attached ones keep applying)",
+    responses=documented(CouponReply),
+)
+def deactivate_coupon(
+    request: Request, principal: Admin, code: Code, body: DeactivateBody | None = None
+) -> JSONResponse:
+    fields = {**fields_of(body), "code": code}
+    return run_command(request, principal, DeactivateCoupon, fields)
 
 
 @router.post(

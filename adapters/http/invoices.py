@@ -1,4 +1,5 @@
-"""Invoices: draft, list (per tenant), read (JSON or PDF), finalize, pay, void, uncollectible.
+"""Invoices: draft, list (per tenant), read (JSON or PDF), finalize, pay, void, uncollectible,
+and payments that failed (recorded, then retried by dunning or by hand).
 
 `POST /v1/invoices` drafts an invoice by hand (the billing engine will draft them from
 subscriptions and usage); lists come from the app's InvoiceDrafted events (see index.py).
@@ -13,16 +14,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from adapters.http.auth import Reader, Writer
+from adapters.http.auth import Admin, Reader, Writer
 from adapters.http.common import body_model, fields_of, owned, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES
+from adapters.http.replies import InvoiceReply, PaymentRetryReply, documented
 from commands.base import ID_PATTERN
 from commands.invoices.add_invoice_line import AddInvoiceLine
 from commands.invoices.draft_invoice import DraftInvoice
+from commands.invoices.fail_invoice_payment import FailInvoicePayment
 from commands.invoices.finalize_invoice import FinalizeInvoice
 from commands.invoices.line_input import InvoiceLineInput
 from commands.invoices.mark_invoice_uncollectible import MarkInvoiceUncollectible
 from commands.invoices.pay_invoice import PayInvoice
+from commands.invoices.retry_invoice_payment import RetryInvoicePayment
 from commands.invoices.view import invoice_view
 from commands.invoices.void_invoice import VoidInvoice
 from domain.invoice import Invoice, InvoiceStatus
@@ -35,11 +39,22 @@ if TYPE_CHECKING:
     FinalizeBody = BaseModel
     PayBody = BaseModel
     VoidBody = BaseModel
+    PaymentFailureBody = BaseModel
+    RetryPaymentBody = BaseModel
 else:
     DraftBody = body_model(DraftInvoice, "DraftInvoiceBody")
     FinalizeBody = body_model(FinalizeInvoice, "FinalizeInvoiceBody", exclude=_ID)
     PayBody = body_model(PayInvoice, "PayInvoiceBody", exclude=_ID)
     VoidBody = body_model(VoidInvoice, "VoidInvoiceBody", exclude=_ID)
+    PaymentFailureBody = body_model(
+        FailInvoicePayment,
+        "FailInvoicePaymentBody",
+        exclude=_ID,
+        example={"reason": "card_declined", "next_retry_at": "2026-01-04T00:00:00Z"},
+    )
+    RetryPaymentBody = body_model(
+        RetryInvoicePayment, "RetryInvoicePaymentBody", exclude=_ID, example={"attempt": 2}
+    )
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"], responses=ERROR_RESPONSES)
 
@@ -137,3 +152,25 @@ def void(request: Request, principal: Writer, invoice_id: UUID, body: VoidBody) 
 @router.post("/{invoice_id}/uncollectible", summary="Give up collecting an open invoice")
 def uncollectible(request: Request, principal: Writer, invoice_id: UUID) -> JSONResponse:
     return _act(request, principal, MarkInvoiceUncollectible, invoice_id, None)
+
+
+@router.post(
+    "/{invoice_id}/payment-failures",
+    summary="Record a failed payment attempt (dunning schedules the retry)",
+    responses=documented(InvoiceReply),
+)
+def fail_invoice_payment(
+    request: Request, principal: Writer, invoice_id: UUID, body: PaymentFailureBody
+) -> JSONResponse:
+    return _act(request, principal, FailInvoicePayment, invoice_id, body)
+
+
+@router.post(
+    "/{invoice_id}/retry-payment",
+    summary="Charge an open invoice again through the payment provider (admin)",
+    responses=documented(PaymentRetryReply),
+)
+def retry_invoice_payment(
+    request: Request, principal: Admin, invoice_id: UUID, body: RetryPaymentBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, RetryInvoicePayment, invoice_id, body)

@@ -1,6 +1,7 @@
 """Subscriptions: start, list a tenant's, read (now, at a version, or as of a past instant),
 change plan or seats (prorated), cancel (now or at the period end), undo a scheduled cancel,
-pause and resume, and the upcoming invoice (what the next invoice holds now; records nothing).
+pause and resume, end a trial now, expire, and the upcoming invoice (what the next invoice
+holds now; records nothing).
 
 `POST /{id}/resume` resumes a PAUSED subscription; a cancel scheduled for the period end is
 taken back with `POST /{id}/undo-cancel` (two routes, two commands: each says what it does).
@@ -18,12 +19,15 @@ from pydantic import BaseModel
 from adapters.http.auth import Reader, Writer
 from adapters.http.common import Instant, body_model, fields_of, run_command, system_of
 from adapters.http.errors import ERROR_RESPONSES, ApiError
+from adapters.http.replies import SubscriptionReply, documented
 from commands.base import ID_PATTERN
 from commands.billing.compose import BillingPorts
 from commands.billing.upcoming import upcoming_invoice
 from commands.subscriptions.cancel_subscription import CancelSubscription
 from commands.subscriptions.change_plan import ChangePlan
 from commands.subscriptions.change_seats import ChangeSeats
+from commands.subscriptions.end_trial import EndTrial
+from commands.subscriptions.expire_subscription import ExpireSubscription
 from commands.subscriptions.pause_subscription import PauseSubscription
 from commands.subscriptions.resume_subscription import ResumeSubscription
 from commands.subscriptions.start_subscription import StartSubscription
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
     ResumeBody = BaseModel
     UndoCancelBody = BaseModel
     SeatsBody = BaseModel
+    EndTrialBody = BaseModel
+    ExpireBody = BaseModel
 else:
     SeatsBody = body_model(ChangeSeats, "ChangeSeatsBody", exclude=_ID)
     StartBody = body_model(StartSubscription, "StartSubscriptionBody")
@@ -50,6 +56,8 @@ else:
     PauseBody = body_model(PauseSubscription, "PauseSubscriptionBody", exclude=_ID)
     ResumeBody = body_model(ResumeSubscription, "ResumeSubscriptionBody", exclude=_ID)
     UndoCancelBody = body_model(UndoScheduledCancel, "UndoScheduledCancelBody", exclude=_ID)
+    EndTrialBody = body_model(EndTrial, "EndTrialBody", exclude=_ID)
+    ExpireBody = body_model(ExpireSubscription, "ExpireSubscriptionBody", exclude=_ID)
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], responses=ERROR_RESPONSES)
 
@@ -194,3 +202,25 @@ def resume(
     request: Request, principal: Writer, subscription_id: UUID, body: ResumeBody | None = None
 ) -> JSONResponse:
     return _act(request, principal, ResumeSubscription, subscription_id, body)
+
+
+@router.post(
+    "/{subscription_id}/end-trial",
+    summary="End a trial now: the first paid period starts",
+    responses=documented(SubscriptionReply),
+)
+def end_trial(
+    request: Request, principal: Writer, subscription_id: UUID, body: EndTrialBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, EndTrial, subscription_id, body)
+
+
+@router.post(
+    "/{subscription_id}/expire",
+    summary="Expire a subscription now (it ends; its quotas follow)",
+    responses=documented(SubscriptionReply),
+)
+def expire_subscription(
+    request: Request, principal: Writer, subscription_id: UUID, body: ExpireBody | None = None
+) -> JSONResponse:
+    return _act(request, principal, ExpireSubscription, subscription_id, body)

@@ -113,9 +113,10 @@ class Case:
     other_app: Check
     body: Callable[[World], Any] = lambda _: None
     params: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # path values other than the defaults
 
     def path(self, world: World) -> str:
-        return self.template.format(
+        defaults = dict(
             subscription_id=world.subscription_id,
             invoice_id=world.invoice_id,
             alert_id=world.alert_id,
@@ -128,6 +129,7 @@ class Case:
             code=COUPON["code"],
             country=PROFILE["country"],
         )
+        return self.template.format(**{**defaults, **self.values})
 
     def send(self, world: World, client: httpx.Client) -> httpx.Response:
         body = self.body(world)
@@ -352,6 +354,18 @@ def own_credit_only(world: World, response: httpx.Response) -> None:
     ], grants
 
 
+def own_quota_only(world: World, response: httpx.Response) -> None:
+    """B's quota of its own tenant-a: A's quota of tenant-a keeps its limit and usage."""
+    assert response.status_code == 200, response.text  # created in B's app
+    assert response.json()["limit"] == 3 and response.json()["used"] == 0
+    time.sleep(0.5)
+    answer = world.a("read").get("/v1/tenants/tenant-a/entitlements/api-calls").json()
+    assert (answer["limit"], answer["used"]) == (100, 7), answer
+
+
+METERED = {"feature_key": "api-calls"}  # A's quota of tenant-a (from its subscription)
+
+
 def billing_until(world: World) -> dict[str, str]:
     subscription = world.a("read").get(f"/v1/subscriptions/{world.subscription_id}").json()
     return {"until": subscription["trial_end"].replace("+00:00", "Z")}
@@ -452,6 +466,61 @@ CASES = [
         body=lambda _: {"code": COUPON["code"]},
     ),
     Case("GET", "/v1/coupons/{code}", "read", not_found_naming("code")),
+    Case(
+        "POST",
+        "/v1/coupons/{code}/redemptions",
+        "write",
+        not_found_naming("code"),
+        body=lambda _: {"tenant_id": "tenant-a"},
+    ),
+    Case("POST", "/v1/coupons/{code}/deactivate", "admin", not_found_naming("code")),
+    Case(
+        "POST",
+        "/v1/subscriptions/{subscription_id}/end-trial",
+        "write",
+        not_found_naming("subscription_id"),
+    ),
+    Case(
+        "POST",
+        "/v1/subscriptions/{subscription_id}/expire",
+        "write",
+        not_found_naming("subscription_id"),
+    ),
+    Case(
+        "POST",
+        "/v1/invoices/{invoice_id}/payment-failures",
+        "write",
+        not_found_naming("invoice_id"),
+        body=lambda _: {"reason": "card_declined"},
+    ),
+    Case(
+        "POST",
+        "/v1/invoices/{invoice_id}/retry-payment",
+        "admin",
+        not_found_naming("invoice_id"),
+    ),
+    Case(
+        "POST",
+        "/v1/tenants/{tenant_id}/quotas/{feature_key}/allowances",
+        "admin",
+        not_found_naming("feature_key"),
+        body=lambda _: {"amount": 50, "reason": "not yours"},
+        values=METERED,
+    ),
+    Case(
+        "DELETE",
+        "/v1/tenants/{tenant_id}/quotas/{feature_key}/allowances/{grant_id}",
+        "admin",
+        not_found_naming("feature_key"),
+        values=METERED,
+    ),
+    Case(
+        "POST",
+        "/v1/tenants/{tenant_id}/quotas/{feature_key}/reset",
+        "admin",
+        not_found_naming("feature_key"),
+        values=METERED,
+    ),
     Case("DELETE", "/v1/alerts/{alert_id}", "write", not_found_naming("alert_id")),
     Case(
         "POST",
@@ -609,6 +678,15 @@ CASES = [
         "POST", "/v1/tenants/{tenant_id}/credits", "write", own_credit_only, body=lambda _: CREDIT
     ),
     Case("POST", "/v1/billing-runs", "admin", a_untouched_by_billing_run, body=billing_until),
+    # after B's usage case (which must find no quota of B's)
+    Case(
+        "PUT",
+        "/v1/tenants/{tenant_id}/quotas/{feature_key}",
+        "admin",
+        own_quota_only,
+        body=lambda _: {"limit": 3},
+        values=METERED,
+    ),
 ]
 
 

@@ -215,6 +215,28 @@ OPERATIONS: dict[str, Operation] = {
         body_required=False,
         returns="json",
     ),
+    "end_trial": Operation(
+        name="end_trial",
+        method="POST",
+        path="/v1/subscriptions/{subscription_id}/end-trial",
+        operation_id="end_trial_v1_subscriptions__subscription_id__end_trial_post",
+        path_params=("subscription_id",),
+        query_params=(),
+        body=models.EndTrialBody,
+        body_required=False,
+        returns="json",
+    ),
+    "expire_subscription": Operation(
+        name="expire_subscription",
+        method="POST",
+        path="/v1/subscriptions/{subscription_id}/expire",
+        operation_id="expire_subscription_v1_subscriptions__subscription_id__expire_post",
+        path_params=("subscription_id",),
+        query_params=(),
+        body=models.ExpireSubscriptionBody,
+        body_required=False,
+        returns="json",
+    ),
     "record_usage": Operation(
         name="record_usage",
         method="POST",
@@ -300,6 +322,50 @@ OPERATIONS: dict[str, Operation] = {
         path_params=("tenant_id", "feature_key"),
         query_params=("reason",),
         body=None,
+        body_required=False,
+        returns="json",
+    ),
+    "configure_quota": Operation(
+        name="configure_quota",
+        method="PUT",
+        path="/v1/tenants/{tenant_id}/quotas/{feature_key}",
+        operation_id="configure_quota_v1_tenants__tenant_id__quotas__feature_key__put",
+        path_params=("tenant_id", "feature_key"),
+        query_params=(),
+        body=models.ConfigureQuotaBody,
+        body_required=True,
+        returns="json",
+    ),
+    "grant_allowance": Operation(
+        name="grant_allowance",
+        method="POST",
+        path="/v1/tenants/{tenant_id}/quotas/{feature_key}/allowances",
+        operation_id="grant_allowance_v1_tenants__tenant_id__quotas__feature_key__allowances_post",
+        path_params=("tenant_id", "feature_key"),
+        query_params=(),
+        body=models.GrantAllowanceBody,
+        body_required=True,
+        returns="json",
+    ),
+    "revoke_allowance": Operation(
+        name="revoke_allowance",
+        method="DELETE",
+        path="/v1/tenants/{tenant_id}/quotas/{feature_key}/allowances/{grant_id}",
+        operation_id="revoke_allowance_v1_tenants__tenant_id__quotas__feature_key__allowances__grant_id__delete",
+        path_params=("tenant_id", "feature_key", "grant_id"),
+        query_params=("reason",),
+        body=None,
+        body_required=False,
+        returns="json",
+    ),
+    "reset_quota": Operation(
+        name="reset_quota",
+        method="POST",
+        path="/v1/tenants/{tenant_id}/quotas/{feature_key}/reset",
+        operation_id="reset_quota_v1_tenants__tenant_id__quotas__feature_key__reset_post",
+        path_params=("tenant_id", "feature_key"),
+        query_params=(),
+        body=models.ResetQuotaBody,
         body_required=False,
         returns="json",
     ),
@@ -468,6 +534,28 @@ OPERATIONS: dict[str, Operation] = {
         body_required=False,
         returns="json",
     ),
+    "fail_invoice_payment": Operation(
+        name="fail_invoice_payment",
+        method="POST",
+        path="/v1/invoices/{invoice_id}/payment-failures",
+        operation_id="fail_invoice_payment_v1_invoices__invoice_id__payment_failures_post",
+        path_params=("invoice_id",),
+        query_params=(),
+        body=models.FailInvoicePaymentBody,
+        body_required=True,
+        returns="json",
+    ),
+    "retry_invoice_payment": Operation(
+        name="retry_invoice_payment",
+        method="POST",
+        path="/v1/invoices/{invoice_id}/retry-payment",
+        operation_id="retry_invoice_payment_v1_invoices__invoice_id__retry_payment_post",
+        path_params=("invoice_id",),
+        query_params=(),
+        body=models.RetryInvoicePaymentBody,
+        body_required=False,
+        returns="json",
+    ),
     "issue_credit_note": Operation(
         name="issue_credit_note",
         method="POST",
@@ -564,6 +652,28 @@ OPERATIONS: dict[str, Operation] = {
         path_params=("code",),
         query_params=(),
         body=None,
+        body_required=False,
+        returns="json",
+    ),
+    "redeem_coupon": Operation(
+        name="redeem_coupon",
+        method="POST",
+        path="/v1/coupons/{code}/redemptions",
+        operation_id="redeem_coupon_v1_coupons__code__redemptions_post",
+        path_params=("code",),
+        query_params=(),
+        body=models.RedeemCouponBody,
+        body_required=True,
+        returns="json",
+    ),
+    "deactivate_coupon": Operation(
+        name="deactivate_coupon",
+        method="POST",
+        path="/v1/coupons/{code}/deactivate",
+        operation_id="deactivate_coupon_v1_coupons__code__deactivate_post",
+        path_params=("code",),
+        query_params=(),
+        body=models.DeactivateCouponBody,
         body_required=False,
         returns="json",
     ),
@@ -1217,6 +1327,52 @@ class SyncOperations:
         )
         return answer
 
+    def end_trial(
+        self,
+        subscription_id: UUID | str,
+        body: models.EndTrialBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "End a trial now: the first paid period starts (POST /v1/subscriptions/{subscription_id}/end-trial)."
+        answer: Reply = self._call(
+            OPERATIONS["end_trial"],
+            {"subscription_id": subscription_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def expire_subscription(
+        self,
+        subscription_id: UUID | str,
+        body: models.ExpireSubscriptionBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Expire a subscription now (it ends; its quotas follow) (POST /v1/subscriptions/{subscription_id}/expire)."
+        answer: Reply = self._call(
+            OPERATIONS["expire_subscription"],
+            {"subscription_id": subscription_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
     def record_usage(
         self,
         body: models.UsageEvent | models.UsageBatch | Mapping[str, Any] | None = None,
@@ -1438,6 +1594,102 @@ class SyncOperations:
             {"reason": reason},
             None,
             {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def configure_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.ConfigureQuotaBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Configure a tenant's quota of a feature (PUT /v1/tenants/{tenant_id}/quotas/{feature_key})."
+        answer: Reply = self._call(
+            OPERATIONS["configure_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def grant_allowance(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.GrantAllowanceBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Give the quota extra allowance (until it expires) (POST /v1/tenants/{tenant_id}/quotas/{feature_key}/allowances)."
+        answer: Reply = self._call(
+            OPERATIONS["grant_allowance"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def revoke_allowance(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        grant_id: str,
+        /,
+        *,
+        reason: str | None = None,
+        min_position: int | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        "Take back an allowance (DELETE /v1/tenants/{tenant_id}/quotas/{feature_key}/allowances/{grant_id})."
+        answer: Reply = self._call(
+            OPERATIONS["revoke_allowance"],
+            {"tenant_id": tenant_id, "feature_key": feature_key, "grant_id": grant_id},
+            {"reason": reason},
+            None,
+            {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def reset_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.ResetQuotaBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Start the quota's next window (now, or only once the current one ended) (POST /v1/tenants/{tenant_id}/quotas/{feature_key}/reset)."
+        answer: Reply = self._call(
+            OPERATIONS["reset_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
             min_position=min_position,
             timeout=timeout,
             returns="json",
@@ -1770,6 +2022,52 @@ class SyncOperations:
         )
         return answer
 
+    def fail_invoice_payment(
+        self,
+        invoice_id: UUID | str,
+        body: models.FailInvoicePaymentBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Record a failed payment attempt (dunning schedules the retry) (POST /v1/invoices/{invoice_id}/payment-failures)."
+        answer: Reply = self._call(
+            OPERATIONS["fail_invoice_payment"],
+            {"invoice_id": invoice_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def retry_invoice_payment(
+        self,
+        invoice_id: UUID | str,
+        body: models.RetryInvoicePaymentBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Charge an open invoice again through the payment provider (admin) (POST /v1/invoices/{invoice_id}/retry-payment)."
+        answer: Reply = self._call(
+            OPERATIONS["retry_invoice_payment"],
+            {"invoice_id": invoice_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
     def issue_credit_note(
         self,
         invoice_id: UUID | str,
@@ -1951,6 +2249,52 @@ class SyncOperations:
             {},
             None,
             {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def redeem_coupon(
+        self,
+        code: str,
+        body: models.RedeemCouponBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Redeem a coupon for a tenant (counts toward max_redemptions) (POST /v1/coupons/{code}/redemptions)."
+        answer: Reply = self._call(
+            OPERATIONS["redeem_coupon"],
+            {"code": code},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def deactivate_coupon(
+        self,
+        code: str,
+        body: models.DeactivateCouponBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Deactivate a coupon: no new redemptions (attached ones keep applying) (POST /v1/coupons/{code}/deactivate)."
+        answer: Reply = self._call(
+            OPERATIONS["deactivate_coupon"],
+            {"code": code},
+            {},
+            body,
+            fields,
             min_position=min_position,
             timeout=timeout,
             returns="json",
@@ -2807,6 +3151,52 @@ class AsyncOperations:
         )
         return answer
 
+    async def end_trial(
+        self,
+        subscription_id: UUID | str,
+        body: models.EndTrialBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "End a trial now: the first paid period starts (POST /v1/subscriptions/{subscription_id}/end-trial)."
+        answer: Reply = await self._call(
+            OPERATIONS["end_trial"],
+            {"subscription_id": subscription_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def expire_subscription(
+        self,
+        subscription_id: UUID | str,
+        body: models.ExpireSubscriptionBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Expire a subscription now (it ends; its quotas follow) (POST /v1/subscriptions/{subscription_id}/expire)."
+        answer: Reply = await self._call(
+            OPERATIONS["expire_subscription"],
+            {"subscription_id": subscription_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
     async def record_usage(
         self,
         body: models.UsageEvent | models.UsageBatch | Mapping[str, Any] | None = None,
@@ -3028,6 +3418,102 @@ class AsyncOperations:
             {"reason": reason},
             None,
             {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def configure_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.ConfigureQuotaBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Configure a tenant's quota of a feature (PUT /v1/tenants/{tenant_id}/quotas/{feature_key})."
+        answer: Reply = await self._call(
+            OPERATIONS["configure_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def grant_allowance(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.GrantAllowanceBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Give the quota extra allowance (until it expires) (POST /v1/tenants/{tenant_id}/quotas/{feature_key}/allowances)."
+        answer: Reply = await self._call(
+            OPERATIONS["grant_allowance"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def revoke_allowance(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        grant_id: str,
+        /,
+        *,
+        reason: str | None = None,
+        min_position: int | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        "Take back an allowance (DELETE /v1/tenants/{tenant_id}/quotas/{feature_key}/allowances/{grant_id})."
+        answer: Reply = await self._call(
+            OPERATIONS["revoke_allowance"],
+            {"tenant_id": tenant_id, "feature_key": feature_key, "grant_id": grant_id},
+            {"reason": reason},
+            None,
+            {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def reset_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        body: models.ResetQuotaBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Start the quota's next window (now, or only once the current one ended) (POST /v1/tenants/{tenant_id}/quotas/{feature_key}/reset)."
+        answer: Reply = await self._call(
+            OPERATIONS["reset_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
+            body,
+            fields,
             min_position=min_position,
             timeout=timeout,
             returns="json",
@@ -3360,6 +3846,52 @@ class AsyncOperations:
         )
         return answer
 
+    async def fail_invoice_payment(
+        self,
+        invoice_id: UUID | str,
+        body: models.FailInvoicePaymentBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Record a failed payment attempt (dunning schedules the retry) (POST /v1/invoices/{invoice_id}/payment-failures)."
+        answer: Reply = await self._call(
+            OPERATIONS["fail_invoice_payment"],
+            {"invoice_id": invoice_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def retry_invoice_payment(
+        self,
+        invoice_id: UUID | str,
+        body: models.RetryInvoicePaymentBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Charge an open invoice again through the payment provider (admin) (POST /v1/invoices/{invoice_id}/retry-payment)."
+        answer: Reply = await self._call(
+            OPERATIONS["retry_invoice_payment"],
+            {"invoice_id": invoice_id},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
     async def issue_credit_note(
         self,
         invoice_id: UUID | str,
@@ -3541,6 +4073,52 @@ class AsyncOperations:
             {},
             None,
             {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def redeem_coupon(
+        self,
+        code: str,
+        body: models.RedeemCouponBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Redeem a coupon for a tenant (counts toward max_redemptions) (POST /v1/coupons/{code}/redemptions)."
+        answer: Reply = await self._call(
+            OPERATIONS["redeem_coupon"],
+            {"code": code},
+            {},
+            body,
+            fields,
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def deactivate_coupon(
+        self,
+        code: str,
+        body: models.DeactivateCouponBody | Mapping[str, Any] | None = None,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Reply:
+        "Deactivate a coupon: no new redemptions (attached ones keep applying) (POST /v1/coupons/{code}/deactivate)."
+        answer: Reply = await self._call(
+            OPERATIONS["deactivate_coupon"],
+            {"code": code},
+            {},
+            body,
+            fields,
             min_position=min_position,
             timeout=timeout,
             returns="json",

@@ -234,10 +234,33 @@ class CheckoutRequest(BaseModel):
     ]
 
 
+class Limit(RootModel[int]):
+    root: Annotated[int, Field(ge=0, title="Limit")]
+    """
+    None = unlimited
+    """
+
+
 class CouponDuration(StrEnum):
     once = "once"
     repeating = "repeating"
     forever = "forever"
+
+
+class CouponReply(BaseModel):
+    """
+    A coupon: its discount, duration, redemptions and whether it is active.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    coupon_id: Annotated[str, Field(title="Coupon Id")]
+    code: Annotated[str, Field(title="Code")]
+    duration: Annotated[str, Field(title="Duration")]
+    redemption_count: Annotated[int, Field(title="Redemption Count")]
+    active: Annotated[bool, Field(title="Active")]
+    version: Annotated[int, Field(title="Version")]
 
 
 class AlertKey(RootModel[str]):
@@ -296,6 +319,21 @@ class Quantity(RootModel[int]):
     root: Annotated[int, Field(ge=1, title="Quantity")]
 
 
+class DeactivateCouponBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+
+
 class BaseFeeTiming(StrEnum):
     """
     the base fee is billed at the period's start or end
@@ -312,6 +350,21 @@ class CustomForTenant(RootModel[str]):
     """
     an enterprise plan only this tenant sees
     """
+
+
+class EndTrialBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
 
 
 class Enforcement(StrEnum):
@@ -333,13 +386,48 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class ExpireSubscriptionBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+
+
+class FailInvoicePaymentBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    reason: Annotated[str, Field(max_length=500, min_length=1, title="Reason")]
+    next_retry_at: Annotated[AwareDatetime | None, Field(title="Next Retry At")] = None
+    """
+    default: by the app's dunning_retry_days
+    """
+
+
 class FeatureKind(StrEnum):
     boolean = "boolean"
     metered = "metered"
     seats = "seats"
 
 
-class Limit(RootModel[int]):
+class Limit1(RootModel[int]):
     root: Annotated[int, Field(ge=0, title="Limit")]
     """
     metered/seats; None = unlimited
@@ -368,7 +456,36 @@ class FinalizeInvoiceBody(BaseModel):
     correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
 
 
-class Limit1(RootModel[int]):
+class GrantId(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}$", title="Grant Id")]
+    """
+    default: new
+    """
+
+
+class GrantAllowanceBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    amount: Annotated[int, Field(ge=1, le=1000000000000000, title="Amount")]
+    reason: Annotated[str, Field(max_length=500, min_length=1, title="Reason")]
+    expires_at: Annotated[AwareDatetime | None, Field(title="Expires At")] = None
+    grant_id: Annotated[GrantId | None, Field(title="Grant Id")] = None
+    """
+    default: new
+    """
+
+
+class Limit2(RootModel[int]):
     root: Annotated[int, Field(ge=0, le=1000000000000000, title="Limit")]
     """
     the limit the entitlement reports
@@ -397,7 +514,7 @@ class GrantFeatureBody(BaseModel):
     """
     default: until revoked
     """
-    limit: Annotated[Limit1 | None, Field(title="Limit")] = None
+    limit: Annotated[Limit2 | None, Field(title="Limit")] = None
     """
     the limit the entitlement reports
     """
@@ -418,6 +535,24 @@ class LineId(RootModel[str]):
     """
     default: generated
     """
+
+
+class InvoiceReply(BaseModel):
+    """
+    An invoice after the command (the invoice view of `GET /v1/invoices/{id}`).
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    invoice_id: Annotated[str, Field(title="Invoice Id")]
+    tenant_id: Annotated[str, Field(title="Tenant Id")]
+    status: Annotated[str, Field(title="Status")]
+    currency: Annotated[str, Field(title="Currency")]
+    total: Annotated[dict[str, Any], Field(title="Total")]
+    amount_due: Annotated[dict[str, Any], Field(title="Amount Due")]
+    payment_attempts: Annotated[int, Field(title="Payment Attempts")]
+    version: Annotated[int, Field(title="Version")]
 
 
 class InvoiceStatus(StrEnum):
@@ -528,6 +663,19 @@ class PayInvoiceBody(BaseModel):
     payment_reference: Annotated[PaymentReference | None, Field(title="Payment Reference")] = None
 
 
+class PaymentRetryReply(BaseModel):
+    """
+    A payment retry: whether it was made (`retried`), whether it paid, and the invoice.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    retried: Annotated[bool, Field(title="Retried")]
+    paid: Annotated[bool, Field(title="Paid")]
+    invoice: Annotated[dict[str, Any], Field(title="Invoice")]
+
+
 class Period(BaseModel):
     """
     A half-open window [start, end) of aware datetimes.
@@ -562,6 +710,49 @@ class QuotaPeriod(StrEnum):
     absolute = "absolute"
 
 
+class QuotaReply(BaseModel):
+    """
+    A tenant's quota of one metered feature: limit, allowances (`grants`), the window.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    quota_id: Annotated[str, Field(title="Quota Id")]
+    tenant_id: Annotated[str, Field(title="Tenant Id")]
+    feature_key: Annotated[str, Field(title="Feature Key")]
+    limit: Annotated[int | None, Field(title="Limit")]
+    effective_limit: Annotated[int | None, Field(title="Effective Limit")]
+    enforcement: Annotated[str, Field(title="Enforcement")]
+    period: Annotated[str, Field(title="Period")]
+    used: Annotated[int, Field(title="Used")]
+    remaining: Annotated[int | None, Field(title="Remaining")]
+    grants: Annotated[list[dict[str, Any]], Field(title="Grants")]
+    version: Annotated[int, Field(title="Version")]
+
+
+class QuotaResetReply(BaseModel):
+    """
+    The quota after a reset; `reset` says whether a new window started.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    quota_id: Annotated[str, Field(title="Quota Id")]
+    tenant_id: Annotated[str, Field(title="Tenant Id")]
+    feature_key: Annotated[str, Field(title="Feature Key")]
+    limit: Annotated[int | None, Field(title="Limit")]
+    effective_limit: Annotated[int | None, Field(title="Effective Limit")]
+    enforcement: Annotated[str, Field(title="Enforcement")]
+    period: Annotated[str, Field(title="Period")]
+    used: Annotated[int, Field(title="Used")]
+    remaining: Annotated[int | None, Field(title="Remaining")]
+    grants: Annotated[list[dict[str, Any]], Field(title="Grants")]
+    version: Annotated[int, Field(title="Version")]
+    reset: Annotated[bool, Field(title="Reset")]
+
+
 class Quantity1(RootModel[int]):
     root: Annotated[int, Field(ge=0, le=9223372036854776000, title="Quantity")]
     """
@@ -578,6 +769,47 @@ class Quantity2(RootModel[str]):
     """
 
 
+class RedeemCouponBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    tenant_id: Annotated[
+        str, Field(pattern="^[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}$", title="Tenant Id")
+    ]
+    """
+    the app's customer
+    """
+    subscription_id: Annotated[UUID | None, Field(title="Subscription Id")] = None
+
+
+class ResetQuotaBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    only_if_ended: Annotated[bool | None, Field(title="Only If Ended")] = False
+    """
+    reset only when the window has ended (billing runs)
+    """
+
+
 class ResumeSubscriptionBody(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -591,6 +823,32 @@ class ResumeSubscriptionBody(BaseModel):
     whom the caller acts for (e.g. an end user's id), recorded beside the actor
     """
     correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+
+
+class Attempt(RootModel[int]):
+    root: Annotated[int, Field(ge=1, title="Attempt")]
+    """
+    the attempt this retry is (payment_attempts + 1); once that attempt was made, or the invoice is no longer open, it does nothing
+    """
+
+
+class RetryInvoicePaymentBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    attempt: Annotated[Attempt | None, Field(title="Attempt")] = None
+    """
+    the attempt this retry is (payment_attempts + 1); once that attempt was made, or the invoice is no longer open, it does nothing
+    """
 
 
 class TenantId1(RootModel[str]):
@@ -667,6 +925,22 @@ class StartSubscriptionBody(BaseModel):
     """
     seats billed
     """
+
+
+class SubscriptionReply(BaseModel):
+    """
+    A subscription's state after the command.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    subscription_id: Annotated[str, Field(title="Subscription Id")]
+    tenant_id: Annotated[str, Field(title="Tenant Id")]
+    status: Annotated[str, Field(title="Status")]
+    plan_key: Annotated[str, Field(title="Plan Key")]
+    plan_version: Annotated[int, Field(title="Plan Version")]
+    version: Annotated[int, Field(title="Version")]
 
 
 class TaxBehavior(StrEnum):
@@ -904,6 +1178,32 @@ class BillingProfileBody(BaseModel):
     """
     preferred ISO 4217 currency
     """
+
+
+class ConfigureQuotaBody(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
+    """
+    repeat it to retry safely: runs once
+    """
+    on_behalf_of: Annotated[OnBehalfOf | None, Field(title="On Behalf Of")] = None
+    """
+    whom the caller acts for (e.g. an end user's id), recorded beside the actor
+    """
+    correlation_id: Annotated[CorrelationId | None, Field(title="Correlation Id")] = None
+    limit: Annotated[Limit | None, Field(title="Limit")] = None
+    """
+    None = unlimited
+    """
+    enforcement: Enforcement | None = Enforcement.hard
+    soft_threshold_percent: Annotated[
+        int | None, Field(ge=1, le=100, title="Soft Threshold Percent")
+    ] = 80
+    period: QuotaPeriod | None = QuotaPeriod.month
+    meter: Meter | None = Meter.sum
+    subscription_id: Annotated[UUID | None, Field(title="Subscription Id")] = None
 
 
 class CreateAlertBody(BaseModel):
@@ -1269,7 +1569,7 @@ class FeatureSpec(BaseModel):
     )
     key: Annotated[str, Field(title="Key")]
     kind: FeatureKind
-    limit: Annotated[Limit | None, Field(title="Limit")] = None
+    limit: Annotated[Limit1 | None, Field(title="Limit")] = None
     """
     metered/seats; None = unlimited
     """
