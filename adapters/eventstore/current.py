@@ -4,7 +4,8 @@ The usage ingest saves the same quotas batch after batch. Loading each one throu
 library's cache costs a fast-forward query per aggregate; instead, the aggregates this
 writer saved last are kept here, and one query asks the store for the version of every
 aggregate a batch needs: the ones still at the version kept are used as they are, the
-others (changed by another writer or process) are loaded again. The caller holds the
+others (changed by another writer or process) are loaded again, and kept too (the tenant
+grants the ingest reads beside the quotas, which it never saves). The caller holds the
 aggregates' tenant locks while it uses them, and calls `forget` when a save fails (the
 objects may then hold changes that were never stored).
 """
@@ -36,6 +37,7 @@ class CurrentAggregates:
                 kept = self.ledger.get(aggregate_id)
             if kept is not None:
                 found[aggregate_id] = kept
+        self.saved(found.values())  # current now; `forget` drops any the caller changes
         return found
 
     def saved(self, aggregates: Iterable[Any]) -> None:

@@ -10,6 +10,8 @@ records at most one QuotaExceeded.
 
 The recorders are the eventsourcing library's, with these tables and two keyword arguments
 of `save()`: `usage_keys` and `usage_refusals`, each a sequence of (app_id, key, recorded_at).
+On PostgreSQL a batch's keys travel as ONE JSON array text (orjson), unpacked by the server
+(`jsonb_array_elements_text`): psycopg would dump a Python list element by element.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.sql import SQL, Identifier
@@ -62,11 +65,11 @@ class KeyedPostgresRecorder(PostgresApplicationRecorder):
         super()._insert_stored_events(curs, stored_events, **kwargs)
         with curs.connection.cursor() as keys_cursor:
             for table in (KEYS, REFUSALS):
-                insert = SQL("INSERT INTO {} SELECT %s, k, %s FROM unnest(%s::text[]) AS k").format(
-                    self.table(table)
-                )
+                insert = SQL(
+                    "INSERT INTO {} SELECT %s, k, %s FROM jsonb_array_elements_text(%s::jsonb) k"
+                ).format(self.table(table))
                 for (app_id, at), keys in _grouped(kwargs.get(table) or ()).items():
-                    keys_cursor.execute(insert, (app_id, at, keys))
+                    keys_cursor.execute(insert, (app_id, at, _json(keys)))
 
 
 class KeyedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -112,10 +115,11 @@ class UsageKeyStore:
             return set()
         if self.postgres:
             query = SQL(
-                "SELECT idempotency_key FROM {} WHERE app_id = %s AND idempotency_key = ANY(%s)"
+                "SELECT idempotency_key FROM {} WHERE app_id = %s AND idempotency_key = "
+                "ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))"  # one array, indexed
             )
             with self.recorder.datastore.transaction(commit=False) as curs:
-                curs.execute(query.format(self.recorder.table(table)), (app_id, wanted))
+                curs.execute(query.format(self.recorder.table(table)), (app_id, _json(wanted)))
                 return {row["idempotency_key"] for row in curs.fetchall()}
         found: set[str] = set()
         with self.recorder.datastore.transaction(commit=False) as c:
@@ -154,6 +158,11 @@ def _grouped(rows: Iterable[KeyRow]) -> dict[tuple[str, datetime], list[str]]:
     for app_id, key, at in rows:
         groups.setdefault((app_id, at), []).append(key)
     return groups
+
+
+def _json(keys: list[str]) -> str:
+    """The keys as one JSON array text (the server unpacks it)."""
+    return orjson.dumps(keys).decode()
 
 
 def _text(instant: datetime) -> str:
