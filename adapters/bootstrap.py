@@ -19,6 +19,8 @@ from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
 from adapters.eventstore.usage_keys import UsageKeyStore
+from adapters.observability.metrics import SystemMetrics
+from adapters.observability.setup import flush_traces, observe_system, start_observing
 from adapters.plugins import wiring as plugin_wiring
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
@@ -55,6 +57,7 @@ class System:
     delivery: LocalDelivery | None = None
     stripe: Any = None  # adapters.stripe.wiring.StripeServices when Stripe settings are set
     plugins: plugin_wiring.Plugins = field(default_factory=plugin_wiring.Plugins)
+    metrics: SystemMetrics = field(default_factory=SystemMetrics)  # on the API's /metrics
 
     def handle(self, command: Command) -> CommandResult:
         return self.bus.handle(command)
@@ -89,6 +92,7 @@ class System:
         self.plugins.close()
         self.views.close()
         self.ledger.close()
+        flush_traces()
 
 
 def bootstrap(
@@ -108,6 +112,7 @@ def bootstrap(
     are registered before the entry points (docs/plugins.md).
     """
     settings = settings or Settings()
+    start_observing(settings)  # logs (unless configured already) and tracing (OTEL_*)
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
     ledger = open_ledger(settings, schema)
     dialect, target = settings.views_target
@@ -172,6 +177,7 @@ def bootstrap(
         cache=cache,
         plugins=loaded,
     )
+    observe_system(system)  # command metrics, spans and log context; lag gauges
     if provider is not None:
         system.stripe = build_stripe(system, provider)
     system.progressive = ProgressiveTrigger(system)

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # operator console (docs/console.md): signs its session cookies; unset = random per start
     console_secret: str | None = None  # at least 16 characters
     console_session_hours: float = 12.0
+    # logs (docs/operations.md#observability): on stderr; tracing is OTEL_EXPORTER_OTLP_ENDPOINT
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # debug: relay per batch
+    access_log: bool = True  # one line per HTTP request
 
     @property
     def stripe_configured(self) -> bool:

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
 from commands.base import Command, EventStore
+from commands.observe import CommandObserver, Unobserved
 from commands.receipt import CommandReceipt, fingerprint, receipt_id
 from commands.unit_of_work import UnitOfWork
 from domain.base import Aggregate, Cause
@@ -66,6 +67,8 @@ class CommandBus:
     """Called after every commit (wakes in-process delivery or the relay)."""
     head_position: Callable[[], int] | None = None
     """The log's last position (a duplicate's reply carries it: any later one is as good)."""
+    observer: CommandObserver = field(default_factory=Unobserved)
+    """Sees each command run and its outcome (metrics, traces, log context)."""
     _by_name: dict[str, type[Command]] = field(init=False)
     _stripes: list[threading.Lock] = field(init=False)
 
@@ -88,8 +91,11 @@ class CommandBus:
         events with an instant other than the clock's now (the billing run's due times)."""
         handler = self._handler(command)
         digest = self._digest(command)
-        with self._stripes[self._stripe(command)]:
-            return self._attempt(command, handler, digest, at)
+        with self.observer.watch((command,)) as watch:
+            with self._stripes[self._stripe(command)]:
+                outcome = self._attempt(command, handler, digest, at)
+            watch.settled((outcome_name(outcome),))
+            return outcome
 
     def _handler(self, command: Command) -> Handler:
         handler = self.handlers.get(type(command))
@@ -204,6 +210,26 @@ class CommandBus:
         one that another writer changed since fails the save on its version, and the batch
         reruns one by one).
         """
+        with self.observer.watch(commands) as watch:
+            outcomes = self._group_commit(commands, at, touched, absent, preloaded)
+            if outcomes is not None:
+                watch.settled([outcome_name(o) for o in outcomes])
+        if outcomes is None:  # each command again on its own (each watched by handle)
+            if touched is not None:
+                touched.clear()
+            instants = list(at) if at is not None else [None] * len(commands)
+            return [self._handle_or_error(c, i) for c, i in zip(commands, instants, strict=True)]
+        return outcomes
+
+    def _group_commit(
+        self,
+        commands: Sequence[Command],
+        at: Sequence[datetime] | None,
+        touched: dict[UUID, Aggregate[Any]] | None,
+        absent: set[UUID] | None,
+        preloaded: dict[UUID, Aggregate[Any]] | None,
+    ) -> list[CommandResult | DomainError] | None:
+        """The batch's outcomes, or None when it collided with another writer."""
         instants = list(at) if at is not None else [None] * len(commands)
         stripes = sorted({self._stripe(c) for c in commands})
         for index in stripes:
@@ -217,10 +243,6 @@ class CommandBus:
         finally:
             for index in reversed(stripes):
                 self._stripes[index].release()
-        if outcomes is None:
-            if touched is not None:
-                touched.clear()
-            return [self._handle_or_error(c, i) for c, i in zip(commands, instants, strict=True)]
         return outcomes
 
     def _run_batch(
@@ -311,6 +333,13 @@ class CommandBus:
                 field="command_id",
             )
         return CommandResult(result=receipt.state.result, duplicate=True, position=self._head())
+
+
+def outcome_name(outcome: CommandResult | DomainError) -> str:
+    """How a command ended, for the observer: ok, duplicate or the refusal's code."""
+    if isinstance(outcome, DomainError):
+        return outcome.code
+    return "duplicate" if outcome.duplicate else "ok"
 
 
 def last_position(recordings: Any) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 BASE_FIELDS = frozenset(
     {
@@ -19,6 +19,7 @@ BASE_FIELDS = frozenset(
         "correlation_id",
         "schema_version",
         "recorded_at",
+        "trace_parent",
     }
 )
 
@@ -44,6 +45,8 @@ class EventEnvelope(BaseModel):
     command_id: str | None = None
     correlation_id: str | None = None
     data: dict[str, Any]
+    trace_parent: str | None = Field(default=None, exclude=True)
+    """The W3C traceparent of the command that wrote it (a NATS header, not in the body)."""
 
     def subject(self, prefix: str = "tally.events") -> str:
         return f"{prefix}.{self.app_id}.{self.aggregate_type}.{self.type}"
@@ -55,7 +58,15 @@ class EventEnvelope(BaseModel):
             "Tally-Aggregate-Id": str(self.aggregate_id),
             "Tally-Aggregate-Version": str(self.version),
             "Tally-Tenant": self.tenant_id or "",
+            **self._context_headers(),
         }
+
+    def _context_headers(self) -> dict[str, str]:
+        """Correlation id and trace context, when the event has them."""
+        headers = {"Tally-Correlation-Id": self.correlation_id} if self.correlation_id else {}
+        if self.trace_parent:
+            headers["traceparent"] = self.trace_parent
+        return headers
 
 
 def envelope_from_state(
@@ -84,5 +95,6 @@ def envelope_from_state(
         on_behalf_of=state.get("on_behalf_of"),
         command_id=state.get("command_id"),
         correlation_id=state.get("correlation_id"),
+        trace_parent=state.get("trace_parent"),
         data={k: v for k, v in state.items() if k not in BASE_FIELDS},
     )

@@ -17,6 +17,14 @@ from adapters.simulation.cli import chaos_app
 app = typer.Typer(help="Tally: the event-sourced billing ledger.", no_args_is_help=True)
 
 
+@app.callback()
+def _configure_logs() -> None:
+    # logs on stderr (TALLY_LOG_FORMAT, TALLY_LOG_LEVEL): stdout stays the command's own
+    from adapters.observability.logs import configure_from_environment
+
+    configure_from_environment()
+
+
 @app.command()
 def demo(
     fast: bool = typer.Option(False, help="skip the pauses between steps"),

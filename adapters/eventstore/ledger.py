@@ -14,6 +14,7 @@ from eventsourcing.application import (
     ProjectorFunction,
     project_aggregate,
 )
+from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 
 from adapters.eventstore.fail_fast import (
@@ -25,6 +26,7 @@ from adapters.eventstore.fail_fast import (
 )
 from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
 from adapters.eventstore.usage_keys import KeyedSQLiteRecorder
+from adapters.observability.tracing import span
 from adapters.settings import Settings
 from domain.aggregates import ALL_AGGREGATES
 from domain.base import Snapshot
@@ -56,6 +58,11 @@ class Ledger(Application[Any]):
             super().take_snapshot(aggregate_id, version, projector_func)
         except Exception:
             log.warning("snapshot_failed", aggregate_id=str(aggregate_id), version=version)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[Any]]:
+        """Record the pending events of `objs` in one transaction (a span while tracing)."""
+        with span("eventstore.save", {"tally.aggregates": len(objs)}):
+            return super().save(*objs, **kwargs)
 
     def get(self, aggregate_id: Any, version: int | None = None) -> Any:
         """Load an aggregate (at a version), or None when it does not exist."""

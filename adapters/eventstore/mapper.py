@@ -8,10 +8,12 @@ from typing import Any, cast
 import orjson
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 
+from adapters.observability.tracing import current_traceparent
 from domain.base import EVENT_TYPES, DomainEvent, Snapshot
 
 SCHEMA_KEY = "schema_version"
 RECORDED_KEY = "recorded_at"
+TRACE_KEY = "trace_parent"  # the writing span's W3C traceparent, while tracing is on
 
 
 class OrjsonTranscoder(Transcoder):
@@ -29,6 +31,9 @@ def encode_event_state(event: DomainEvent | Snapshot) -> dict[str, Any]:
     state = event.model_dump(mode="json", exclude={"originator_id", "originator_version"})
     state[SCHEMA_KEY] = type(event).SCHEMA_VERSION
     state[RECORDED_KEY] = datetime.now(UTC).isoformat()
+    trace_parent = current_traceparent()
+    if trace_parent:
+        state[TRACE_KEY] = trace_parent
     return state
 
 
@@ -37,6 +42,7 @@ def decode_event(topic: str, originator_id: Any, version: int, state: dict[str, 
     state = dict(state)
     schema_version = state.pop(SCHEMA_KEY, 1)
     state.pop(RECORDED_KEY, None)
+    state.pop(TRACE_KEY, None)
     if topic == Snapshot.NAME:
         return Snapshot(originator_id=originator_id, originator_version=version, **state)
     try:

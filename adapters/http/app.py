@@ -45,7 +45,8 @@ from adapters.http import (
 from adapters.http.auth import KEY_CACHE_SECONDS, KeyVerifier
 from adapters.http.consistency import ReadYourWrites, document_min_position
 from adapters.http.limits import BodyLimits
-from adapters.http.metrics import Metrics, MetricsMiddleware
+from adapters.http.metrics import Metrics
+from adapters.http.observe import ObservedRequests
 from adapters.http.rate_limit import RateLimiter
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def create_app(
         settings.rate_limit_per_key, settings.rate_limit_burst
     )
     app.state.index = system.index
-    metrics = Metrics()
+    metrics = Metrics(system.metrics)
     metrics.sources.append(system.plugins.render_metrics)  # plugin hooks and collectors
     app.state.metrics = metrics
     errors.install(app)
@@ -125,7 +126,8 @@ def create_app(
         max_bytes=system.settings.max_body_bytes,
         max_depth=system.settings.max_json_depth,
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
+    # outermost: request id, log context, span, metrics and access log, refusals included
+    app.add_middleware(ObservedRequests, metrics=metrics, access_log=settings.access_log)
     return app
 
 

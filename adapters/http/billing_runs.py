@@ -31,14 +31,13 @@ from pydantic import BaseModel, ConfigDict
 
 from adapters.billing.runs import run_billing
 from adapters.http.auth import Admin, Principal
-from adapters.http.common import Instant, build_command, metrics_of, system_of
+from adapters.http.common import Instant, build_command, system_of
 from adapters.http.consistency import mark_written
 from adapters.http.errors import ERROR_RESPONSES, ApiError
 from commands.base import Command
 from commands.billing.run import MAX_ACTIONS, due_command
-from commands.bus import CommandResult
 from domain.clock import SettableClock, ensure_aware
-from domain.errors import DomainError, InvalidValue
+from domain.errors import InvalidValue
 
 router = APIRouter(tags=["billing"], responses=ERROR_RESPONSES)
 
@@ -87,15 +86,6 @@ def billing_run(request: Request, principal: Admin, body: BillingRunBody) -> dic
         return _run(request, principal, clock, until)
 
 
-def _observe(request: Request, command: Command, outcome: CommandResult | DomainError) -> None:
-    """Count each command of the run for /metrics, as the other routes do."""
-    if isinstance(outcome, DomainError):
-        code = outcome.code
-    else:
-        code = "duplicate" if outcome.duplicate else "ok"
-    metrics_of(request).command(command.NAME, code)
-
-
 def _run(
     request: Request, principal: Principal, clock: SettableClock, until: datetime
 ) -> dict[str, Any]:
@@ -107,7 +97,6 @@ def _run(
         principal.app_id,
         clock,
         until,
-        observe=lambda command, outcome: _observe(request, command, outcome),
         build=_command(principal),
         max_actions=MAX_ACTIONS,
     )

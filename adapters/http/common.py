@@ -34,7 +34,6 @@ from adapters.http.consistency import mark_written
 from adapters.http.errors import ApiError, not_implemented
 from commands.base import Command
 from commands.bus import CommandResult, validation_error
-from domain.errors import DomainError
 from projections.queries import QUERIES
 
 if TYPE_CHECKING:
@@ -190,16 +189,20 @@ def _as_kwargs(error: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(request: Request, command: Command) -> CommandResult:
-    """Run a command through the bus, counting its outcome for /metrics."""
-    metrics = metrics_of(request)
-    try:
-        outcome = system_of(request).handle(command)
-    except DomainError as error:
-        metrics.command(command.NAME, error.code)
-        raise
-    metrics.command(command.NAME, "duplicate" if outcome.duplicate else "ok")
+    """Run a command through the bus (which counts it for /metrics), correlated with the
+    request (adapters/http/observe.py)."""
+    outcome = system_of(request).handle(correlated(request, command))
     mark_written(request, outcome.position)  # the Tally-Position header (consistency.py)
     return outcome
+
+
+def correlated(request: Request, command: Command) -> Command:
+    """The command with its correlation id: the one in the body, else the X-Request-Id the
+    client sent, else its command_id (the bus's default), else the request's own id."""
+    request_id, sent = request.scope.get("state", {}).get("request_id", (None, False))
+    if command.correlation_id or request_id is None or (command.command_id and not sent):
+        return command
+    return command.model_copy(update={"correlation_id": request_id})
 
 
 def command_reply(outcome: CommandResult, *, created: bool = False) -> JSONResponse:

@@ -14,7 +14,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.http.auth import Admin, Reader
-from adapters.http.common import body_model, fields_of, run_command, run_hot_query, run_query
+from adapters.http.common import (
+    body_model,
+    fields_of,
+    run_command,
+    run_hot_query,
+    run_query,
+    system_of,
+)
 from adapters.http.errors import ERROR_RESPONSES
 from commands.base import ID_PATTERN
 from commands.entitlements.grant_feature import GrantFeature
@@ -63,6 +70,7 @@ async def entitlement(
         tenant_id=tenant_id,
         feature_key=feature_key,
     )
+    system_of(request).metrics.checks([bool(answer.get("allowed"))])  # on /metrics
     return JSONResponse(answer)
 
 
@@ -75,6 +83,7 @@ async def check(request: Request, principal: Reader, body: CheckBody) -> JSONRes
         tenant_id=body.tenant_id,
         feature_keys=list(body.feature_keys),
     )
+    system_of(request).metrics.checks(bool(row.get("allowed")) for row in rows)
     return JSONResponse({"tenant_id": body.tenant_id, "results": rows})
 
 

@@ -121,7 +121,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 3
         lifespan="on",
         timeout_graceful_shutdown=int(graceful_seconds),
         log_level="info",
-        access_log=False,
+        access_log=False,  # ours: adapters/http/observe.py
+        log_config=None,  # uvicorn's lines through our renderer (adapters/observability/logs.py)
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it caught once it has shut down; with these no-op

@@ -116,6 +116,7 @@ def ingest(request: Request, principal: Writer, body: Annotated[UsageBody, Body(
     answer = system_of(request).usage.record(
         principal.app_id, [_received(e) for e in events], actor=principal.actor
     )
+    system_of(request).metrics.usage(answer)  # the ingest rate on /metrics
     if single and answer["failed"]:
         error = answer["results"][0]["error"]
         raise NotFound(error["message"], field=error["field"])

@@ -46,6 +46,7 @@ from adapters.nats.connection import connect_unless_stopped
 from adapters.nats.relay import Backoff
 from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
 from adapters.nats.stream import StreamSettings, ensure_stream
+from adapters.observability.tracing import batch_span, traceparent_of
 from adapters.readmodels.sql_store import ViewStore
 from projections.base import Projector
 from projections.envelope import EventEnvelope
@@ -323,7 +324,14 @@ class ProjectorWorker:
 
     async def _apply(self, messages: Sequence[Msg]) -> int:
         """Apply the messages (in order) in one transaction; when that fails, apply them one
-        by one to make progress up to the failing event. Returns how many are applied."""
+        by one to make progress up to the failing event. Returns how many are applied. A
+        span continues the trace of the first message's command (its traceparent header)."""
+        parents = [traceparent_of(message.headers) for message in messages]
+        attributes = {"tally.projector": self.projector.NAME}
+        with batch_span("projector.batch", parents, attributes | {"tally.events": len(messages)}):
+            return await self._apply_in_order(messages)
+
+    async def _apply_in_order(self, messages: Sequence[Msg]) -> int:
         envelopes: list[EventEnvelope] = []
         unreadable: Exception | None = None
         for message in messages:

@@ -32,6 +32,7 @@ from adapters.eventstore.envelopes import read_envelopes
 from adapters.nats.connection import connect_unless_stopped
 from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
 from adapters.nats.stream import StreamSettings, ensure_stream
+from adapters.observability.tracing import batch_span
 from adapters.readmodels.sql_store import ViewStore
 from projections.base import Projector
 from projections.envelope import EventEnvelope
@@ -101,6 +102,7 @@ class Relay:
         self.backoff = Backoff(cap=max_backoff)
         self.connect_options = connect_options or {}
         self.published = 0  # events acked by JetStream since start (duplicates included)
+        self.on_published: list[Callable[[int], None]] = []  # each batch's count (/metrics)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._position: int | None = None  # cached stored position while we hold the lock
@@ -268,13 +270,17 @@ class Relay:
         if not await asyncio.to_thread(self.lock.still_held):
             self._active = False
             raise LockLost(f"lost the {self.lock.name} lock; another relay may take over")
-        acks = await self._publish(js, envelopes)
-        if self.before_store is not None:
-            self.before_store(envelopes)
-        last = envelopes[-1].position
-        await asyncio.to_thread(self._store_position, last)
+        attributes = {"messaging.batch.message_count": len(envelopes)}
+        with batch_span("relay.publish", [e.trace_parent for e in envelopes], attributes):
+            acks = await self._publish(js, envelopes)
+            if self.before_store is not None:
+                self.before_store(envelopes)
+            last = envelopes[-1].position
+            await asyncio.to_thread(self._store_position, last)
         self._position = last
         self.published += len(envelopes)
+        for listener in self.on_published:
+            listener(len(envelopes))
         duplicates = sum(1 for ack in acks if ack.duplicate)
         log.debug(
             "relay_published",

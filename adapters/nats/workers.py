@@ -47,7 +47,9 @@ def build_relay(system: System, **options: Any) -> Relay:
         "idle_seconds": settings.relay_idle_seconds,
     }
     kwargs.update(options)
-    return Relay(**kwargs)
+    relay = Relay(**kwargs)
+    relay.on_published.append(system.metrics.relay_published.inc)
+    return relay
 
 
 def find_projector(system: System, name: str) -> Projector:

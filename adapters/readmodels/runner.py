@@ -11,8 +11,10 @@ import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 
 from adapters.eventstore.envelopes import iter_envelopes
+from adapters.observability.tracing import batch_span
 from adapters.readmodels.sql_store import ViewStore
 from projections.base import Projector
+from projections.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +39,18 @@ class ProjectionRunner:
             positions = {p.NAME: self.views.position(p.NAME) for p in self.projectors}
             start = min(positions.values(), default=0)
             for envelopes in iter_envelopes(self.recorder, start, batch):
-                for projector in self.projectors:
-                    if envelopes[-1].position > positions[projector.NAME]:
-                        positions[projector.NAME] = self.views.apply(projector, envelopes)
+                with batch_span(
+                    "projector.batch",
+                    [e.trace_parent for e in envelopes],
+                    {"tally.projectors": len(self.projectors), "tally.events": len(envelopes)},
+                ):
+                    self._apply(envelopes, positions)
             return min(positions.values(), default=0)
+
+    def _apply(self, envelopes: Sequence[EventEnvelope], positions: dict[str, int]) -> None:
+        for projector in self.projectors:
+            if envelopes[-1].position > positions[projector.NAME]:
+                positions[projector.NAME] = self.views.apply(projector, envelopes)
 
 
 class CatchUpThread:

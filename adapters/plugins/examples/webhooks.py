@@ -21,6 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter
+
 from projections.envelope import EventEnvelope
 
 SIGNATURE_HEADER = "Tally-Signature"
@@ -71,6 +73,14 @@ class WebhookEmitter:
         self.attempts, self.backoff, self.timeout = attempts, backoff_seconds, timeout_seconds
         self.clock = clock
         self._log_lock = threading.Lock()
+        self.collector_registry = CollectorRegistry()  # shown on the API's /metrics
+        self.outcomes = Counter(
+            "tally_webhook_deliveries_total",
+            "Outgoing webhooks by outcome (delivered, retried: an attempt failed and another "
+            "follows, failed: every attempt failed)",
+            ("outcome",),
+            registry=self.collector_registry,
+        )
 
     def on_event(self, event: EventEnvelope) -> None:
         body = event.model_dump_json().encode()
@@ -79,9 +89,12 @@ class WebhookEmitter:
             status, last = self._post(body)
             self._log(event, attempt, status, last)
             if status is not None and 200 <= status < 300:
+                self.outcomes.labels("delivered").inc()
                 return
             if attempt < self.attempts:
+                self.outcomes.labels("retried").inc()
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+        self.outcomes.labels("failed").inc()
         raise WebhookDeliveryFailed(f"{self.url}: {last}")
 
     def _post(self, body: bytes) -> tuple[int | None, str]:
