@@ -57,6 +57,9 @@ class System:
     delivery: LocalDelivery | None = None
     stripe: Any = None  # adapters.stripe.wiring.StripeServices when Stripe settings are set
     plugins: plugin_wiring.Plugins = field(default_factory=plugin_wiring.Plugins)
+    _query_context: tuple[tuple[Any, ...], QueryContext] | None = field(
+        default=None, init=False, repr=False
+    )
     metrics: SystemMetrics = field(default_factory=SystemMetrics)  # on the API's /metrics
 
     def handle(self, command: Command) -> CommandResult:
@@ -70,7 +73,12 @@ class System:
         return run_query(self.query_context(), name, **params)
 
     def query_context(self) -> QueryContext:
-        return QueryContext(views=self.views, now=self.clock.now, cache=self.cache)
+        kept = self._query_context  # built once per set of parts (the check is a hot path)
+        parts = (self.views, self.clock, self.cache)
+        if kept is None or any(a is not b for a, b in zip(kept[0], parts, strict=True)):
+            context = QueryContext(views=self.views, now=self.clock.now, cache=self.cache)
+            kept = self._query_context = (parts, context)
+        return kept[1]
 
     def sync(self) -> int:
         """Bring every read model up to date now (tests, demo, replay); returns the position."""
@@ -85,6 +93,9 @@ class System:
         return self.ledger.get(aggregate_id, version=version)
 
     def close(self) -> None:
+        close_cache: Callable[[], None] | None = getattr(self.cache, "close", None)
+        if close_cache is not None:
+            close_cache()
         if self.progressive is not None:
             self.progressive.stop()
         if self.delivery is not None:
@@ -151,13 +162,7 @@ def bootstrap(
         max_attempts=settings.command_retries,
         head_position=lambda: ledger.recorder.max_notification_id() or 0,
     )
-    cache: EntitlementCache | None = None  # the Redis hot copy, when TALLY_REDIS_URL is set
-    if settings.redis_url:
-        from adapters.redis.entitlement_cache import RedisEntitlementCache
-
-        cache = RedisEntitlementCache.from_url(
-            settings.redis_url, namespace=settings.redis_namespace or schema
-        )
+    cache = entitlement_cache(settings, settings.redis_namespace or schema)
     alert_ports = BillingPorts(usage=usage_reader, pricing=pricing, tax=tax)
     alerts = AlertEvaluator(ledger, views, clock, alert_ports, bus.on_commit)
     runner = EvaluatingRunner(ledger.recorder, views, build_projectors(cache), alerts)
@@ -188,3 +193,18 @@ def bootstrap(
         bus.on_commit.append(system.delivery.poke)
         plugin_wiring.deliver_in_process(system)
     return system
+
+
+def entitlement_cache(settings: Settings, namespace: str | None) -> EntitlementCache | None:
+    """With TALLY_REDIS_URL: a copy in this process's memory in front of the Redis hot copy,
+    kept current by the invalidations Redis publishes; without it, none (checks read the read
+    model)."""
+    if not settings.redis_url:
+        return None
+    from adapters.readmodels.local_entitlements import LocalEntitlementCache
+    from adapters.redis.entitlement_cache import RedisEntitlementCache
+    from adapters.redis.invalidations import RedisInvalidations
+
+    shared = RedisEntitlementCache.from_url(settings.redis_url, namespace=namespace)
+    feed = RedisInvalidations(settings.redis_url, shared.channel)
+    return LocalEntitlementCache(shared, invalidations=feed)

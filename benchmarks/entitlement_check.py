@@ -55,7 +55,7 @@ def measure(
         http_figures = _http(pg_url, schema, redis_url, api_key, tenants, seconds, rate, say)
     finally:
         drop_schema(pg_url, schema)
-    headline = "redis cache" if "redis cache" in in_process else "read model (SQL)"
+    headline = next(iter(in_process))
     p50, p99, query = in_process[headline]
     others = "; ".join(
         f"{label}: p50 {v[0]:.0f} µs, p99 {v[1]:.0f} µs"
@@ -68,7 +68,7 @@ def measure(
             what=f"entitlement check in process ({query}, {headline})",
             value=p99,
             unit="µs p99",
-            target="p99 ≤ 50 µs",
+            target="p99 ≤ 10 µs",
             extra={"p50_us": p50, "p99_us": p99},
             notes=f"`system.query({query!r}, …)`, {calls:,} calls over {tenants} tenants × "
             f"{len(FEATURES)} features; {headline}: p50 {p50:.0f} µs, p99 {p99:.0f} µs"
@@ -125,11 +125,12 @@ def _in_process(
 
     setups: list[tuple[str, str | None]] = [("read model (SQL)", None)]
     if redis_url:
-        setups.insert(0, ("redis cache", redis_url))
+        setups.insert(0, ("local copy over redis", redis_url))
     results: dict[str, tuple[float, float, str]] = {}
     for label, cache_url in setups:
         system = bench_system(pg_url, schema, redis_url=cache_url)
         try:
+            _wait_for_the_local_copy(system)
             query = "entitlement" if "entitlement" in QUERIES else "usage_current_period"
             rng = random.Random(3)
 
@@ -152,6 +153,13 @@ def _in_process(
         finally:
             system.close()
     return results
+
+
+def _wait_for_the_local_copy(system: Any) -> None:
+    """The in-process copy serves rows once its invalidation feed is subscribed."""
+    deadline = time.monotonic() + 5.0
+    while not getattr(system.cache, "trusted", True) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 # --- over HTTP ------------------------------------------------------------------------------

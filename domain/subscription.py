@@ -43,6 +43,14 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.CANCELED, Status.EXPIRED})
 
 LIVE = frozenset({Status.TRIALING, Status.ACTIVE, Status.PAST_DUE})
+"""Statuses whose subscriptions grant their plan's features and may change plan or seats."""
+
+RUNNING = LIVE | {Status.PAUSED}
+"""Statuses of subscriptions that have not ended (a paused one resumes; an unpaid one does not
+renew, and revenue no longer counts it)."""
+
+PAYING = frozenset({Status.ACTIVE, Status.PAST_DUE})
+"""Statuses whose subscriptions count in MRR/ARR, and whose end is churn."""
 
 ChangeTiming = Literal["now", "period_end"]
 

@@ -48,7 +48,10 @@ VERSION_FIELD = "__v"
 # KEYS[1] = generation key. ARGV: prefix, app_id, tenant_id, feature_key, bump (1/0).
 # Returns {generation, row JSON or nil, version}.
 _GET = """
-if ARGV[5] == '1' then redis.call('INCR', KEYS[1]) end
+if ARGV[5] == '1' then
+  redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', ARGV[1] .. 'inv', '*')
+end
 local g = redis.call('GET', KEYS[1]) or '0'
 local k = ARGV[1] .. g .. ':' .. ARGV[2] .. ':' .. ARGV[3]
 local r = redis.call('HMGET', k, ARGV[4], '__v')
@@ -68,8 +71,13 @@ return 1
 """
 
 # KEYS[1] = generation key. ARGV: prefix, app_id, tenant_id, feature_key ('' = all), bump, ttl.
+# Each invalidation is published on `<prefix>inv` (app, tenant, feature joined by \x1f; `*` for
+# everything) for the in-process copies of every process (adapters/redis/invalidations.py).
 _INVALIDATE = """
-if ARGV[5] == '1' then redis.call('INCR', KEYS[1]) end
+if ARGV[5] == '1' then
+  redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', ARGV[1] .. 'inv', '*')
+end
 local g = redis.call('GET', KEYS[1]) or '0'
 local k = ARGV[1] .. g .. ':' .. ARGV[2] .. ':' .. ARGV[3]
 if ARGV[4] == '' then
@@ -81,7 +89,14 @@ else
   redis.call('HINCRBY', k, '__v', 1)
 end
 redis.call('EXPIRE', k, ARGV[6])
+redis.call('PUBLISH', ARGV[1] .. 'inv', ARGV[2] .. '\\31' .. ARGV[3] .. '\\31' .. ARGV[4])
 return g
+"""
+
+# KEYS[1] = generation key, ARGV[1] = prefix: a new shared generation, published as `*`.
+_BUMP = """
+redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1] .. 'inv', '*')
 """
 
 Seen = tuple[bytes, bytes, int]  # (shared generation, tenant version, in-process generation)
@@ -115,6 +130,8 @@ class RedisEntitlementCache:
         self._get = client.register_script(_GET)
         self._fill = client.register_script(_FILL)
         self._invalidate = client.register_script(_INVALIDATE)
+        self._bump = client.register_script(_BUMP)
+        self.channel = f"{self.prefix}inv"
 
     @classmethod
     def from_url(
@@ -225,7 +242,7 @@ class RedisEntitlementCache:
             self._mark_missed()
             return
         try:
-            self.client.incr(self.generation_key)
+            self._bump(keys=[self.generation_key], args=[self.prefix])
         except Exception as error:
             self._failed("invalidate_all", error)
             return
@@ -301,7 +318,7 @@ class RedisEntitlementCache:
                     return
                 generation = self._generation
             try:
-                self.client.incr(self.generation_key)
+                self._bump(keys=[self.generation_key], args=[self.prefix])
             except Exception as error:
                 self._failed_quietly(error)
                 continue

@@ -1,7 +1,7 @@
 """Entitlement checks: one feature, many at once, or every feature of a tenant.
 
 Every answer is `{allowed, feature, limit, used, remaining, soft_limit, reason, source,
-valid_until, enforcement}` (see projector.evaluate), decided with the clock's time now, so an
+valid_until, enforcement}` (see rules.evaluate), decided with the clock's time now, so an
 expired grant or a cancel that took effect answers allowed false without waiting for an event.
 A feature the tenant has nothing for answers allowed false, reason "not_in_plan" (as one that
 left the plan does).
@@ -14,12 +14,14 @@ back to the SQL read model on a miss or when the cache fails, and fill the cache
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from domain.errors import InvalidValue
-from projections.entitlements.projector import TABLE, evaluate, unknown_answer
+from projections.entitlements.rules import changes_after, evaluate, unknown_answer
+from projections.entitlements.schema import TABLE
 from projections.ports import EntitlementCache, Row, ViewReader
 from projections.queries import QueryContext, query
 
@@ -27,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BULK = 500
 MISSING = "missing"
+ANSWER = "__answer"  # (from, until, answer): the answer a row gives over [from, until)
 
 
 @query("entitlement")
@@ -84,9 +87,21 @@ def _check(
         _fill(ctx.cache, fill)
     now = ctx.now()
     return [
-        unknown_answer(key) if rows[key].get(MISSING) else evaluate(rows[key], now)
+        unknown_answer(key) if rows[key].get(MISSING) else _evaluated(rows[key], now)
         for key in feature_keys
     ]
+
+
+def _evaluated(row: Row, now: datetime) -> dict[str, Any]:
+    """The row's answer at `now`, computed once for as long as it cannot change: the answer
+    is kept in the row (a cached row is never written back anywhere) with the span it holds
+    for, and each caller gets its own copy."""
+    kept = row.get(ANSWER)
+    if kept is not None and kept[0] <= now < kept[1]:
+        return dict(kept[2])
+    answer = evaluate(row, now)
+    row[ANSWER] = (now, changes_after(row, now), answer)
+    return dict(answer)
 
 
 def _load(views: ViewReader, app_id: str, tenant_id: str, keys: list[str]) -> dict[str, Row]:

@@ -60,6 +60,7 @@ from domain.invoice import (
 )
 from domain.money import Money
 from domain.subscription import (
+    PAYING,
     MarkedPastDue,
     PaymentRecovered,
     PlanChanged,
@@ -87,13 +88,6 @@ RECOGNITION = "revenue_recognition"
 RECOGNITION_INVOICES = "revenue_recognition_invoices"
 INVOICES = "revenue_invoices"
 RECOGNITION_COLUMNS = ("amount", "invoices", "first_in_month", "billed", "earned")
-
-PAYING = frozenset({Status.ACTIVE.value, Status.PAST_DUE.value})
-"""Statuses whose subscriptions count in MRR/ARR and whose end is churn."""
-LIVE = frozenset(
-    {Status.TRIALING.value, Status.ACTIVE.value, Status.PAST_DUE.value, Status.PAUSED.value}
-)
-"""Statuses of subscriptions that have not ended."""
 
 ANNUAL_FACTOR = {"day": 365, "month": 12, "year": 1}
 

@@ -24,13 +24,12 @@ from fractions import Fraction
 from typing import Any
 
 from domain.money import round_half_up, validate_currency
+from domain.subscription import PAYING, RUNNING
 from projections.queries import QueryContext, query
 from projections.revenue.projector import (
     ARR,
     CHURN,
     INVOICES,
-    LIVE,
-    PAYING,
     PLAN_STATUS,
     RECOGNITION,
 )
@@ -238,10 +237,10 @@ def subscription_metrics(ctx: QueryContext, app_id: str) -> dict[str, Any]:
                 "subscriptions": int(row["subscriptions"]),
             }
             for row in rows
-            if row["status"] in LIVE
+            if row["status"] in RUNNING
         ],
         "by_status": dict(sorted(by_status.items())),
-        "active_total": sum(n for status, n in by_status.items() if status in LIVE),
+        "active_total": sum(n for status, n in by_status.items() if status in RUNNING),
         "paying_total": sum(n for status, n in by_status.items() if status in PAYING),
         "churned_by_month": list(churned.values()),
     }

@@ -26,8 +26,10 @@ import pytest
 import redis
 
 from adapters.bootstrap import System, bootstrap
+from adapters.readmodels.local_entitlements import LocalEntitlementCache
 from adapters.readmodels.replay import replay
 from adapters.redis.entitlement_cache import RedisEntitlementCache
+from adapters.redis.invalidations import RedisInvalidations
 from adapters.settings import Settings
 from domain.clock import SettableClock
 from projections.entitlements.projector import EntitlementsProjector
@@ -142,15 +144,13 @@ def open_system(
     def open_one() -> System:
         settings = Settings(database_url=pg_url, redis_url=private_redis.url)
         system = bootstrap(settings, clock, schema=pg_schema, deliver_in_process=False)
-        assert isinstance(system.cache, RedisEntitlementCache)
-        system.cache.down_seconds = DOWN_SECONDS
+        cache_of(system).down_seconds = DOWN_SECONDS
+        wait_until(lambda: local_of(system).trusted)  # its invalidation feed is subscribed
         built.append(system)
         return system
 
     yield open_one
     for system in built:
-        assert isinstance(system.cache, RedisEntitlementCache)
-        system.cache.close()
         system.close()
 
 
@@ -192,9 +192,17 @@ def consume(system: System, amount: int, key: str) -> None:
     assert reply["ok"], reply
 
 
-def cache_of(system: System) -> RedisEntitlementCache:
-    assert isinstance(system.cache, RedisEntitlementCache)
+def local_of(system: System) -> LocalEntitlementCache:
+    """The copy in the process's memory, in front of Redis."""
+    assert isinstance(system.cache, LocalEntitlementCache)
     return system.cache
+
+
+def cache_of(system: System) -> RedisEntitlementCache:
+    """The Redis hot copy behind the local one."""
+    inner = local_of(system).inner
+    assert isinstance(inner, RedisEntitlementCache)
+    return inner
 
 
 def tenant_keys(server: PrivateRedis, cache: RedisEntitlementCache) -> list[bytes]:
@@ -258,7 +266,9 @@ def test_answers_come_from_redis_after_the_first_read_and_events_invalidate_them
     assert row["feature_key"] == "api" and row["used"] == 0
 
     client.hset(key, "api", orjson.dumps({**row, "used": 2}))  # only Redis says 2
-    assert check(system)["used"] == 2  # so the answer came from Redis
+    assert check(system)["used"] == 0  # the process's own copy answers first
+    local_of(system).drop_all()
+    assert check(system)["used"] == 2  # without it, the answer came from Redis
 
     consume(system, 1, "a")
     system.sync()  # the projector commits, then invalidates the tenant's entry
@@ -273,15 +283,52 @@ def test_answers_come_from_redis_after_the_first_read_and_events_invalidate_them
 
 
 def test_a_reader_in_another_process_sees_the_invalidation(
-    system: System, open_system: Callable[[], System]
+    system: System, open_system: Callable[[], System], private_redis: PrivateRedis
 ) -> None:
     reader = open_system()  # e.g. the API server; `system` plays the projector worker
     system.sync()
     assert check(reader)["used"] == 0
-    assert check(reader)["used"] == 0  # cached
+    [key] = tenant_keys(private_redis, cache_of(reader))
+    client = private_redis.client()
+    client.hdel(key, "api")  # Redis forgets the row...
+    assert check(reader)["used"] == 0  # ...and the reader's own copy still answers it
+    assert local_of(reader).get("acme", "t1", "api") is not None
+    consume(system, 1, "a")
+    system.sync()  # the projector invalidates Redis, which publishes it to every process
+    wait_until(lambda: local_of(reader).get("acme", "t1", "api") is None, timeout=1.0)
+    assert check(reader)["used"] == 1
+    client.close()
+
+
+def test_the_local_copy_is_not_served_while_its_feed_is_down(
+    system: System, open_system: Callable[[], System], private_redis: PrivateRedis
+) -> None:
+    reader = open_system()
+    system.sync()
+    assert check(reader)["used"] == 0
+    assert local_of(reader).get("acme", "t1", "api") is not None
+    private_redis.suspend()  # hung: no invalidation can reach the reader now
+    wait_until(lambda: not local_of(reader).trusted, timeout=2.0)
     consume(system, 1, "a")
     system.sync()
+    assert check(reader)["used"] == 1  # not the kept row: from PostgreSQL
+    private_redis.resume()
+    wait_until(lambda: local_of(reader).trusted, timeout=5.0)
     assert check(reader)["used"] == 1
+    assert check(reader)["used"] == 1
+
+
+def test_a_restarted_redis_empties_every_local_copy(
+    system: System, open_system: Callable[[], System], private_redis: PrivateRedis
+) -> None:
+    reader = open_system()
+    system.sync()
+    assert check(reader)["used"] == 0
+    private_redis.stop()
+    wait_until(lambda: not local_of(reader).trusted, timeout=2.0)
+    private_redis.start()
+    wait_until(lambda: local_of(reader).trusted, timeout=5.0)
+    assert local_of(reader).get("acme", "t1", "api") is None  # started again, empty
 
 
 # --- outages ---
@@ -385,15 +432,26 @@ def test_a_fill_from_before_an_outage_is_never_written_after_it(
 # --- the contract: RedisEntitlementCache and the in-memory fake behave the same ---
 
 
-@pytest.fixture(params=["redis", "fake"])
+@pytest.fixture(params=["redis", "fake", "local over fake", "local over redis"])
 def contract_cache(request: pytest.FixtureRequest) -> Iterator[EntitlementCache]:
     if request.param == "fake":
         yield FakeEntitlementCache()
         return
+    if request.param == "local over fake":
+        yield LocalEntitlementCache(FakeEntitlementCache())
+        return
     server: PrivateRedis = request.getfixturevalue("private_redis")
     cache = RedisEntitlementCache.from_url(server.url, namespace=f"c{uuid.uuid4().hex[:8]}")
-    yield cache
-    cache.close()
+    if request.param == "redis":
+        yield cache
+        cache.close()
+        return
+    local = LocalEntitlementCache(
+        cache, invalidations=RedisInvalidations(server.url, cache.channel)
+    )
+    wait_until(lambda: local.trusted)
+    yield local
+    local.close()
 
 
 def row(feature: str, tenant: str = "t1", app: str = "acme", **values: Any) -> dict[str, Any]:
