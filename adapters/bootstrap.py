@@ -19,6 +19,7 @@ from adapters.eventstore.history import state_as_of
 from adapters.eventstore.index import OwnershipIndex
 from adapters.eventstore.ledger import Ledger, open_ledger
 from adapters.eventstore.usage_keys import UsageKeyStore
+from adapters.migrations.runner import MigrationRun, migrate
 from adapters.observability.metrics import SystemMetrics
 from adapters.observability.setup import flush_traces, observe_system, start_observing
 from adapters.plugins import wiring as plugin_wiring
@@ -106,6 +107,27 @@ class System:
         flush_traces()
 
 
+def open_stores(
+    settings: Settings, schema: str | None = None
+) -> tuple[Ledger, ViewStore, MigrationRun]:
+    """The event store and the read-model store, migrated first (`tally migrate` does this
+    alone): every schema change runs once, under the migration lock (ADR 0017)."""
+    ledger = open_ledger(settings, schema)
+    dialect, target = settings.views_target
+    views = ViewStore(
+        dialect,  # type: ignore[arg-type]
+        target,
+        prefix=f"{schema}.rm_" if schema else "rm_",
+        timeouts=settings.postgres_timeouts,
+    )
+    try:
+        return ledger, views, migrate(ledger, views)
+    except BaseException:
+        views.close()
+        ledger.close()
+        raise
+
+
 def bootstrap(
     settings: Settings | None = None,
     clock: Clock | None = None,
@@ -125,14 +147,7 @@ def bootstrap(
     settings = settings or Settings()
     start_observing(settings)  # logs (unless configured already) and tracing (OTEL_*)
     clock = clock or (SettableClock() if settings.clock == "settable" else SystemClock())
-    ledger = open_ledger(settings, schema)
-    dialect, target = settings.views_target
-    views = ViewStore(
-        dialect,  # type: ignore[arg-type]
-        target,
-        prefix=f"{schema}.rm_" if schema else "rm_",
-        timeouts=settings.postgres_timeouts,
-    )
+    ledger, views, _ = open_stores(settings, schema)
     usage_reader = ViewUsageReader(views, clock.now)
     # SQLite commits one writer at a time, in position order: no late commit to re-read
     index = OwnershipIndex(ledger.recorder, overlap=1000 if settings.is_postgres else 0)

@@ -267,12 +267,11 @@ def bench(
 
 @app.command()
 def migrate() -> None:
-    """Create the event store tables if missing (serve and workers also do this)."""
-    from adapters.bootstrap import bootstrap
+    """Apply the schema migrations not applied yet, once, under an advisory lock (serve and
+    every worker also do this at start); prints each one applied."""
+    from adapters.migrations.cli import run_migrate
 
-    system = bootstrap()
-    typer.echo(f"event store ready: {system.settings.database_url}")
-    system.close()
+    raise typer.Exit(run_migrate(typer.echo))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def ledger_env(settings: Settings, schema: str | None = None) -> dict[str, str]:
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
         "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
-        "CREATE_TABLE": "y",
+        # PostgreSQL: the tables come from the migrations (adapters/migrations), under a lock
+        "CREATE_TABLE": "n" if settings.is_postgres else "y",
     }
     if settings.is_postgres:
         url = urlparse(settings.database_url)

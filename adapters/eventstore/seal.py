@@ -11,7 +11,6 @@ PRIMARY KEY (app_id, seq) and UNIQUE (position).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -31,13 +30,13 @@ from adapters.eventstore.chain import (
     Verification,
     seal_of,
 )
+from adapters.migrations.lock import XACT_LOCK, lock_key
 
 log = structlog.get_logger(__name__)
 
 SEALS = "event_seals"
 OVERLAP = 1000  # positions below the sealed head re-read for late commits
 CONFLICTS = (IntegrityError, psycopg.IntegrityError, sqlite3.IntegrityError)
-_DDL_LOCK = int.from_bytes(hashlib.blake2b(b"tally:seals-ddl", digest_size=8).digest(), "big") >> 1
 
 _COLUMNS = (
     "app_id TEXT NOT NULL, seq BIGINT NOT NULL, position BIGINT NOT NULL, "
@@ -94,20 +93,25 @@ class SealStore:
 
     # --- the table ----------------------------------------------------------------------
 
+    def statements(self) -> list[str]:
+        """The seals table's DDL (migration 2 runs it)."""
+        return [
+            self._sql(f"CREATE TABLE IF NOT EXISTS {{seals}} ({_COLUMNS})"),
+            self._sql(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {SEALS}_position ON {{seals}} (position)"
+            ),
+        ]
+
     def ensure(self) -> None:
-        """Create the seals table if missing (under an advisory lock on PostgreSQL, so that
-        processes starting together do not race on the catalog)."""
+        """Create the seals table if missing (migration 2 did, on a migrated store): on
+        PostgreSQL under the migration lock, so that processes never race on the catalog."""
         if self._ensured:
             return
-        statements = [
-            f"CREATE TABLE IF NOT EXISTS {{seals}} ({_COLUMNS})",
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {SEALS}_position ON {{seals}} (position)",
-        ]
         with self.datastore.transaction(commit=True) as cursor:
             if self.postgres:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_DDL_LOCK])
-            for statement in statements:
-                cursor.execute(self._sql(statement))
+                cursor.execute(XACT_LOCK, [lock_key(self.datastore.schema)])
+            for statement in self.statements():
+                cursor.execute(statement)
         self._ensured = True
 
     def insert(self, seals: Sequence[Seal]) -> None:

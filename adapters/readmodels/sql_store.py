@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import structlog
 
+from adapters.migrations.lock import XACT_LOCK, lock_key
 from adapters.settings import PostgresTimeouts
 from projections.base import Projector, Row
 from projections.envelope import EventEnvelope
@@ -252,6 +253,21 @@ class ViewStore:
             with self._pool.connection() as conn, conn.transaction():
                 yield conn
 
+    @property
+    def target(self) -> str:
+        """Where the tables are: a PostgreSQL URL or a SQLite path."""
+        return self._target
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        """A DB-API cursor in a transaction of its own (execute, then fetchall)."""
+        with self.transaction() as conn:
+            cursor = conn.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+
     def close(self) -> None:
         if self._sqlite is not None:
             self._sqlite.close()
@@ -296,19 +312,35 @@ class ViewStore:
 
     # --- schema and tracking ----------------------------------------------------------
 
-    def ensure(self, projector: Projector, suffix: str = "") -> None:
-        with self.transaction() as conn:
-            self.execute(
-                conn,
-                f"CREATE TABLE IF NOT EXISTS {self.physical('tracking')} "
-                "(projection TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema of the tables (the prefix's, else public)."""
+        return self.prefix.split(".")[0] if "." in self.prefix else "public"
+
+    def create_statements(
+        self, projector: Projector | type[Projector], suffix: str = ""
+    ) -> list[str]:
+        """The DDL of the tracking table and the projector's tables (migrations run it)."""
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.physical('tracking')} "
+            "(projection TEXT PRIMARY KEY, position BIGINT NOT NULL)"
+        ]
+        for logical, (columns, key) in projector.TABLES.items():
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {self.physical(logical, suffix)} "
+                f"({', '.join(columns)}, PRIMARY KEY ({', '.join(map(ident, key))}))"
             )
-            for logical, (columns, key) in projector.TABLES.items():
-                self.execute(
-                    conn,
-                    f"CREATE TABLE IF NOT EXISTS {self.physical(logical, suffix)} "
-                    f"({', '.join(columns)}, PRIMARY KEY ({', '.join(map(ident, key))}))",
-                )
+        return statements
+
+    def ensure(self, projector: Projector, suffix: str = "") -> None:
+        """Create the tables if missing: on PostgreSQL under the migration lock, so it never
+        races a migration or another process (the migrations created them already, except
+        replay's shadow tables and a plugin's own)."""
+        with self.transaction() as conn:
+            if self.dialect == "postgres":
+                conn.execute(XACT_LOCK, (lock_key(self.schema),))
+            for statement in self.create_statements(projector, suffix):
+                self.execute(conn, statement)
 
     def position(self, name: str, conn: Any = None, *, lock: bool = False) -> int:
         text = f"SELECT position FROM {self.physical('tracking')} WHERE projection = :name"

@@ -10,7 +10,6 @@ lease), so two processes never work on one row at once.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -21,6 +20,8 @@ from typing import Any
 import orjson
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
+
+from adapters.migrations.lock import XACT_LOCK, lock_key
 
 TABLE = "stripe_webhooks"
 STATUSES = ("pending", "processed", "unrouted", "failed")
@@ -68,6 +69,10 @@ class StripeInbox:
             self._db: _Postgres | _Sqlite = _Postgres(recorder.datastore)
         else:
             self._db = _Sqlite(recorder.datastore)
+
+    def statements(self) -> list[Any]:
+        """The table's and its index's DDL (migration 3 runs it)."""
+        return self._db.statements()
 
     def ensure_table(self) -> None:
         """Create the table and its index if missing (safe when several processes start)."""
@@ -154,15 +159,18 @@ class _Postgres:
     def __init__(self, datastore: Any) -> None:
         self.datastore = datastore
         self.table = Identifier(datastore.schema, TABLE)
-        self.lock_key = _lock_key(f"{datastore.schema}.{TABLE}")
+        self.lock_key = lock_key(datastore.schema)
+
+    def statements(self) -> list[Any]:
+        return [self._sql(_CREATE_TABLE.format(ts="timestamptz")), self._sql(_CREATE_INDEX)]
 
     def create(self) -> None:
         # CREATE TABLE IF NOT EXISTS alone can collide in the catalog when two processes
-        # start together; a transaction lock makes them take turns.
+        # start together; the migration lock makes them take turns (migration 3 made it).
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (self.lock_key,))
-            curs.execute(self._sql(_CREATE_TABLE.format(ts="timestamptz")))
-            curs.execute(self._sql(_CREATE_INDEX))
+            curs.execute(XACT_LOCK, (self.lock_key,))
+            for statement in self.statements():
+                curs.execute(statement)
 
     def run(
         self, statement: str, params: Sequence[Any], *, commit: bool = True
@@ -194,10 +202,16 @@ class _Sqlite:
         self.datastore = datastore
         self.lock = threading.Lock()
 
+    def statements(self) -> list[Any]:
+        return [
+            _CREATE_TABLE.format(ts="TEXT").format(table=TABLE),
+            _CREATE_INDEX.format(table=TABLE),
+        ]
+
     def create(self) -> None:
         with self.datastore.transaction(commit=True) as c:
-            c.execute(_CREATE_TABLE.format(ts="TEXT").format(table=TABLE))
-            c.execute(_CREATE_INDEX.format(table=TABLE))
+            for statement in self.statements():
+                c.execute(statement)
 
     def run(
         self, statement: str, params: Sequence[Any], *, commit: bool = True
@@ -216,9 +230,3 @@ class _Sqlite:
 
     def instant(self, value: Any) -> datetime | None:
         return datetime.fromisoformat(value) if value is not None else None
-
-
-def _lock_key(name: str) -> int:
-    """A stable signed 64-bit advisory lock number for a name."""
-    digest = hashlib.blake2b(f"tally-table\x1f{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)

@@ -16,9 +16,9 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from adapters.bootstrap import System
+from adapters.bootstrap import System, open_stores
 from adapters.eventstore.history import state_as_of
-from adapters.eventstore.ledger import Ledger, open_ledger
+from adapters.eventstore.ledger import Ledger
 from adapters.eventstore.mapper import SCHEMA_KEY, encode_event_state
 from commands.bus import CommandIdReused
 from commands.plans.define_plan import DefinePlan
@@ -50,7 +50,8 @@ def open_store(store_settings: StoreSettings) -> Iterator[Callable[..., Ledger]]
     opened: list[Ledger] = []
 
     def open_(**overrides: Any) -> Ledger:
-        ledger = open_ledger(settings.model_copy(update=overrides), schema)
+        ledger, views, _ = open_stores(settings.model_copy(update=overrides), schema)
+        views.close()  # the ledger alone, migrated (PostgreSQL creates no table at open)
         opened.append(ledger)
         return ledger
 
