@@ -1,0 +1,110 @@
+"""Observability on the real stack (PostgreSQL and NATS JetStream): the correlation id of an
+HTTP request reaches the recorded event and its NATS message (body and header), the trace
+goes on from the request through the relay to the JetStream projector (the message's
+traceparent header), and the relay's figures show on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from adapters.bootstrap import System
+from adapters.http.app import create_app
+from adapters.nats.stream import StreamSettings
+from adapters.nats.workers import build_projector_worker, build_relay
+from adapters.observability import tracing
+from tests.integration.nats_support import (  # noqa: F401  (fixtures)
+    CountingProjector,
+    nats_system_fixture,
+    stream_fixture,
+    stream_messages,
+    wait_until,
+)
+from tests.unit.http.support import Api
+
+pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.timeout(120)]
+
+PLAN = {"plan_key": "pro", "name": "Pro", "base_price": {"amount": 900, "currency": "USD"}}
+
+
+@pytest.fixture
+def api(nats_system: System) -> Api:
+    """API keys made before tracing starts (their events carry no trace context)."""
+    return Api(TestClient(create_app(nats_system)), nats_system, "acme")
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.install(None)
+        provider.shutdown()
+
+
+def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def metric(api: Api, line_start: str) -> float:
+    for line in api.client.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {line_start} on /metrics")
+
+
+def test_correlation_and_trace_go_from_the_request_over_nats_to_the_projector(
+    nats_system: System, stream: StreamSettings, api: Api, spans: InMemorySpanExporter
+) -> None:
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"X-Request-Id": "order-7781", "traceparent": caller}
+    assert api.call("POST", "/v1/plans", json=PLAN, headers=headers).status_code == 201
+    head = nats_system.ledger.recorder.max_notification_id() or 0
+    assert metric(api, "tally_relay_lag_events") == head  # nothing published yet
+    projector = CountingProjector()
+
+    async def scenario() -> None:
+        relay = build_relay(nats_system)
+        worker = build_projector_worker(nats_system, projector.NAME, projector=projector)
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(worker.run(stop))]
+        try:
+
+            async def projected() -> bool:
+                position = await asyncio.to_thread(nats_system.views.position, projector.NAME)
+                return position == head
+
+            await wait_until(projected, 20, "the projector to apply every event")
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+    asyncio.run(scenario())
+    messages = asyncio.run(stream_messages(stream))
+    plan = next(m for m in messages if m.subject.endswith(".plan.PlanDefined"))
+    body = orjson.loads(plan.data or b"")
+    assert body["correlation_id"] == "order-7781" and "trace_parent" not in body
+    assert plan.headers is not None and plan.headers["Tally-Correlation-Id"] == "order-7781"
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert plan.headers["traceparent"].split("-")[1] == trace_id  # the caller's trace
+    ours = [s for s in spans.get_finished_spans() if s.context.trace_id == int(trace_id, 16)]
+    names = {s.name for s in ours}
+    assert {"POST /v1/plans", "command define_plan", "eventstore.save"} <= names
+    assert {"relay.publish", "projector.batch"} <= names
+    (batch,) = [s for s in ours if s.name == "projector.batch"]
+    assert batch.attributes is not None and batch.attributes["tally.projector"] == "test_counts"
+    assert batch.parent is not None
+    assert f"{batch.parent.span_id:016x}" == plan.headers["traceparent"].split("-")[2]
+    assert metric(api, "tally_relay_lag_events") == 0
+    assert metric(api, "tally_relay_published_total") == head
