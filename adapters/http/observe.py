@@ -46,6 +46,7 @@ class ObservedRequests:
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = True) -> None:
         self.app, self.metrics, self.access_log = app, metrics, access_log
+        self.log = log.bind()  # resolved once (the process configured its logs by now)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +83,7 @@ class ObservedRequests:
             attributes = {"http.request.method": method, "http.route": route}
             tracing.set_attributes(span, attributes | {"http.response.status_code": status})
         if self.access_log:
-            log.info(
+            self.log.info(
                 "http_request",
                 method=method,
                 path=str(scope.get("path", "")),

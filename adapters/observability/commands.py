@@ -4,8 +4,8 @@ around it, and its name, command_id and correlation id on every log line it writ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import structlog
@@ -20,11 +20,37 @@ log = structlog.get_logger(__name__)
 
 
 class _Watch:
-    def __init__(self) -> None:
-        self.outcomes: Sequence[str] | None = None
+    """One watched command or group commit (a plain class: cheaper than a generator)."""
+
+    __slots__ = ("_context", "_span", "commands", "outcomes", "started", "telemetry")
+
+    def __init__(self, telemetry: CommandTelemetry, commands: Sequence[Command]) -> None:
+        self.telemetry, self.commands = telemetry, commands
+        self.outcomes: Sequence[str] = ()
+        first = commands[0] if commands else None
+        self._context = _context(first, len(commands))
+        self._span = _span(first, len(commands))
+        self.started = 0.0
 
     def settled(self, outcomes: Sequence[str]) -> None:
         self.outcomes = outcomes
+
+    def __enter__(self) -> _Watch:
+        self.started = time.perf_counter()
+        self._context.__enter__()
+        self._span.__enter__()
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> None:
+        try:
+            if isinstance(error, DomainError):
+                self.outcomes = [error.code] * len(self.commands)
+            elif isinstance(error, Exception):
+                self.outcomes = ["internal_error"] * len(self.commands)
+            self._span.__exit__(kind, error, trace)
+            self.telemetry.count(self.commands, self.outcomes, time.perf_counter() - self.started)
+        finally:
+            self._context.__exit__(kind, error, trace)
 
 
 class CommandTelemetry:
@@ -32,29 +58,16 @@ class CommandTelemetry:
 
     def __init__(self, metrics: SystemMetrics) -> None:
         self.metrics = metrics
+        self.log = log.bind()  # resolved once: a filtered debug line then costs nothing
 
-    @contextmanager
-    def watch(self, commands: Sequence[Command]) -> Iterator[_Watch]:
-        watch, started = _Watch(), time.perf_counter()
-        first = commands[0] if commands else None
-        with _context(first, len(commands)):
-            try:
-                with _span(first, len(commands)):
-                    yield watch
-            except DomainError as error:
-                watch.outcomes = [error.code] * len(commands)
-                raise
-            except Exception:
-                watch.outcomes = ["internal_error"] * len(commands)
-                raise
-            finally:
-                self._count(commands, watch.outcomes or (), time.perf_counter() - started)
+    def watch(self, commands: Sequence[Command]) -> _Watch:
+        return _Watch(self, commands)
 
-    def _count(self, commands: Sequence[Command], outcomes: Sequence[str], took: float) -> None:
+    def count(self, commands: Sequence[Command], outcomes: Sequence[str], took: float) -> None:
         for command, outcome in zip(commands, outcomes, strict=False):
             self.metrics.command(command.NAME, outcome, took)
         if outcomes:  # off unless TALLY_LOG_LEVEL=debug
-            log.debug("command_done", outcome=outcomes[0], ms=round(took * 1000, 3))
+            self.log.debug("command_done", outcome=outcomes[0], ms=round(took * 1000, 3))
 
 
 def _context(command: Command | None, count: int) -> AbstractContextManager[None]:
@@ -70,10 +83,13 @@ def _context(command: Command | None, count: int) -> AbstractContextManager[None
 
 def _span(command: Command | None, count: int) -> AbstractContextManager[Any]:
     if not tracing.enabled():
-        return tracing.span("")  # a no-op
+        return _NO_SPAN
     if command is None or count != 1:
         return tracing.span("commands.batch", {"tally.command.count": count})
     attributes = {"tally.command": command.NAME, "tally.app_id": command.app_id}
     if command.command_id:
         attributes["tally.command_id"] = command.command_id
     return tracing.span(f"command {command.NAME}", attributes)
+
+
+_NO_SPAN = nullcontext()

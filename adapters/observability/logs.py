@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -19,6 +20,7 @@ import structlog
 from structlog.typing import Processor
 
 LogFormat = Literal["console", "json"]
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LEVELS |= {"error": logging.ERROR}
 
@@ -42,6 +44,7 @@ def _json(event: Mapping[str, Any], **_: Any) -> str:
 
 def _shared() -> list[Processor]:
     return [
+        merge_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -87,14 +90,30 @@ def _route_stdlib(renderer: Processor, stream: Any, level: int) -> None:
     root.setLevel(level)
 
 
-@contextmanager
-def bound(**context: Any) -> Iterator[None]:
-    """Add `context` to every log line written inside the block (this thread or task)."""
-    tokens = structlog.contextvars.bind_contextvars(**context)
-    try:
-        yield
-    finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("tally_log_context", default=_NOTHING)
+
+
+def merge_context(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add the context bound by `bound` (a line's own keys win)."""
+    for key, value in _CONTEXT.get().items():
+        event.setdefault(key, value)
+    return event
+
+
+class bound:  # noqa: N801  (used like a function: `with bound(request_id=...)`)
+    """Add `context` to every log line written inside the block (this thread or task, and
+    the threads it hands work to with the context copied, as FastAPI's thread pool does)."""
+
+    __slots__ = ("context", "token")
+
+    def __init__(self, **context: Any) -> None:
+        self.context = context
+
+    def __enter__(self) -> None:
+        self.token = _CONTEXT.set({**_CONTEXT.get(), **self.context})
+
+    def __exit__(self, *_: object) -> None:
+        _CONTEXT.reset(self.token)
 
 
 def configure_from_environment() -> None:

@@ -37,6 +37,8 @@ class SystemMetrics:
             buckets=COMMAND_BUCKETS,
             registry=self.registry,
         )
+        self._counted: dict[tuple[str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
         self._usage_and_checks()
         self.relay_published = Counter(
             "tally_relay_published_total",
@@ -59,9 +61,15 @@ class SystemMetrics:
         )
 
     def command(self, name: str, outcome: str, seconds: float | None = None) -> None:
-        self.commands.labels(name, outcome).inc()
+        counted = self._counted.get((name, outcome))
+        if counted is None:  # labels() is slow: each child is looked up once
+            counted = self._counted[name, outcome] = self.commands.labels(name, outcome)
+        counted.inc()
         if seconds is not None:
-            self.command_seconds.labels(name).observe(seconds)
+            timed = self._timed.get(name)
+            if timed is None:
+                timed = self._timed[name] = self.command_seconds.labels(name)
+            timed.observe(seconds)
 
     def usage(self, answer: dict[str, Any]) -> None:
         """Count a usage answer's events by outcome."""
