@@ -10,10 +10,10 @@ from types import UnionType
 from typing import Annotated, Any, ClassVar, Protocol, Union, get_args, get_origin
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 
+from commands.edge import Instant as Instant  # the one Instant type (commands/edge.py)
 from domain.money import validate_currency
-from domain.period import in_range
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_\-]{0,63}$"  # no dots: it is one token of NATS subjects
@@ -105,8 +105,3 @@ TENANT_FIELD = Field(pattern=ID_PATTERN, description="the app's customer")
 
 Currency = Annotated[str, AfterValidator(validate_currency)]
 """An ISO 4217 code, checked at the edge so the error names the field."""
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(in_range)]
-"""A point in time with its timezone, between the years 2 and 8999 (a naive or out-of-range
-time is refused naming the field, not met later as an overflow naming nothing)."""

@@ -14,6 +14,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 from pydantic import ValidationError
 
+from commands import edge
 from commands.base import Command, EventStore
 from commands.observe import CommandObserver, Unobserved
 from commands.receipt import CommandReceipt, fingerprint, receipt_id
@@ -139,15 +140,17 @@ class CommandBus:
         )
 
     def dispatch(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """The edge form (NATS and HTTP): name + JSON fields in, reply dict out, never raises
-        for bad input or refusals."""
+        """The edge form (commands/edge.py): name + JSON fields in, reply dict out, never
+        raises for bad input or refusals."""
         try:
-            command = self.command_type(name).model_validate(dict(payload))
+            command = edge.command_named(self.command_type, name, payload)
             return self.handle(command).as_reply()
-        except ValidationError as error:
-            return {"ok": False, "error": validation_error(error, name)}
+        except edge.Refused as bad:
+            return bad.reply()
+        except ValidationError as error:  # a rule a handler's own model checked (PlanTerms)
+            return edge.refused(edge.validation_error(error, name))
         except DomainError as error:
-            return {"ok": False, "error": error.as_dict()}
+            return edge.refused(error)
 
     def _run_once(
         self, command: Command, handler: Handler, digest: str, at: datetime | None = None
@@ -348,29 +351,3 @@ def last_position(recordings: Any) -> int | None:
     ids = [r.notification.id for r in recordings or () if getattr(r, "notification", None)]
     return max(ids) if ids else None
 
-
-def validation_error(error: ValidationError, command_name: str) -> dict[str, Any]:
-    """One error shape for bad input: each detail names the field and the rule broken."""
-    details = [
-        {
-            "field": _field_of(item),
-            "rule": item["type"],
-            "message": item["msg"].removeprefix("Value error, "),
-        }
-        for item in error.errors(include_url=False)
-    ]
-    first = details[0] if details else {"field": "body", "message": "invalid"}
-    return {
-        "code": "validation_error",
-        "message": f"{command_name}: {first['field']}: {first['message']}",
-        "details": details,
-    }
-
-
-def _field_of(item: Any) -> str:
-    """The error's location; a domain rule raised by a whole-model check names its own field."""
-    path = [str(part) for part in item["loc"]]
-    cause = item.get("ctx", {}).get("error")
-    if isinstance(cause, DomainError) and cause.field and path[-1:] != [cause.field]:
-        path.append(cause.field)
-    return ".".join(path) or "body"

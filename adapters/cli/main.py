@@ -74,7 +74,7 @@ def serve(
     port: int = typer.Option(8000, help="port to listen on"),
 ) -> None:
     """The HTTP API (and, with TALLY_NATS_URL, the relay and projectors) until SIGTERM."""
-    from adapters.http.serve import serve as serve_http
+    from adapters.entrypoints import serve as serve_http
 
     serve_http(host=host, port=port)
 
@@ -115,7 +115,7 @@ def _need_nats() -> None:
 def worker_relay() -> None:
     """Publish committed events to JetStream (one relay active; others wait to take over)."""
     _need_nats()
-    from adapters.nats.workers import run_relay
+    from adapters.entrypoints import run_relay
 
     run_relay()
 
@@ -124,7 +124,7 @@ def worker_relay() -> None:
 def worker_projector(name: str = typer.Argument(..., help="the projector's NAME")) -> None:
     """Build one read model from JetStream (a durable consumer proj-NAME)."""
     _need_nats()
-    from adapters.nats.workers import run_projector
+    from adapters.entrypoints import run_projector
 
     try:
         run_projector(name)
@@ -137,7 +137,7 @@ def worker_alerts() -> None:
     """Evaluate alerts from the event log and record AlertTriggered (one active; others
     wait to take over)."""
     _need_nats()
-    from adapters.nats.workers import run_alerts
+    from adapters.entrypoints import run_alerts
 
     run_alerts()
 
@@ -146,7 +146,7 @@ def worker_alerts() -> None:
 def worker_sealer() -> None:
     """Seal committed events into each app's hash chain (tamper evidence; one active, others
     wait to take over). Needs no NATS."""
-    from adapters.eventstore.seal_worker import run_sealer
+    from adapters.entrypoints import run_sealer
 
     run_sealer()
 
@@ -156,7 +156,7 @@ def worker_plugins() -> None:
     """Run the plugins' lifecycle hooks from JetStream (a durable consumer `plugins`; one
     active, others wait to take over)."""
     _need_nats()
-    from adapters.nats.workers import run_plugins
+    from adapters.entrypoints import run_plugins
 
     run_plugins()
 
@@ -170,7 +170,7 @@ def worker_mailer() -> None:
     if not Settings().smtp_url:
         typer.echo("tally worker mailer needs SMTP: set TALLY_SMTP_URL (smtp://…)", err=True)
         raise typer.Exit(2)
-    from adapters.nats.workers import run_mailer
+    from adapters.entrypoints import run_mailer
 
     run_mailer()
 
@@ -184,7 +184,7 @@ def worker_stripe() -> None:
     if not Settings().stripe_configured:
         typer.echo("tally worker stripe needs Stripe: set TALLY_STRIPE_API_KEY", err=True)
         raise typer.Exit(2)
-    from adapters.stripe.worker import run_stripe
+    from adapters.entrypoints import run_stripe
 
     run_stripe()
 
@@ -198,7 +198,7 @@ def worker_command_bus(
 ) -> None:
     """Serve the NATS command and query bus (queue group: run several to share the load)."""
     _need_nats()
-    from adapters.nats.command_bus import run_command_bus
+    from adapters.entrypoints import run_command_bus
 
     run_command_bus(
         prefix=prefix, max_batch=max_batch, linger=linger_ms / 1000, store_timeout=store_timeout

@@ -17,7 +17,7 @@ from adapters.http import plans, simulations
 from adapters.http.common import system_of
 from adapters.http.errors import ApiError
 from commands.billing.simulate_pricing import SimulatePricing
-from commands.bus import validation_error
+from commands.edge import validation_error
 from commands.plans.terms_input import PlanTermsInput
 from domain.api_key import Scope
 from domain.catalog import KEY_PATTERN

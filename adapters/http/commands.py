@@ -15,9 +15,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from adapters.http.auth import Reader
+from adapters.http.auth import Principal, Reader
 from adapters.http.common import (
     check_audit_fields,
     execute,
@@ -26,8 +25,9 @@ from adapters.http.common import (
     out_of_int64,
     system_of,
 )
-from adapters.http.errors import ERROR_RESPONSES, ApiError, status_for, status_for_code
-from commands.bus import validation_error
+from adapters.http.errors import ERROR_RESPONSES, ApiError, status_for_code
+from commands import edge
+from commands.base import Command
 from domain.api_key import Scope
 from domain.errors import DomainError
 
@@ -61,8 +61,8 @@ def scope_for(command_name: str) -> Scope:
     return Scope.ADMIN if command_name in ADMIN_COMMANDS else Scope.WRITE
 
 
-def _error(status: int, error: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": error}, status_code=status)
+def _reply(status: int, error: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(edge.refused(error), status_code=status)
 
 
 @router.post(
@@ -75,48 +75,48 @@ def run(
     command_name: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
     payload: Annotated[dict[str, Any], Body(description="the command's fields")],
 ) -> JSONResponse:
-    system = system_of(request)
     try:
-        command_type = system.bus.command_type(command_name)
-    except DomainError as error:
-        return _error(status_for(error), error.as_dict())
-    try:
-        check_audit_fields(principal, payload)
+        command = _command(request, principal, command_name, payload)
     except ApiError as refused:
-        return _error(refused.status, refused.body()["error"])
-    required = scope_for(command_name)
-    if not principal.has(required):
-        return _error(
-            403,
-            {
-                "code": "forbidden",
-                "message": f"{command_name} needs the {required.value} scope",
-                "details": [{"required_scope": required.value}],
-            },
-        )
-    given = payload.get("app_id")
-    if given is not None and given != principal.app_id:
-        return _error(
-            422,
-            {
-                "code": "app_id_mismatch",
-                "message": "app_id: this API key belongs to another app; omit it or send its own",
-                "details": [
-                    {"field": "app_id", "rule": "app_id_mismatch", "message": "not the key's app"}
-                ],
-            },
-        )
-    too_big = out_of_int64(payload)
-    if too_big is not None:
-        return _error(422, int64_error(too_big).body()["error"])
-    fields = {**payload, "app_id": principal.app_id, "actor": principal.actor}
-    try:
-        command = command_type.model_validate(fields)
-    except ValidationError as error:
-        metrics_of(request).command(command_name, "validation_error")
-        return _error(422, validation_error(error, command_name))
+        return _reply(refused.status, refused.error())
+    except edge.Refused as bad:
+        if bad.code == "validation_error":
+            metrics_of(request).command(command_name, "validation_error")
+        return _reply(status_for_code(bad.code), bad.error)
     try:
         outcome = execute(request, command)
     except DomainError as error:
-        return _error(status_for_code(error.code), error.as_dict())
+        return _reply(status_for_code(error.code), error.as_dict())
     return JSONResponse(outcome.as_reply())
+
+
+def _command(request: Request, principal: Principal, name: str, payload: dict[str, Any]) -> Command:
+    """The command for the key's app and actor; ApiError or edge.Refused when refused."""
+    command_type = system_of(request).bus.command_type
+    try:
+        command_type(name)
+    except DomainError as unknown:
+        raise edge.Refused(unknown.as_dict()) from None
+    check_audit_fields(principal, payload)
+    required = scope_for(name)
+    if not principal.has(required):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{name} needs the {required.value} scope",
+            [{"required_scope": required.value}],
+        )
+    given = payload.get("app_id")
+    if given is not None and given != principal.app_id:
+        raise _app_id_mismatch()
+    too_big = out_of_int64(payload)
+    if too_big is not None:
+        raise int64_error(too_big)
+    fields = {**payload, "app_id": principal.app_id, "actor": principal.actor}
+    return edge.command_named(command_type, name, fields)
+
+
+def _app_id_mismatch() -> ApiError:
+    message = "this API key belongs to another app; omit it or send its own"
+    detail = {"field": "app_id", "rule": "app_id_mismatch", "message": "not the key's app"}
+    return ApiError(422, "app_id_mismatch", f"app_id: {message}", [detail])

@@ -13,27 +13,21 @@ recorded beside the actor; it needs the ON_BEHALF_OF_SCOPE (auth.py), 403 withou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    ValidationError,
-    create_model,
-)
+from pydantic import BaseModel, ConfigDict, create_model
+from pydantic.config import JsonDict
 
 from adapters.http.auth import ON_BEHALF_OF_SCOPE, Principal
 from adapters.http.consistency import mark_written
 from adapters.http.errors import ApiError, not_implemented
+from commands import edge
 from commands.base import Command
-from commands.bus import CommandResult, validation_error
+from commands.bus import CommandResult
 from projections.queries import QUERIES
 
 if TYPE_CHECKING:
@@ -41,19 +35,8 @@ if TYPE_CHECKING:
     from adapters.http.metrics import Metrics
 
 
-def _in_utc(value: datetime) -> datetime:
-    """An instant in UTC, within the years datetime arithmetic can move around in."""
-    try:
-        instant = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("the instant is out of range") from None
-    if not 1 < instant.year < 9000:
-        raise ValueError("the instant must fall between the years 2 and 8999")
-    return instant
-
-
-Instant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
-"""An ISO 8601 time with a timezone, converted to UTC (a naive or out-of-range time: 422)."""
+Instant = edge.UtcInstant
+"""The edge's one Instant (commands/edge.py), converted to UTC: HTTP times answer in UTC."""
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -83,7 +66,7 @@ def body_model(
         for field, info in command.model_fields.items()
         if field not in exclude and field not in NOT_IN_BODIES
     }
-    extra = {"examples": [example]} if example is not None else None
+    extra: JsonDict | None = {"examples": [example]} if example is not None else None
     return create_model(
         name,
         __config__=ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=extra),
@@ -179,13 +162,9 @@ def build_command(
         if key:
             payload["command_id"] = key
     try:
-        return command.model_validate(payload)
-    except ValidationError as error:
-        raise ApiError(422, **_as_kwargs(validation_error(error, command.NAME))) from None
-
-
-def _as_kwargs(error: dict[str, Any]) -> dict[str, Any]:
-    return {"code": error["code"], "message": error["message"], "details": error["details"]}
+        return edge.validated(command, payload, command.NAME)
+    except edge.Refused as bad:
+        raise ApiError(422, **bad.error) from None
 
 
 def execute(request: Request, command: Command) -> CommandResult:

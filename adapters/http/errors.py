@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commands.bus import validation_error
+from commands.edge import Refused, validation_error
+from commands.edge import error as edge_error
 from domain.errors import (
     AlreadyExists,
     Conflict,
@@ -147,8 +148,11 @@ class ApiError(Exception):
         self.details = details or []
         self.headers = headers
 
+    def error(self) -> dict[str, Any]:
+        return edge_error(self.code, self.message, self.details)
+
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return {"error": self.error()}
 
 
 def error_response(
@@ -174,42 +178,9 @@ def not_implemented(what: str) -> ApiError:
 
 
 def request_validation_error(error: RequestValidationError) -> dict[str, Any]:
-    """FastAPI's request validation errors in the same shape as the bus's validation_error:
-    each detail names the field (without the body/query/path prefix) and the rule."""
-    details = [_request_detail(item) for item in error.errors()]
-    first = details[0] if details else {"field": "body", "message": "invalid"}
-    return {
-        "code": "validation_error",
-        "message": f"{first['field']}: {first['message']}",
-        "details": details,
-    }
-
-
-def _request_detail(item: Any) -> dict[str, Any]:
-    if item.get("type") == "json_invalid":
-        return _not_json(item)
-    loc = [str(part) for part in item.get("loc", ())]
-    where = loc[0] if loc else "body"
-    path = loc[1:] if where in ("body", "query", "path", "header", "cookie") else loc
-    path = [part for part in path if not _is_union_tag(part)]
-    return {
-        "field": ".".join(path) or where,
-        "in": where,
-        "rule": item.get("type", "invalid"),
-        "message": str(item.get("msg", "invalid")).removeprefix("Value error, "),
-    }
-
-
-def _not_json(item: Any) -> dict[str, Any]:
-    """A body that is not JSON names `body` (its loc is a character position, not a field)."""
-    reason = item.get("ctx", {}).get("error")
-    message = f"the body is not valid JSON: {reason}" if reason else "the body is not valid JSON"
-    return {"field": "body", "in": "body", "rule": "json_invalid", "message": message}
-
-
-def _is_union_tag(part: str) -> bool:
-    """A tagged union's branch name, e.g. "(batch)": not a field, so not in the path."""
-    return part.startswith("(") and part.endswith(")")
+    """FastAPI's request validation errors in the edge's one shape (commands/edge.py): each
+    detail names the field (without the body/query/path prefix), where it was and the rule."""
+    return validation_error(error.errors())
 
 
 def install(app: FastAPI) -> None:
@@ -218,6 +189,10 @@ def install(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    async def on_refused(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Refused)
+        return error_response(status_for_code(exc.code), exc.error)
 
     async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
@@ -273,6 +248,7 @@ def install(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Refused, on_refused)
     app.add_exception_handler(DomainError, on_domain_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
     app.add_exception_handler(ValidationError, on_validation)

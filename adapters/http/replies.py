@@ -165,17 +165,12 @@ class InvoiceReply(BaseModel):
 class PaymentRetryReply(BaseModel):
     """A payment retry: whether it was made (`retried`), whether it paid, and the invoice."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "retried": True,
-                    "paid": True,
-                    "invoice": {**INVOICE_EXAMPLE, "status": "paid", "amount_due": USD_0},
-                }
-            ]
-        },
+    model_config = _reply(
+        {
+            "retried": True,
+            "paid": True,
+            "invoice": {**INVOICE_EXAMPLE, "status": "paid", "amount_due": USD_0},
+        }
     )
 
     retried: bool

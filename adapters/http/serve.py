@@ -110,10 +110,10 @@ def build(system: System) -> FastAPI:
     return create_app(system, lifespan=lifespan)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 30.0) -> None:
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap()
+def serve_system(
+    system: System, host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 30.0
+) -> None:
+    """Serve `system` until SIGTERM/SIGINT (the process: adapters/entrypoints.py `serve`)."""
     config = uvicorn.Config(
         build(system),
         host=host,

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,11 +47,12 @@ import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from adapters.json_depth import nests_deeper_than
+from commands import edge
 from commands.base import Command
-from commands.bus import CommandResult, validation_error
+from commands.edge import Refused
 from domain.errors import DomainError
 from projections.queries import QUERIES
 
@@ -97,26 +96,11 @@ def encode(reply: dict[str, Any]) -> bytes:
 def error_reply(
     code: str, message: str, details: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message, "details": details or []}}
+    return edge.refused(edge.error(code, message, details))
 
 
 def unavailable(message: str, **detail: Any) -> dict[str, Any]:
     return error_reply("unavailable", message, [detail] if detail else [])
-
-
-def field_error(name: str, field: str, rule: str, message: str) -> dict[str, Any]:
-    """A validation_error reply naming one field (the shape of commands.bus.validation_error)."""
-    return error_reply(
-        "validation_error",
-        f"{name}: {field}: {message}",
-        [{"field": field, "rule": rule, "message": message}],
-    )
-
-
-def outcome_reply(outcome: CommandResult | DomainError) -> dict[str, Any]:
-    if isinstance(outcome, CommandResult):
-        return outcome.as_reply()
-    return {"ok": False, "error": outcome.as_dict()}
 
 
 INTERNAL_ERROR = error_reply("internal_error", "internal error; the server log has the details")
@@ -128,19 +112,11 @@ OVERLOADED = encode(
 # --- requests -------------------------------------------------------------------------------
 
 
-class BadRequest(Exception):
-    """A request answered at once, without running anything."""
-
-    def __init__(self, reply: dict[str, Any]) -> None:
-        super().__init__(reply["error"]["message"])
-        self.reply = reply
-
-
 def parse_subject(subject: str) -> tuple[str, str]:
     """(app_id, name) from `<prefix>.<kind>.<app_id>.<name>` (prefix may contain dots)."""
     parts = subject.rsplit(".", 2)
     if len(parts) != 3:
-        raise BadRequest(error_reply("invalid_subject", f"cannot route subject {subject!r}"))
+        raise Refused(edge.error("invalid_subject", f"cannot route subject {subject!r}"))
     return parts[1], parts[2]
 
 
@@ -150,8 +126,8 @@ def parse_body(data: bytes, name: str, max_depth: int) -> dict[str, Any]:
     if not data.strip():
         return {}
     if nests_deeper_than(data, max_depth):
-        raise BadRequest(
-            error_reply(
+        raise Refused(
+            edge.error(
                 "invalid_body",
                 f"the JSON is nested too deeply (more than {max_depth} levels)",
                 [{"field": "body", "rule": "max_depth", "limit": max_depth}],
@@ -160,17 +136,16 @@ def parse_body(data: bytes, name: str, max_depth: int) -> dict[str, Any]:
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise BadRequest(
-            error_reply(
+        raise Refused(
+            edge.error(
                 "invalid_json",
                 f"the body is not valid JSON: {error}",
                 [{"field": "body", "rule": "json_invalid", "message": str(error)}],
             )
         ) from None
     if not isinstance(body, dict):
-        raise BadRequest(
-            field_error(name, "body", "dict_type", "the body must be a JSON object of fields")
-        )
+        message = "the body must be a JSON object of fields"
+        raise Refused(edge.field_error(name, "body", "dict_type", message))
     return body
 
 
@@ -178,14 +153,8 @@ def with_subject_app(body: dict[str, Any], app_id: str, name: str) -> dict[str, 
     """The body with the subject's app_id; a different app_id in the body is refused."""
     given = body.get("app_id")
     if given is not None and given != app_id:
-        raise BadRequest(
-            field_error(
-                name,
-                "app_id",
-                "subject_mismatch",
-                f"app_id {given!r} in the body differs from {app_id!r} in the subject",
-            )
-        )
+        message = f"app_id {given!r} in the body differs from {app_id!r} in the subject"
+        raise Refused(edge.field_error(name, "app_id", "subject_mismatch", message))
     return {**body, "app_id": app_id}
 
 
@@ -195,53 +164,34 @@ def with_bus_actor(body: dict[str, Any], app_id: str, name: str) -> dict[str, An
     if actor is None:
         return {**body, "actor": f"nats:{app_id}"}
     if isinstance(actor, str) and actor.strip().lower().startswith(KEY_ACTOR_PREFIXES):
-        raise BadRequest(
-            field_error(
-                name,
-                "actor",
-                "reserved_actor",
-                "actors starting with api-key: or key: are API keys, recorded only over HTTP",
-            )
-        )
+        message = "actors starting with api-key: or key: are API keys, recorded only over HTTP"
+        raise Refused(edge.field_error(name, "actor", "reserved_actor", message))
     return body
 
 
 def build_command(system: System, name: str, app_id: str, data: bytes) -> Command:
-    """Parse and validate one command request; BadRequest carries the reply for a bad one."""
+    """Parse and validate one command request; Refused carries the error of a bad one."""
+    command_type = system.bus.command_type
     try:
-        kind = system.bus.command_type(name)
-    except DomainError as error:
-        raise BadRequest({"ok": False, "error": error.as_dict()}) from None
+        command_type(name)
+    except DomainError as unknown:
+        raise Refused(unknown.as_dict()) from None
     body = with_subject_app(parse_body(data, name, system.settings.max_json_depth), app_id, name)
-    body = with_bus_actor(body, app_id, name)
-    try:
-        return kind.model_validate(body)
-    except ValidationError as error:
-        raise BadRequest({"ok": False, "error": validation_error(error, name)}) from None
+    return edge.command_named(command_type, name, with_bus_actor(body, app_id, name))
 
 
-_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
-_MISSING = re.compile(r"missing a required argument: '([^']+)'")
-
-
-def check_query_params(name: str, params: dict[str, Any]) -> None:
-    """Unknown or missing query parameters are a validation_error naming the parameter."""
+def query_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The query's parameters, validated against the ones it declares (commands/edge.py):
+    unknown or missing ones are a validation_error naming the parameter."""
     if name not in QUERIES:
-        raise BadRequest(
-            error_reply(
+        raise Refused(
+            edge.error(
                 "unknown_query",
                 f"no query named {name!r}",
                 [{"field": "query_name", "known": sorted(QUERIES)}],
             )
         )
-    try:
-        inspect.signature(QUERIES[name]).bind(None, **params)
-    except TypeError as error:
-        text = str(error)
-        found = _UNEXPECTED.search(text) or _MISSING.search(text)
-        field = found.group(1) if found else "body"
-        rule = "missing" if _MISSING.search(text) else "extra_forbidden"
-        raise BadRequest(field_error(name, field, rule, text)) from None
+    return edge.query_params(QUERIES[name], name, params)
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -353,8 +303,8 @@ class CommandBusServer:
         try:
             app_id, name = parse_subject(msg.subject)
             command = build_command(self.system, name, app_id, msg.data)
-        except BadRequest as bad:
-            await self._respond(msg, encode(bad.reply))
+        except Refused as bad:
+            await self._respond(msg, encode(bad.reply()))
             return
         except Exception:
             log.exception("command request failed", subject=msg.subject)
@@ -444,7 +394,7 @@ class CommandBusServer:
         bus = self.system.bus
         started = time.perf_counter()
         try:
-            outcomes = [outcome_reply(o) for o in bus.handle_many(commands)]
+            outcomes = [edge.outcome_reply(o) for o in bus.handle_many(commands)]
         except STORE_DOWN:
             raise
         except Exception:
@@ -460,7 +410,7 @@ class CommandBusServer:
         try:
             return self.system.bus.handle(command).as_reply()
         except DomainError as error:
-            return {"ok": False, "error": error.as_dict()}
+            return edge.refused(error)
         except STORE_DOWN as error:
             return unavailable(f"the event store is unavailable: {error}")
         except Exception:
@@ -484,10 +434,10 @@ class CommandBusServer:
         try:
             app_id, name = parse_subject(msg.subject)
             depth = self.system.settings.max_json_depth
-            params = with_subject_app(parse_body(msg.data, name, depth), app_id, name)
-            check_query_params(name, params)
-        except BadRequest as bad:
-            return encode(bad.reply)
+            body = with_subject_app(parse_body(msg.data, name, depth), app_id, name)
+            params = query_params(name, body)
+        except Refused as bad:
+            return encode(bad.reply())
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self._query_threads, self._run_query, name, params)
         try:
@@ -505,7 +455,7 @@ class CommandBusServer:
             result = self.system.query(name, **params)
             return encode({"ok": True, "result": result})
         except DomainError as error:
-            return encode({"ok": False, "error": error.as_dict()})
+            return encode(edge.refused(error))
         except STORE_DOWN as error:
             return encode(unavailable(f"the read models are unavailable: {error}"))
 
@@ -549,18 +499,3 @@ async def serve_command_bus(
         await stop_event.wait()
     finally:
         await server.stop()
-
-
-def run_command_bus(**options: Any) -> None:
-    """`tally worker command-bus`: the bus on the configured stack until SIGTERM/SIGINT."""
-    from adapters.bootstrap import bootstrap
-    from adapters.nats.workers import run_until_signalled
-
-    system = bootstrap()
-    try:
-        url = system.settings.nats_url
-        if not url:
-            raise ValueError("TALLY_NATS_URL is not set: the command bus needs NATS")
-        run_until_signalled(lambda stop: serve_command_bus(system, url, stop, **options))
-    finally:
-        system.close()

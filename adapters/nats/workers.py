@@ -1,14 +1,13 @@
-"""Build the relay and projector workers from a System, and run them until SIGTERM/SIGINT."""
+"""Build the relay, projector, alerts, plugins and mailer workers from a System (the processes
+that run them are in adapters/entrypoints.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from adapters.entrypoints import run_until_signalled as run_until_signalled  # (moved there)
 from adapters.nats.projector_worker import ProjectorWorker
 from adapters.nats.relay import Relay
 from adapters.nats.singleton import instance_lock
@@ -79,59 +78,11 @@ def build_projector_worker(
     return ProjectorWorker(**kwargs)
 
 
-def run_until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a worker's `run(stop_event)`; SIGTERM/SIGINT set the event (graceful stop)."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(stop)
-
-    asyncio.run(main())
-
-
-def run_relay() -> None:
-    """`tally worker relay`."""
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap(deliver_in_process=False)
-    try:
-        relay = build_relay(system)
-        run_until_signalled(relay.run)
-    finally:
-        system.close()
-
-
-def run_projector(name: str) -> None:
-    """`tally worker projector NAME`."""
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap(deliver_in_process=False)
-    try:
-        worker = build_projector_worker(system, name)
-        run_until_signalled(worker.run)
-    finally:
-        system.close()
-
-
 def build_alerts_worker(system: System) -> Any:
     """The alert evaluator's worker (one active per read-model store)."""
     from adapters.alerts.worker import AlertsWorker, evaluator_of
 
     return AlertsWorker(evaluator_of(system), _lock(system, "alerts"), poll_seconds=0.25)
-
-
-def run_alerts() -> None:
-    """`tally worker alerts`."""
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap(deliver_in_process=False)
-    try:
-        run_until_signalled(build_alerts_worker(system).run)
-    finally:
-        system.close()
 
 
 def build_plugins_worker(system: System, **options: Any) -> Any:
@@ -152,17 +103,6 @@ def build_plugins_worker(system: System, **options: Any) -> Any:
     return PluginsWorker(**kwargs)
 
 
-def run_plugins() -> None:
-    """`tally worker plugins`."""
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap(deliver_in_process=False)
-    try:
-        run_until_signalled(build_plugins_worker(system).run)
-    finally:
-        system.close()
-
-
 def build_mailer_worker(system: System, transport: Any = None) -> Any:
     """The mailer's worker: sends the outbox through TALLY_SMTP_URL (one active per
     read-model store)."""
@@ -171,14 +111,3 @@ def build_mailer_worker(system: System, transport: Any = None) -> Any:
     sender = build_sender(system, transport)
     poll = system.settings.mailer_poll_seconds
     return MailerWorker(sender, _lock(system, "mailer"), poll_seconds=poll)
-
-
-def run_mailer() -> None:
-    """`tally worker mailer`."""
-    from adapters.bootstrap import bootstrap
-
-    system = bootstrap(deliver_in_process=False)
-    try:
-        run_until_signalled(build_mailer_worker(system).run)
-    finally:
-        system.close()

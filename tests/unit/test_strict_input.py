@@ -26,9 +26,10 @@ from adapters.bootstrap import System
 from adapters.http.app import create_app
 from adapters.http.pricing import RateBody
 from adapters.http.usage import UsageEvent
-from adapters.nats.command_bus import BadRequest, build_command
+from adapters.nats.command_bus import build_command
 from commands.base import Command
 from commands.billing.simulate_pricing import SimulatePricing
+from commands.edge import Refused
 from domain.errors import with_article
 from tests.factories import embedded_system, ok
 from tests.unit.http.support import Api, assert_error
@@ -311,9 +312,9 @@ def test_http_refuses_an_amount_of_money_as_text(acme: Api) -> None:
 @pytest.mark.parametrize("value", ("5", True, 3.0), ids=repr)
 def test_nats_refuses_them(system: System, value: Any) -> None:
     body = orjson.dumps({**CASES[0][1], "amount": value})
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(Refused) as refused:
         build_command(system, "consume_quota", "acme", body)
-    error = refused.value.reply["error"]
+    error = refused.value.error
     assert error["code"] == "validation_error"
     assert error["details"][0]["field"] == "amount"
     good = build_command(
@@ -323,9 +324,9 @@ def test_nats_refuses_them(system: System, value: Any) -> None:
 
 
 def test_nats_refuses_json_nested_too_deeply(system: System) -> None:
-    with pytest.raises(BadRequest) as refused:
+    with pytest.raises(Refused) as refused:
         build_command(system, "consume_quota", "acme", b'{"a":' + b"[" * 100 + b"]" * 100 + b"}")
-    error = refused.value.reply["error"]
+    error = refused.value.error
     assert (error["code"], error["details"][0]["field"]) == ("invalid_body", "body")
     assert "nested too deeply" in error["message"]
 
