@@ -5,6 +5,11 @@ started as a child process on it (optionally with NATS and Redis), killed or sto
 gets a database of its own (`CREATE DATABASE bench_…`, dropped afterwards) instead of the
 scratch schema the in-process benchmarks use. The child's environment keeps no TALLY_*
 variable of ours: only the URLs given here.
+
+With `workers` (e.g. `split_workers()`), the server runs the API alone
+(TALLY_SERVE_WORKERS=false) and each command given runs beside it as a process of its own
+(the relay, the usage projector, the other workers), started once and stopped with it; a
+`kill()` kills the API process only.
 """
 
 from __future__ import annotations
@@ -51,6 +56,59 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process used so far (Linux /proc; 0 when gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(db_url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend on this database (the server is local)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {int(pid): cpu_seconds(int(pid)) for (pid,) in rows}
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds the API process, each worker process and the database's PostgreSQL
+    backends spend between `start()` and each `read()` (backends that came later count from
+    0): where a benchmark's time goes, whatever else loads the machine."""
+
+    server: TallyServer
+    db_url: str
+    processes: dict[str, float] = field(default_factory=dict)
+    backends: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> CpuMeter:
+        self.processes = self.server.cpu()
+        self.backends = postgres_cpu(self.db_url)
+        return self
+
+    def read(self) -> dict[str, float]:
+        now = postgres_cpu(self.db_url)
+        used = sum(max(0.0, cpu - self.backends.get(pid, 0.0)) for pid, cpu in now.items())
+        spent = {n: cpu - self.processes.get(n, 0.0) for n, cpu in self.server.cpu().items()}
+        return spent | {"postgres": used}
+
+
+def split_workers() -> dict[str, list[str]]:
+    """The workers `tally serve` would run, as processes of their own: the relay, the usage
+    projector, and every other worker in one (benchmarks/tally_workers.py), by name."""
+    tally = serve_command()[:-1]
+    return {
+        "relay": [*tally, "worker", "relay"],
+        "usage_projector": [*tally, "worker", "projector", "usage"],
+        "other_workers": [sys.executable, "-m", "benchmarks.tally_workers", "--without", "usage"],
+    }
+
+
 def serve_command() -> list[str]:
     """`tally serve` from this venv (the console script, or its module when not installed)."""
     script = Path(sys.executable).with_name("tally")
@@ -69,6 +127,9 @@ class TallyServer:
     log_path: Path = field(
         default_factory=lambda: Path(tempfile.mkstemp(prefix="tally-bench-", suffix=".log")[1])
     )
+    workers: dict[str, list[str]] = field(default_factory=dict)
+    """Commands run beside the API, each its own process (the server then runs none)."""
+    worker_processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -77,28 +138,54 @@ class TallyServer:
     def start(self, timeout: float = 60.0) -> float:
         """Launch on a free port; the seconds until the first 200 on /health."""
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | self.env
         started = time.perf_counter()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*serve_command(), "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.process = self._launch(
+            [*serve_command(), "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tally serve exited at start:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    if not self.worker_processes and self.workers:
+                        self.start_workers()
                     return time.perf_counter() - started
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(
             f"tally serve gave no 200 on /health in {timeout:g} s:\n{self.log_tail()}"
         )
+
+    def _launch(self, command: list[str]) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")} | self.env
+        if self.workers:
+            env["TALLY_SERVE_WORKERS"] = "false"
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def start_workers(self, timeout: float = 60.0) -> None:
+        """Launch the workers and wait until they are done starting (imports, connections:
+        under a tenth of a core each over half a second), so a measure never counts that."""
+        self.worker_processes = {n: self._launch(w) for n, w in self.workers.items()}
+        deadline = time.perf_counter() + timeout
+        last = self._workers_cpu()
+        while time.perf_counter() < deadline:
+            time.sleep(0.5)
+            now = self._workers_cpu()
+            if now - last < 0.05 * len(self.worker_processes):  # 0.1 core over 0.5 s
+                return
+            last = now
+
+    def _workers_cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.worker_processes.values())
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the API process (`api`) and of each worker process."""
+        api = cpu_seconds(self.process.pid) if self.process is not None else 0.0
+        return {"api": api} | {n: cpu_seconds(p.pid) for n, p in self.worker_processes.items()}
 
     def kill(self) -> None:
         """SIGKILL: nothing is flushed or finished (what was acknowledged must be durable)."""
@@ -107,14 +194,20 @@ class TallyServer:
             self.process.wait(10)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after timeout seconds."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """SIGTERM, then SIGKILL if it has not exited after timeout seconds (the workers
+        too)."""
+        for process in [self.process, *self.worker_processes.values()]:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [self.process, *self.worker_processes.values()]:
+            if process is None:
+                continue
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        self.worker_processes = {}
 
     def discard_log(self) -> None:
         self.log_path.unlink(missing_ok=True)
@@ -140,8 +233,13 @@ def server_env(
     return env
 
 
-def delivery(nats_url: str | None) -> str:
+def delivery(nats_url: str | None, split: bool = False) -> str:
     """How the server's read models are fed, for the notes of a figure."""
+    if nats_url and split:
+        return (
+            "relay and projectors over NATS JetStream in processes of their own (relay, usage "
+            "projector, the other workers)"
+        )
     if nats_url:
         return "relay and projectors over NATS JetStream in the server"
     return "read models fed in process (no NATS)"

@@ -44,6 +44,7 @@ from benchmarks.tally_server import (
     forget_run,
     scratch_database,
     server_env,
+    split_workers,
 )
 from benchmarks.usage_ingest import APP, FEATURE, OUTCOMES, SOFT_LIMIT, Batch, batch_of, seed
 
@@ -66,6 +67,7 @@ class Knobs:
     tenants: int = 100
     clients: int = 8
     use_nats: bool = True
+    split_workers: bool = True  # with NATS: the workers in processes of their own
 
     @classmethod
     def from_env(cls) -> Knobs:
@@ -77,6 +79,7 @@ class Knobs:
             tenants=int(env("BENCH_BILLABLE_TENANTS", cls.tenants)),
             clients=int(env("BENCH_BILLABLE_CLIENTS", cls.clients)),
             use_nats=env("BENCH_BILLABLE_NATS", "1") != "0",
+            split_workers=env("BENCH_BILLABLE_SPLIT", "1") != "0",
         )
 
 
@@ -129,7 +132,8 @@ def measure(
     with scratch_database(pg_url, "bench_billable") as db_url:
         say(f"P11: seeding {knobs.tenants} tenants …")
         api_key = seed(db_url, knobs.tenants, FEATURE_SPEC, bill_start=True)
-        server = TallyServer(server_env(db_url, run_id, nats_url, redis_url))
+        split = split_workers() if nats_url and knobs.split_workers else []
+        server = TallyServer(server_env(db_url, run_id, nats_url, redis_url), workers=split)
         try:
             server.start()
             say(
@@ -151,7 +155,7 @@ def measure(
             server.stop()
             server.discard_log()
             forget_run(nats_url, redis_url, run_id)
-    return figure(knobs, run, len(schedule), served=delivery(nats_url))
+    return figure(knobs, run, len(schedule), served=delivery(nats_url, knobs.split_workers))
 
 
 # --- senders and the poller ------------------------------------------------------------------

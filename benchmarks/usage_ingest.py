@@ -32,12 +32,15 @@ BENCH_INGEST_SECONDS (120; 0 = no cap), BENCH_INGEST_RESEND_PERCENT (10), BENCH_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,11 +53,13 @@ from psycopg import sql
 from benchmarks.common import percentile
 from benchmarks.report import Figure
 from benchmarks.tally_server import (
+    CpuMeter,
     TallyServer,
     delivery,
     forget_run,
     scratch_database,
     server_env,
+    split_workers,
 )
 
 APP = "bench"
@@ -86,6 +91,10 @@ class Pass:
     counts: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    load: float = 0.0  # the 1-minute load average when the pass started
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds over the pass: the API process (`api`); until the read model counted it
+    all: each worker process (by name) and the database's backends (`postgres`)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class Knobs:
     max_seconds: float = 120.0
     resend_percent: float = 10.0
     use_nats: bool = True
+    split_workers: bool = True  # with NATS: the workers in processes of their own
     settle_seconds: float = 300.0  # how long the read model may take to catch up
 
     @classmethod
@@ -112,6 +122,7 @@ class Knobs:
             max_seconds=float(env("BENCH_INGEST_SECONDS", cls.max_seconds)),
             resend_percent=float(env("BENCH_INGEST_RESEND_PERCENT", cls.resend_percent)),
             use_nats=env("BENCH_INGEST_NATS", "1") != "0",
+            split_workers=env("BENCH_INGEST_SPLIT", "1") != "0",
         )
 
 
@@ -136,7 +147,8 @@ def measure(
             f"{one_transaction:,.0f} rows/s in one transaction; seeding {knobs.tenants} tenants …"
         )
         api_key = seed(db_url, knobs.tenants + 1)  # + the barrier tenant
-        server = TallyServer(server_env(db_url, run_id, nats_url, redis_url))
+        split = split_workers() if nats_url and knobs.split_workers else []
+        server = TallyServer(server_env(db_url, run_id, nats_url, redis_url), workers=split)
         try:
             server.start()
             run = _drive(server.base_url, api_key, warmup, 1, 0.0)
@@ -145,9 +157,14 @@ def measure(
                 f"P2: {len(timed)} batches of {knobs.batch_size:,} from {knobs.clients} "
                 f"clients ({cap}) …"
             )
-            measured = _drive(server.base_url, api_key, timed, knobs.clients, knobs.max_seconds)
+            meter = CpuMeter(server, db_url).start()
+            with sampled(server, os.environ.get("BENCH_INGEST_PYSPY")):
+                measured = _drive(server.base_url, api_key, timed, knobs.clients, knobs.max_seconds)
+            measured.cpu = meter.read()
             say("P2: SIGKILL, restart, then the durability check …")
-            problems = check_durability(server, api_key, knobs, [*run.posted, *measured.posted])
+            problems = check_durability(
+                server, api_key, knobs, [*run.posted, *measured.posted], meter, measured
+            )
         finally:
             server.stop()
             server.discard_log()
@@ -158,8 +175,38 @@ def measure(
         (baseline, one_transaction),
         problems,
         warmup_problems=run.problems,
-        served=delivery(nats_url),
+        served=delivery(nats_url, knobs.split_workers),
     )
+
+
+PY_SPY = ("uvx", "py-spy", "record", "--rate", "50", "--format", "raw")
+
+
+@contextlib.contextmanager
+def sampled(server: TallyServer, output: str | None) -> Iterator[None]:
+    """With an output path (BENCH_INGEST_PYSPY), py-spy samples the API process (`--gil`:
+    what holds its GIL, to `<output>.api`) and each worker process (on CPU, to
+    `<output>.<worker name>`) while the pass runs: raw collapsed stacks (`uvx py-spy`, PyPI)."""
+    if not output or server.process is None:
+        yield
+        return
+    targets = [("api", server.process.pid, ["--gil"])]
+    targets += [(name, p.pid, []) for name, p in server.worker_processes.items()]
+    spies = [
+        subprocess.Popen(
+            [*PY_SPY, *flags, "--output", f"{output}.{name}", "--pid", str(pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid, flags in targets
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        for spy in spies:
+            spy.wait(60)
 
 
 # --- the workload ---------------------------------------------------------------------------
@@ -240,7 +287,7 @@ async def post_batches(
     base_url: str, api_key: str, batches: Sequence[Batch], clients: int, max_seconds: float
 ) -> Pass:
     """K clients share the batches (each takes the next); no new batch after max_seconds."""
-    result = Pass()
+    result = Pass(load=os.getloadavg()[0])
     queue = iter(batches)
     started = time.perf_counter()
     deadline = started + max_seconds if max_seconds > 0 else float("inf")
@@ -353,13 +400,23 @@ def differences(label: str, expected: Totals, found: Totals) -> list[str]:
 
 
 def check_durability(
-    server: TallyServer, api_key: str, knobs: Knobs, posted: Sequence[Batch]
+    server: TallyServer,
+    api_key: str,
+    knobs: Knobs,
+    posted: Sequence[Batch],
+    meter: CpuMeter | None = None,
+    measured: Pass | None = None,
 ) -> list[str]:
-    """Kill -9 and restart; totals = what was sent; a resend is all duplicates; totals hold."""
+    """Kill -9 and restart; totals = what was sent; a resend is all duplicates; totals hold.
+    The meter is read once the read model counted everything (the workers' and PostgreSQL's
+    CPU for the pass, projection included)."""
     server.kill()
     server.start()
     expected = expected_totals(posted, knobs.tenants)
     problems = barrier(server, api_key, knobs, 1)
+    if meter is not None and measured is not None:
+        caught_up = meter.read()
+        measured.cpu |= {name: cpu for name, cpu in caught_up.items() if name != "api"}
     found = read_totals(server.base_url, api_key, list(expected))
     problems += differences("after SIGKILL and restart", expected, found)
     step = max(1, round(100 / knobs.resend_percent)) if knobs.resend_percent > 0 else 0
@@ -416,6 +473,27 @@ def copy_rate(
 # --- the figure ---------------------------------------------------------------------------------
 
 
+def cpu_figures(run: Pass) -> dict[str, float]:
+    """CPU microseconds per accepted event: API process, workers, PostgreSQL."""
+    accepted = run.counts["accepted"]
+    if not accepted or not run.cpu:
+        return {}
+    return {f"{name}_cpu_us_per_event": s * 1e6 / accepted for name, s in run.cpu.items()}
+
+
+def cpu_note(run: Pass) -> str:
+    """Where the CPU went, per event, and the rate one free core each would allow."""
+    per = cpu_figures(run)
+    if not per:
+        return ""
+    api = per.get("api_cpu_us_per_event", 0.0)
+    parts = ", ".join(
+        f"{name.removesuffix('_cpu_us_per_event')} {us:.1f} µs" for name, us in per.items()
+    )
+    bound = f" (the API process alone on one free core: ~{1e6 / api:,.0f} events/s)" if api else ""
+    return f"CPU per accepted event: {parts}{bound}; load average at the start {run.load:.1f}"
+
+
 def figure(
     knobs: Knobs,
     run: Pass,
@@ -469,6 +547,7 @@ def figure(
             "tenants": float(knobs.tenants),
             "durable": 0.0 if problems else 1.0,
             "copy_one_transaction_rows_s": one_transaction,
+            **cpu_figures(run),
         },
         notes=(
             f"{events:,} plain events in {len(run.posted)} batches of {knobs.batch_size:,} "
@@ -478,7 +557,7 @@ def figure(
             f"per batch p50 {p50:,.0f} ms, **p99 {p99:,.0f} ms**; {check}. Baseline: psycopg "
             f"COPY of the same rows into a logged table with PRIMARY KEY (app, key), a COPY and "
             f"a commit per batch (every reply comes after a commit); all in one transaction "
-            f"instead: {one_transaction:,.0f} rows/s"
+            f"instead: {one_transaction:,.0f} rows/s. {cpu_note(run)}"
         ),
     )
 

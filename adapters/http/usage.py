@@ -16,6 +16,8 @@ Integers are JSON integers only: `"5"`, `5.0` and `true` are refused as quantiti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -97,15 +99,18 @@ UsageBody = Annotated[
 ]
 
 
+_NO_PROPERTIES: Mapping[str, Any] = MappingProxyType({})
+
+
 def _received(event: UsageEvent) -> UsageEventIn:
     return UsageEventIn(
-        idempotency_key=event.idempotency_key,
-        tenant_id=event.tenant_id,
-        feature_key=event.feature_key,
-        quantity=1 if event.quantity is None else event.quantity,
-        event_type=event.event_type,
-        timestamp=event.timestamp,
-        properties=event.properties or {},
+        event.idempotency_key,
+        event.tenant_id,
+        event.feature_key,
+        1 if event.quantity is None else event.quantity,
+        event.event_type,
+        event.timestamp,
+        event.properties or _NO_PROPERTIES,
     )
 
 

@@ -324,12 +324,13 @@ def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
     meter = Meter(event.data["meter"])
     facts = event.data["facts"]
     sums: dict[tuple[str, ...], list[int]] = {}  # sum, count: one increment per bucket
+    times: dict[str, _Time] = {}  # a batch's facts mostly share their time: read it once
     for index, fact in enumerate([*facts, *event.data.get("late_facts", ())]):
-        occurred = parse_instant(str(fact["at"]), "at")
+        occurred, at, starts = _time_of(str(fact["at"]), times)
         reading = (f"{event.id}:{index}", int(fact["value"]), occurred)
-        at = _fact_row(event, key, tx, meter, reading)
+        _fact_row(event, key, tx, meter, reading, at)
         group = group_key(fact.get("group"))
-        for granularity, start in bucket_starts(occurred).items():
+        for granularity, start in starts.items():
             for bucket_id in ((granularity, start), (granularity, start, group))[
                 : 2 if group else 1
             ]:
@@ -344,6 +345,19 @@ def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
         bucket, tables = _bucket(key, summed)
         tx.increment(tables[0], bucket, {"quantity": quantity, "events": events})
     return len(facts)
+
+
+_Time = tuple[datetime, str, dict[str, str]]  # the instant, its text, its bucket starts
+
+
+def _time_of(text: str, seen: dict[str, _Time]) -> _Time:
+    """A fact's time read once per distinct text: the instant, its fixed-width text and the
+    starts of its hour, day and month buckets."""
+    known = seen.get(text)
+    if known is None:
+        occurred = parse_instant(text, "at")
+        known = seen[text] = (occurred, instant_text(occurred), bucket_starts(occurred))
+    return known
 
 
 def group_key(group: Any) -> str:
@@ -380,10 +394,11 @@ def _fact_row(
     tx: ViewTx,
     meter: Meter,
     fact: tuple[str, int, datetime],
+    at: str | None = None,
 ) -> str:
-    """The fact's row (what billing reads); answers its time as text."""
+    """The fact's row (what billing reads); answers its time as text (`at`, when known)."""
     fact_id, value, occurred = fact
-    at = instant_text(occurred)
+    at = instant_text(occurred) if at is None else at
     tx.upsert(
         FACTS,
         {**key, "occurred_at": at, "event_id": fact_id},
