@@ -326,7 +326,7 @@ class ProjectorWorker:
         """Apply the messages (in order) in one transaction; when that fails, apply them one
         by one to make progress up to the failing event. Returns how many are applied. A
         span continues the trace of the first message's command (its traceparent header)."""
-        parents = [traceparent_of(message.headers) for message in messages]
+        parents = [traceparent_of(getattr(m, "headers", None)) for m in messages]
         attributes = {"tally.projector": self.projector.NAME}
         with batch_span("projector.batch", parents, attributes | {"tally.events": len(messages)}):
             return await self._apply_in_order(messages)
