@@ -17,5 +17,6 @@ def run_migrate(echo: Callable[[str], None]) -> int:
     for migration in run.applied:
         echo(f"applied {migration.version}: {migration.name}")
     applied = f"{len(run.applied)} applied now" if run.applied else "nothing to apply"
-    echo(f"migrations: {len(run.recorded)} recorded (latest {max(run.recorded, default=0)}), {applied}")
+    latest = max(run.recorded, default=0)
+    echo(f"migrations: {len(run.recorded)} recorded (latest {latest}), {applied}")
     return 0

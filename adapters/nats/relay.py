@@ -5,6 +5,11 @@ Guarantees
 - At least once, in position order: the position is stored only after JetStream acked every
   message of the batch, so a crash between publish and tracking republishes that batch; the
   stream's duplicate window (Nats-Msg-Id = event id) absorbs the overlap.
+- In order even when a batch half landed: each message carries its precondition
+  (`ordered_headers`): the batch's first lands only on the stream's last sequence as the
+  relay knows it, each next one only right after the event before it. A copy that arrives
+  late (the client replaying its buffer after a reconnect, when NATS was killed mid-batch)
+  is refused by JetStream instead of landing after a gap; the retried batch fills it in order.
 - Never skips: eventsourcing's PostgreSQL recorder serializes inserts with a table lock, so
   reading `position > last seen` never passes over an event that commits later. Gaps in
   positions (failed inserts) are normal.
@@ -26,7 +31,7 @@ import orjson
 import structlog
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import Header, PubAck
 
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.nats.connection import connect_unless_stopped
@@ -71,6 +76,22 @@ class Backoff:
         return self._next
 
 
+def ordered_headers(envelopes: Sequence[EventEnvelope], last_sequence: int) -> list[dict[str, str]]:
+    """Each message's headers with its precondition: the first lands only when the stream's
+    last sequence is still `last_sequence`, each next one only when the stream's last message
+    is the event before it. JetStream checks duplicates first, so a republished event already
+    in the stream is acked as a duplicate whatever its precondition."""
+    stamped = []
+    for index, envelope in enumerate(envelopes):
+        headers = envelope.headers()
+        if index == 0:
+            headers[Header.EXPECTED_LAST_SEQUENCE.value] = str(last_sequence)
+        else:
+            headers[Header.EXPECTED_LAST_MSG_ID.value] = str(envelopes[index - 1].id)
+        stamped.append(headers)
+    return stamped
+
+
 def encode(envelope: EventEnvelope) -> bytes:
     """The JSON body on the wire (SURFACE.md)."""
     return orjson.dumps(envelope.model_dump(mode="json"))
@@ -106,6 +127,7 @@ class Relay:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._position: int | None = None  # cached stored position while we hold the lock
+        self._stream_sequence: int | None = None  # the stream's last sequence, as last seen
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,6 +212,7 @@ class Relay:
             with contextlib.suppress(Exception):
                 await nc.close()
         self._position = None
+        self._stream_sequence = None
         self._active = False
         await asyncio.to_thread(self.lock.release)
 
@@ -272,12 +295,17 @@ class Relay:
             raise LockLost(f"lost the {self.lock.name} lock; another relay may take over")
         attributes = {"messaging.batch.message_count": len(envelopes)}
         with batch_span("relay.publish", [e.trace_parent for e in envelopes], attributes):
-            acks = await self._publish(js, envelopes)
+            try:
+                acks = await self._publish(js, envelopes, await self._last_sequence(js))
+            except BaseException:
+                self._stream_sequence = None  # ask the stream where it is before the next try
+                raise
             if self.before_store is not None:
                 self.before_store(envelopes)
             last = envelopes[-1].position
             await asyncio.to_thread(self._store_position, last)
         self._position = last
+        self._stream_sequence = max(self._stream_sequence or 0, *(ack.seq for ack in acks))
         self.published += len(envelopes)
         for listener in self.on_published:
             listener(len(envelopes))
@@ -292,21 +320,31 @@ class Relay:
             log.info("relay_republished_duplicates", duplicates=duplicates, position=last)
         return len(envelopes)
 
+    async def _last_sequence(self, js: JetStreamContext) -> int:
+        """The stream's last sequence: known after a batch, asked of JetStream otherwise (at
+        start, and after any failure)."""
+        if self._stream_sequence is None:
+            info = await js.stream_info(self.stream.name)
+            self._stream_sequence = int(info.state.last_seq)
+        return self._stream_sequence
+
     async def _publish(
-        self, js: JetStreamContext, envelopes: Sequence[EventEnvelope]
+        self, js: JetStreamContext, envelopes: Sequence[EventEnvelope], last_sequence: int
     ) -> list[PubAck]:
         """Pipelined: every message goes out on one connection (so in order) before any ack
-        is awaited; then all acks are awaited together, bounded by ack_timeout."""
+        is awaited; then all acks are awaited together, bounded by ack_timeout. A message
+        refused for its precondition (`ordered_headers`) fails the batch, which is retried."""
         futures: list[asyncio.Future[PubAck]] = []
+        headers = ordered_headers(envelopes, last_sequence)
         try:
-            for envelope in envelopes:
+            for envelope, stamped in zip(envelopes, headers, strict=True):
                 futures.append(
                     await js.publish_async(
                         envelope.subject(self.stream.prefix),
                         encode(envelope),
                         wait_stall=self.ack_timeout,
                         stream=self.stream.name,
-                        headers=envelope.headers(),
+                        headers=stamped,
                     )
                 )
             _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
