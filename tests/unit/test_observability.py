@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,10 @@ def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
 
 
 def test_spans_from_the_request_through_the_command_and_store_to_the_projector(
-    spans: InMemorySpanExporter, acme: Api
+    acme: Api, spans: InMemorySpanExporter
 ) -> None:
+    # acme first: its keys' events are written before tracing starts, so the projector's
+    # batch takes its parent from the plan's event, the first one with a trace context
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     response = acme.call("POST", "/v1/plans", json=PLAN, headers={"traceparent": caller})
     assert response.status_code == 201
@@ -419,3 +422,54 @@ def test_outgoing_webhook_outcomes_on_metrics(tmp_path: Path) -> None:
     finally:
         system.close()
         server.shutdown()
+
+
+def test_a_billing_runs_commands_are_counted_once_each(acme: Api) -> None:
+    acme.call("POST", "/v1/plans", json=PLAN)
+    acme.call("POST", "/v1/subscriptions", json={"tenant_id": "t1", "plan_key": "pro"})
+    until = (T0 + timedelta(days=59)).isoformat()
+    report = acme.call("POST", "/v1/billing-runs", json={"until": until}).json()
+    assert report["renewed"] == 2
+    renewed = sample(acme, "tally_commands_total", command="renew_subscription", outcome="ok")
+    assert renewed == 2  # counted by the bus's group commit, not again by the route
+
+
+def test_metrics_answer_without_the_lag_gauges_while_the_store_is_down(
+    acme: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down() -> int:
+        raise OSError("the event store is unreachable")
+
+    monkeypatch.setattr(acme_system(acme).ledger.recorder, "max_notification_id", down)
+    response = acme.client.get("/metrics")
+    assert response.status_code == 200
+    assert "tally_http_requests_total" in response.text
+    assert "tally_projection_lag_events" not in response.text
+
+
+def test_tracing_off_imports_no_opentelemetry_sdk(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from adapters.bootstrap import bootstrap\n"
+        "from adapters.http.serve import build\n"
+        "from adapters.settings import Settings\n"
+        f"system = bootstrap(Settings(database_url='sqlite:///{tmp_path / 'c.db'}'))\n"
+        "build(system)\n"
+        "system.close()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk')))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "TALLY_PLUGINS_DISCOVER": "false"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
