@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from adapters.observability.worker_metrics import serve_worker_metrics
+
 if TYPE_CHECKING:
     from adapters.bootstrap import System
 
@@ -45,9 +47,11 @@ def worker_system() -> Iterator[System]:
     from adapters.bootstrap import bootstrap
 
     system = bootstrap(deliver_in_process=False)
+    stop_metrics = serve_worker_metrics(system)  # GET /metrics when TALLY_METRICS_PORT is set
     try:
         yield system
     finally:
+        stop_metrics()
         system.close()
 
 
@@ -106,12 +110,14 @@ def run_command_bus(**options: Any) -> None:
     from adapters.nats.command_bus import serve_command_bus
 
     system = bootstrap()
+    stop_metrics = serve_worker_metrics(system)  # GET /metrics when TALLY_METRICS_PORT is set
     try:
         url = system.settings.nats_url
         if not url:
             raise ValueError("TALLY_NATS_URL is not set: the command bus needs NATS")
         run_until_signalled(lambda stop: serve_command_bus(system, url, stop, **options))
     finally:
+        stop_metrics()
         system.close()
 
 

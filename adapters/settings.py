@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"  # debug: relay per batch
     access_log: bool = True  # one line per HTTP request
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # `tally worker`: /metrics
+    metrics_host: str = "127.0.0.1"  # the address that worker /metrics listens on
 
     @property
     def stripe_configured(self) -> bool:

@@ -473,3 +473,24 @@ def test_tracing_off_imports_no_opentelemetry_sdk(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_worker_serves_metrics_on_tally_metrics_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from adapters.entrypoints import worker_system
+
+    port = free_port()
+    monkeypatch.setenv("TALLY_DATABASE_URL", f"sqlite:///{tmp_path / 'w.db'}")
+    monkeypatch.setenv("TALLY_METRICS_PORT", str(port))
+    monkeypatch.setenv("TALLY_PLUGINS_DISCOVER", "false")
+    with worker_system() as system:
+        system.dispatch("create_api_key", {"app_id": "acme", "scope": "read"})
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'tally_commands_total{command="create_api_key",outcome="ok"} 1.0' in text
+        assert 'tally_projection_lag_events{projector="entitlements"} 1.0' in text
+        assert "tally_plugin_calls_total" in text
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)  # stopped with the worker
