@@ -20,9 +20,11 @@ from commands.bus import CommandResult
 from commands.quotas.configure_quota import ConfigureQuota
 from domain.errors import InvalidTransition, NotFound
 from projections.queries import QUERIES
+from projections.registry import load_queries
 from tests.factories import embedded_system
 
 ROOT = Path(__file__).resolve().parents[2]
+load_queries()  # every @query registered (bootstrap does this in a process)
 
 
 def test_one_instant_in_range_with_its_timezone() -> None:
