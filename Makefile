@@ -13,7 +13,7 @@ help:
 	@echo "make run       create .venv if needed and start Tally on the embedded default"
 	@echo "make test      start PostgreSQL/NATS/Redis if needed and run the whole test suite"
 	@echo "make lint      ruff check, ruff format --check, mypy"
-	@echo "make bench     benchmarks (TARGETS.md) written to docs/benchmarks.md"
+	@echo "make bench     benchmarks (TARGETS.md) written to docs/benchmarks.md (QUICK=1: ~2 min)"
 	@echo "make chaos     the deterministic simulation over many seeds (CHAOS_SEEDS=1..50)"
 	@echo "make services  start PostgreSQL/NATS/Redis from the installed binaries if not running"
 	@echo "make venv      create or update .venv from uv.lock"
@@ -48,9 +48,10 @@ clean:
 # The benchmarks live in benchmarks/ (not in the wheel); `tally bench` runs the same from a
 # checkout. BENCH_EVENTS=100000 make bench for a quicker run; each step's knobs (e.g.
 # BENCH_INGEST_BATCHES, BENCH_BILLABLE_SECONDS) are listed in docs/benchmarks.md.
+# QUICK=1: every figure at a smaller size, about 2 minutes (each row says so in its size).
 BENCH_EVENTS ?= 1000000
 bench: venv services
-	.venv/bin/python -m benchmarks --events $(BENCH_EVENTS)
+	.venv/bin/python -m benchmarks --events $(BENCH_EVENTS) $(if $(QUICK),--quick)
 
 # The deterministic simulation (TARGETS.md R9) over many seeds; `make test` runs three.
 # A failing seed prints the command that replays it (`tally chaos --seed N`).

@@ -7,6 +7,7 @@ import platform
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Figure:
     ratio_target: float | None = None
     notes: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    size: str = ""
+    """The size measured at ("full", or "quick: …" for `make bench QUICK=1`)."""
 
     @property
     def ratio(self) -> float | None:
@@ -31,10 +34,62 @@ class Figure:
         return self.value / self.baseline
 
     @property
-    def verdict(self) -> str:
+    def met(self) -> bool | None:
+        """Whether the figure reaches its TARGETS.md limit and its ratio target (None: the
+        figure has neither, e.g. not measured)."""
+        checks: list[bool] = []
+        limit = limit_of(self.key)
+        if limit is not None and self.unit != NOT_MEASURED:
+            at_most, bound = limit
+            checks.append(self.value <= bound if at_most else self.value >= bound)
         if self.ratio_target is not None and self.ratio is not None:
-            return "meets" if self.ratio >= self.ratio_target else "below"
-        return "see target"
+            checks.append(self.ratio >= self.ratio_target)
+        if self.key in GROWTH and self.ratio is not None:
+            at_most, bound = GROWTH[self.key]
+            checks.append(self.ratio <= bound if at_most else self.ratio >= bound)
+        return all(checks) if checks else None
+
+    @property
+    def verdict(self) -> str:
+        met = self.met
+        return "see target" if met is None else "meets" if met else "below"
+
+
+NOT_MEASURED = "(not measured)"
+
+# TARGETS.md limits on each figure's value, in the unit its step reports: (at most?, bound).
+# Ratio targets (against the same run's baseline) are the figures' own `ratio_target`.
+LIMITS: dict[str, tuple[bool, float]] = {
+    "P1": (False, 5_000),  # commands/s
+    "P2": (False, 100_000),  # events/s
+    "P3-inproc": (True, 10),  # µs p99
+    "P3-http": (True, 1),  # ms p99
+    "P4": (True, 50),  # ms p99
+    "P5": (False, 50_000),  # events/s
+    "P6-run": (True, 10_000),  # ms
+    "P6-invoice": (True, 20),  # ms p99
+    "P7": (True, 5),  # ms p99
+    "P8": (True, 400),  # MB
+    "P9": (True, 1_500),  # ms
+    "P11": (True, 100),  # ms p99
+}
+
+
+# P10: the figure at 10x the data over the same figure at 1x (a p99 may grow by 1.2x; a rate
+# may fall to 1 / 1.3 of itself).
+GROWTH: dict[str, tuple[bool, float]] = {
+    "P10-P3": (True, 1.2),
+    "P10-P5": (False, 1 / 1.3),
+    "P10-P6": (False, 1 / 1.3),
+}
+
+
+def limit_of(key: str) -> tuple[bool, float] | None:
+    """The limit of a figure id: its own, or its family's (P1-dedupe is a P1)."""
+    if key in LIMITS:
+        return LIMITS[key]
+    family = key.split("-")[0]
+    return LIMITS.get(family) if family != key and not key.startswith("P10") else None
 
 
 def write(figures: list[Figure], json_path: Path, markdown_path: Path) -> None:
@@ -43,11 +98,19 @@ def write(figures: list[Figure], json_path: Path, markdown_path: Path) -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "python": platform.python_version(),
     }
-    rows = [{**asdict(f), "ratio": f.ratio, "verdict": f.verdict} for f in figures]
-    json_path.write_text(json.dumps({"meta": meta, "figures": rows}, indent=2))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps([as_json(f, meta) for f in figures], indent=2))
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     kept = kept_sections(markdown_path.read_text()) if markdown_path.exists() else ""
     markdown_path.write_text(markdown(figures, meta) + kept)
+
+
+def as_json(figure: Figure, meta: dict[str, str]) -> dict[str, Any]:
+    """One figure as TARGETS.md names it: id, what, value, unit, baseline, ratio, target, met,
+    size, and the rest (notes, extra figures, when and where it was measured) beside them."""
+    row = asdict(figure)
+    row["id"] = row.pop("key")
+    return {**row, "ratio": figure.ratio, "met": figure.met, "verdict": figure.verdict, **meta}
 
 
 def kept_sections(text: str) -> str:
@@ -65,19 +128,28 @@ def markdown(figures: list[Figure], meta: dict[str, str]) -> str:
         f"Python {meta['python']}. Absolute figures drift on shared machines; each is printed "
         "beside a raw baseline measured in the same run, and the ratio is what counts.",
         "",
-        "| # | what | result | target | baseline (same run) | ratio | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| # | what | result | target | baseline (same run) | ratio | verdict | size |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         base = f"{_number(f.baseline)} {f.baseline_what}" if f.baseline else "—"
-        wanted = f"≥ {f.ratio_target}×" if f.ratio_target is not None else "no ratio target"
+        wanted = _wanted_ratio(f)
         ratio = f"{f.ratio:.2f}× ({wanted})" if f.ratio is not None else "—"
         lines.append(
             f"| {f.key} | {f.what} | {f.value:,.1f} {f.unit} | {f.target} | {base} | {ratio} "
-            f"| {f.verdict} |"
+            f"| {f.verdict} | {f.size or 'full'} |"
         )
     notes = [f"- **{f.key}**: {f.notes}" for f in figures if f.notes]
     return "\n".join([*lines, "", *notes, ""])
+
+
+def _wanted_ratio(figure: Figure) -> str:
+    if figure.key in GROWTH:
+        at_most, bound = GROWTH[figure.key]
+        return f"{'≤' if at_most else '≥'} {bound:.2f}×"
+    if figure.ratio_target is not None:
+        return f"≥ {figure.ratio_target}×"
+    return "no ratio target"
 
 
 def _number(value: float) -> str:

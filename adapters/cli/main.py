@@ -244,8 +244,9 @@ def replay(
 @app.command()
 def bench(
     events: int = typer.Option(1_000_000, help="events to replay for P5"),
-    out: str = typer.Option("bench-results.json", help="JSON results file"),
+    out: str = typer.Option("docs/benchmarks.json", help="JSON results file"),
     markdown: str = typer.Option("docs/benchmarks.md", help="Markdown table"),
+    quick: bool = typer.Option(False, help="every figure at a smaller size (about 2 minutes)"),
 ) -> None:
     """Benchmarks from TARGETS.md, each beside its raw baseline (a benchmark, not a test)."""
     from pathlib import Path
@@ -262,7 +263,7 @@ def bench(
         )
         raise typer.Exit(2) from None
 
-    bench_run.run(events, Path(out), Path(markdown))
+    bench_run.run(events, Path(out), Path(markdown), quick=quick)
 
 
 @app.command()

@@ -8,9 +8,10 @@ behind the library's fast-forward lock, each waiting out the pool again. Here:
   try (a pipeline aborted by a conflicting statement, a serialization failure, a deadlock),
   never when the store could not be reached or a timeout passed (`fail_fast_retries`);
 - the pool waits `pool` seconds for a connection, connects within `connect`, runs each
-  statement within `statement`, checks a connection before lending it (one that died in an
-  outage is dropped, not handed to a request), and gives a failed reconnect up after
-  `reconnect` seconds so it tries again as soon as a request needs a connection;
+  statement within `statement`, checks a connection that sat idle before lending it (one
+  that died in an outage is dropped, not handed to a request: adapters/pg_pool.py), and
+  gives a failed reconnect up after `reconnect` seconds so it tries again as soon as a
+  request needs a connection;
 - once the server cannot be reached, the pool refuses at once for a moment (FailFastPool).
 """
 
@@ -34,6 +35,7 @@ from eventsourcing.utils import Environment, EnvType, retry
 from psycopg_pool import PoolTimeout
 
 from adapters.eventstore.usage_keys import KeyedPostgresRecorder
+from adapters.pg_pool import IdleChecked
 from adapters.settings import PostgresTimeouts
 
 T = TypeVar("T")
@@ -112,7 +114,7 @@ class FailFastTrackingRecorder(PostgresTrackingRecorder):
     """The library's tracking recorder, failing fast."""
 
 
-class FailFastPool(ConnectionPool[Any]):
+class FailFastPool(IdleChecked, ConnectionPool[Any]):
     """A pool that stops making requests wait while the server cannot be reached.
 
     When connecting fails and a request got no connection within the pool timeout, requests
@@ -179,7 +181,7 @@ class FailFastPostgresFactory(PostgresFactory):
             max_size=library.max_size,
             open=False,
             configure=self.datastore.after_connect_func(),
-            check=FailFastPool.check_connection,
+            check=FailFastPool.check_if_idle,
             timeout=timeouts.pool,
             max_waiting=library.max_waiting,
             max_lifetime=library.max_lifetime,

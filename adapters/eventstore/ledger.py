@@ -12,7 +12,6 @@ from eventsourcing.application import (
     AggregateNotFoundError,
     Application,
     ProjectorFunction,
-    project_aggregate,
 )
 from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
@@ -25,6 +24,7 @@ from adapters.eventstore.fail_fast import (
     FailFastPostgresRecorder,
 )
 from adapters.eventstore.mapper import OrjsonTranscoder, PydanticMapper
+from adapters.eventstore.projecting import apply_events
 from adapters.eventstore.usage_keys import KeyedSQLiteRecorder
 from adapters.observability.tracing import span
 from adapters.settings import Settings
@@ -50,7 +50,7 @@ class Ledger(Application[Any]):
         self,
         aggregate_id: Any,
         version: int | None = None,
-        projector_func: ProjectorFunction[Any, Any] = project_aggregate,
+        projector_func: ProjectorFunction[Any, Any] = apply_events,
     ) -> None:
         """Snapshots are taken after the command committed: a failure here must not turn a
         committed command into an error (the next interval tries again)."""
@@ -67,7 +67,7 @@ class Ledger(Application[Any]):
     def get(self, aggregate_id: Any, version: int | None = None) -> Any:
         """Load an aggregate (at a version), or None when it does not exist."""
         try:
-            return self.repository.get(aggregate_id, version=version)
+            return self.repository.get(aggregate_id, version=version, projector_func=apply_events)
         except AggregateNotFoundError:
             return None
 

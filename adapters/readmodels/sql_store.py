@@ -223,9 +223,10 @@ class ViewStore:
                 self._sqlite = conn
         elif self._pool is None:
             from psycopg.rows import dict_row
-            from psycopg_pool import ConnectionPool
 
-            self._pool = ConnectionPool(
+            from adapters.pg_pool import IdleCheckedPool
+
+            self._pool = IdleCheckedPool(
                 self._target,
                 min_size=1,
                 max_size=4,
@@ -233,7 +234,7 @@ class ViewStore:
                 open=True,
                 timeout=self.timeouts.pool,  # an outage answers 503 within this
                 reconnect_timeout=self.timeouts.reconnect,
-                check=ConnectionPool.check_connection,  # skips connections an outage killed
+                check=IdleCheckedPool.check_if_idle,  # skips connections an outage killed
             )
 
     @contextmanager

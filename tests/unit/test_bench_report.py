@@ -33,8 +33,29 @@ def test_a_run_rewrites_the_figures_and_keeps_the_hand_written_sections(tmp_path
     assert text.count("## Notes") == 1
     write([FIGURE], results, page)  # again: nothing doubled
     assert page.read_text() == text
-    [row] = json.loads(results.read_text())["figures"]
-    assert row["key"] == "P2" and row["verdict"] == "below"
+    [row] = json.loads(results.read_text())  # TARGETS.md: a list of figures
+    assert row["id"] == "P2" and row["met"] is False and row["verdict"] == "below"
+    assert {"what", "value", "unit", "baseline", "ratio", "target", "size"} <= set(row)
+
+
+def test_met_holds_a_figure_to_its_targets_md_limit_and_its_ratio_target() -> None:
+    fast = Figure(key="P3-inproc", what="check", value=6.0, unit="µs p99", target="≤ 10 µs")
+    slow = Figure(key="P3-inproc", what="check", value=12.0, unit="µs p99", target="≤ 10 µs")
+    assert (fast.met, slow.met) == (True, False)
+    dedupe = Figure(key="P1-dedupe", what="bus", value=6_000, unit="commands/s", target="")
+    assert dedupe.met is True  # a P1 by its family's limit; no baseline, so no ratio asked
+    rate_only = Figure(key="P2", what="ingest", value=120_000, unit="events/s", target="")
+    behind = Figure(
+        key="P2",
+        what="ingest",
+        value=120_000,
+        unit="events/s",
+        target="",
+        baseline=400_000,
+        ratio_target=0.35,
+    )
+    assert (rate_only.met, behind.met) == (True, False)  # fast enough, but 0.3x the COPY
+    assert Figure(key="P10-P5", what="growth", value=1.0, unit="×", target="").met is None
 
 
 def test_a_new_page_has_only_the_figures(tmp_path: Path) -> None:
