@@ -350,4 +350,3 @@ def last_position(recordings: Any) -> int | None:
     or the store does not report positions)."""
     ids = [r.notification.id for r in recordings or () if getattr(r, "notification", None)]
     return max(ids) if ids else None
-
