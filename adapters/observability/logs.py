@@ -58,9 +58,14 @@ def _renderer(log_format: LogFormat, stream: Any) -> Processor:
 
 
 def configure_logging(
-    log_format: LogFormat = "console", level: str = "info", stream: TextIO | None = None
+    log_format: LogFormat = "console",
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    stdlib: bool = True,
 ) -> None:
-    """Set up structlog (and the standard library's root logger) for this process."""
+    """Set up structlog (and, with `stdlib`, the standard library's root logger) for this
+    process."""
     out: Any = stream if stream is not None else _Stderr()
     renderer = _renderer(log_format, out)
     extra: list[Processor] = [structlog.processors.format_exc_info] if log_format == "json" else []
@@ -70,7 +75,8 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    _route_stdlib(renderer, out, LEVELS[level])
+    if stdlib:
+        _route_stdlib(renderer, out, LEVELS[level])
 
 
 def _route_stdlib(renderer: Processor, stream: Any, level: int) -> None:

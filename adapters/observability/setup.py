@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 def start_observing(settings: Settings) -> None:
     """Logs as the settings say (unless the process configured them already: the CLI, a
-    test) and spans when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+    test) and spans when OTEL_EXPORTER_OTLP_ENDPOINT is set. The standard library's logging
+    is left to the program that embeds Tally (the CLI routes it, for uvicorn)."""
     if not structlog.is_configured():
-        configure_logging(settings.log_format, settings.log_level)
+        configure_logging(settings.log_format, settings.log_level, stdlib=False)
     tracing.install_from_environment()
 
 
