@@ -500,6 +500,13 @@ CASES = [
         not_found_naming("invoice_id"),
     ),
     Case(
+        "GET",
+        "/v1/tenants/{tenant_id}/quotas/{feature_key}",
+        "read",
+        not_found_naming("feature_key"),
+        values=METERED,
+    ),
+    Case(
         "POST",
         "/v1/tenants/{tenant_id}/quotas/{feature_key}/allowances",
         "admin",
@@ -792,6 +799,7 @@ READABLE_BY_A = [
     ("/v1/subscriptions/{subscription_id}/upcoming-invoice", {}),
     ("/v1/coupons/welcome", {}),
     ("/v1/tenants/tenant-a/profile", {}),
+    ("/v1/tenants/tenant-a/quotas/api-calls", {}),
     ("/v1/plans/compare", {"a": "gold", "b": "gold@1"}),
 ]
 

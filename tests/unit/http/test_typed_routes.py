@@ -106,6 +106,11 @@ def test_configure_a_quota_then_read_it_as_the_entitlement(acme: Api, globex: Ap
     assert again["limit"] == 10 and again["version"] == quota["version"] + 1
     usage = {"idempotency_key": "u1", "tenant_id": "t1", "feature_key": "api-calls"}
     assert ok(acme.call("POST", "/v1/usage", scope="write", json=usage))["accepted"] == 1
+    read = ok(acme.call("GET", QUOTA, scope="read"))
+    assert read["used"] == 1 and read["limit"] == 10 and read["version"] == again["version"] + 1
+    assert_error(globex.call("GET", QUOTA, scope="read"), 404, "not_found", "feature_key")
+    unknown = acme.call("GET", "/v1/tenants/t1/quotas/seats", scope="read")
+    assert_error(unknown, 404, "not_found", "feature_key")
     # another app's key configures its own tenant t1, never acme's
     assert ok(globex.call("PUT", QUOTA, json={"limit": 3}))["used"] == 0
     assert ok(acme.call("PUT", QUOTA, json={"limit": 10}))["used"] == 1
@@ -148,6 +153,7 @@ def test_an_allowance_raises_the_limit_until_it_is_revoked(acme: Api, globex: Ap
     hidden = globex.call("POST", f"{QUOTA}/allowances", json=grant)
     assert_error(hidden, 404, "not_found", "feature_key")
     assert_error(globex.call("DELETE", f"{QUOTA}/allowances/launch"), 404, "not_found")
+    assert ok(acme.call("GET", QUOTA, scope="read"))["grants"] == granted["grants"]
     revoked = ok(acme.call("DELETE", f"{QUOTA}/allowances/launch", params={"reason": "over"}))
     assert revoked["effective_limit"] == 100 and revoked["grants"] == []
     refused = acme.call("POST", f"{QUOTA}/allowances", json={"amount": 0, "reason": "x"})

@@ -325,6 +325,17 @@ OPERATIONS: dict[str, Operation] = {
         body_required=False,
         returns="json",
     ),
+    "get_quota": Operation(
+        name="get_quota",
+        method="GET",
+        path="/v1/tenants/{tenant_id}/quotas/{feature_key}",
+        operation_id="get_quota_v1_tenants__tenant_id__quotas__feature_key__get",
+        path_params=("tenant_id", "feature_key"),
+        query_params=(),
+        body=None,
+        body_required=False,
+        returns="json",
+    ),
     "configure_quota": Operation(
         name="configure_quota",
         method="PUT",
@@ -1592,6 +1603,28 @@ class SyncOperations:
             OPERATIONS["revoke_feature"],
             {"tenant_id": tenant_id, "feature_key": feature_key},
             {"reason": reason},
+            None,
+            {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    def get_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        "A tenant's quota of a feature (GET /v1/tenants/{tenant_id}/quotas/{feature_key})."
+        answer: Reply = self._call(
+            OPERATIONS["get_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
             None,
             {},
             min_position=min_position,
@@ -3416,6 +3449,28 @@ class AsyncOperations:
             OPERATIONS["revoke_feature"],
             {"tenant_id": tenant_id, "feature_key": feature_key},
             {"reason": reason},
+            None,
+            {},
+            min_position=min_position,
+            timeout=timeout,
+            returns="json",
+        )
+        return answer
+
+    async def get_quota(
+        self,
+        tenant_id: str,
+        feature_key: str,
+        /,
+        *,
+        min_position: int | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        "A tenant's quota of a feature (GET /v1/tenants/{tenant_id}/quotas/{feature_key})."
+        answer: Reply = await self._call(
+            OPERATIONS["get_quota"],
+            {"tenant_id": tenant_id, "feature_key": feature_key},
+            {},
             None,
             {},
             min_position=min_position,
