@@ -25,6 +25,7 @@ from pydantic.config import JsonDict
 from adapters.http.auth import ON_BEHALF_OF_SCOPE, Principal
 from adapters.http.consistency import mark_written
 from adapters.http.errors import ApiError, not_implemented
+from adapters.observability.correlation import correlated as with_correlation
 from commands import edge
 from commands.base import Command
 from commands.bus import CommandResult
@@ -176,12 +177,11 @@ def execute(request: Request, command: Command) -> CommandResult:
 
 
 def correlated(request: Request, command: Command) -> Command:
-    """The command with its correlation id: the one in the body, else the X-Request-Id the
-    client sent, else its command_id (the bus's default), else the request's own id."""
+    """The command with its correlation id (adapters/observability/correlation.py): the one
+    in the body, else the X-Request-Id the client sent, else its command_id, else the
+    request's own id."""
     request_id, sent = request.scope.get("state", {}).get("request_id", (None, False))
-    if command.correlation_id or request_id is None or (command.command_id and not sent):
-        return command
-    return command.model_copy(update={"correlation_id": request_id})
+    return with_correlation(command, request_id, sent)
 
 
 def command_reply(outcome: CommandResult, *, created: bool = False) -> JSONResponse:

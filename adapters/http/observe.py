@@ -6,7 +6,6 @@ log line (`http_request`) unless TALLY_ACCESS_LOG=false."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any
@@ -16,22 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.http.metrics import Metrics
 from adapters.observability import tracing
+from adapters.observability.correlation import REQUEST_ID_HEADER, sane_request_id
 from adapters.observability.logs import bound
-
-REQUEST_ID_HEADER = "X-Request-Id"
-_SANE = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 
 log = structlog.get_logger("tally.access")
 
 
 def request_id_of(scope: Scope) -> tuple[str, bool]:
     """The request's id, and whether the client sent it (a malformed one is replaced)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            text = value.decode("latin-1")
-            if _SANE.fullmatch(text):
-                return text, True
-    return uuid.uuid4().hex, False
+    sent = sane_request_id(_header(scope, b"x-request-id"))
+    return (sent, True) if sent else (uuid.uuid4().hex, False)
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

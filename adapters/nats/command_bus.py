@@ -50,6 +50,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from adapters.json_depth import nests_deeper_than
+from adapters.observability.correlation import correlated, request_id_in
 from commands import edge
 from commands.base import Command
 from commands.edge import Refused
@@ -303,6 +304,7 @@ class CommandBusServer:
         try:
             app_id, name = parse_subject(msg.subject)
             command = build_command(self.system, name, app_id, msg.data)
+            command = correlated(command, request_id_in(msg.headers), sent=True)
         except Refused as bad:
             await self._respond(msg, encode(bad.reply()))
             return

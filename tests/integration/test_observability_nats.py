@@ -108,3 +108,45 @@ def test_correlation_and_trace_go_from_the_request_over_nats_to_the_projector(
     assert f"{batch.parent.span_id:016x}" == plan.headers["traceparent"].split("-")[2]
     assert metric(api, "tally_relay_lag_events") == 0
     assert metric(api, "tally_relay_published_total") == head
+
+
+def test_a_command_over_the_nats_bus_takes_its_correlation_id_from_x_request_id(
+    nats_system: System,
+) -> None:
+    import uuid
+
+    import nats
+
+    from adapters.eventstore.envelopes import iter_envelopes
+    from adapters.nats.command_bus import CommandBusServer
+    from tests.integration.nats_support import NATS_URL
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+
+    async def scenario() -> list[dict[str, object]]:
+        server = CommandBusServer(nats_system, NATS_URL, prefix=prefix)
+        await server.start()
+        nc = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=1)
+        try:
+            replies = []
+            for key, headers in (
+                ("pro", {"X-Request-Id": "bus-req-1"}),
+                ("team", None),
+                ("solo", {"X-Request-Id": "not a token!"}),
+            ):
+                body = orjson.dumps(PLAN | {"plan_key": key, "command_id": f"cmd-{key}"})
+                reply = await nc.request(
+                    f"{prefix}.cmd.acme.define_plan", body, 10, headers=headers
+                )
+                replies.append(orjson.loads(reply.data))
+            return replies
+        finally:
+            await nc.close()
+            await server.stop()
+
+    assert all(reply["ok"] for reply in asyncio.run(scenario()))
+    events = [e for batch in iter_envelopes(nats_system.ledger.recorder) for e in batch]
+    by_key = {
+        e.data["terms"]["plan_key"]: e.correlation_id for e in events if e.type == "PlanDefined"
+    }
+    assert by_key == {"pro": "bus-req-1", "team": "cmd-team", "solo": "cmd-solo"}
