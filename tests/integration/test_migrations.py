@@ -285,3 +285,25 @@ def test_sqlite_records_the_versions_too(tmp_path: Path) -> None:
     assert [m.version for m in first[2].applied] == [m.version for m in MIGRATIONS]
     assert second.applied == []
     assert second.recorded == {m.version for m in MIGRATIONS}
+
+
+def test_read_models_in_another_database_are_migrated_and_recorded_there(
+    pg_url: str, pg_schema: str, fresh_database: str
+) -> None:
+    settings = Settings(database_url=pg_url, views_url=fresh_database)
+    system = bootstrap(settings, schema=pg_schema, deliver_in_process=False)
+    try:
+        system.handle(define_plan())
+        system.sync()
+    finally:
+        system.close()
+    events = [(v, n) for v, n in EXPECTED if _store_of(v) == "events"]
+    views = [(v, n) for v, n in EXPECTED if _store_of(v) == "views"]
+    assert recorded(pg_url, pg_schema) == events
+    assert recorded(fresh_database, pg_schema) == views  # the schema made there too
+    assert "rm_tracking" in tables(fresh_database, pg_schema)
+    assert "rm_tracking" not in tables(pg_url, pg_schema)
+
+
+def _store_of(version: int) -> str:
+    return next(m.store for m in MIGRATIONS if m.version == version)
