@@ -15,6 +15,7 @@ stops gracefully, then closes the system:
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -41,12 +42,22 @@ def run_until_signalled(run: Run) -> None:
     asyncio.run(main())
 
 
+def settle_heap() -> None:
+    """Once a process has started (imports done, system built): collect, then freeze what
+    is left, so the collector never walks those objects again. The hot paths allocate a lot
+    (usage ingest: several objects per event) and each full collection walked the whole
+    start-up heap: about a third of the API's CPU per usage event (docs/benchmarks.md, P2)."""
+    gc.collect()
+    gc.freeze()
+
+
 @contextmanager
 def worker_system() -> Iterator[System]:
     """The system of a worker process (no in-process delivery: NATS delivers), closed after."""
     from adapters.bootstrap import bootstrap
 
     system = bootstrap(deliver_in_process=False)
+    settle_heap()
     stop_metrics = serve_worker_metrics(system)  # GET /metrics when TALLY_METRICS_PORT is set
     try:
         yield system
@@ -66,7 +77,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 3
     from adapters.bootstrap import bootstrap
     from adapters.http.serve import serve_system
 
-    serve_system(bootstrap(), host=host, port=port, graceful_seconds=graceful_seconds)
+    system = bootstrap()
+    settle_heap()
+    serve_system(system, host=host, port=port, graceful_seconds=graceful_seconds)
 
 
 def run_relay() -> None:

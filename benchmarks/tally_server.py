@@ -176,8 +176,15 @@ class TallyServer:
             time.sleep(0.5)
             now = self._workers_cpu()
             if now - last < 0.05 * len(self.worker_processes):  # 0.1 core over 0.5 s
-                return
+                break
             last = now
+        self.check_workers()
+
+    def check_workers(self) -> None:
+        """RuntimeError (with the log's tail) if a worker process has exited."""
+        gone = [n for n, p in self.worker_processes.items() if p.poll() is not None]
+        if gone:
+            raise RuntimeError(f"worker {', '.join(gone)} exited:\n{self.log_tail(40)}")
 
     def _workers_cpu(self) -> float:
         return sum(cpu_seconds(p.pid) for p in self.worker_processes.values())

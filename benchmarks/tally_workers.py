@@ -30,20 +30,16 @@ def workers(system: Any, without: Sequence[str]) -> list[Any]:
 
 
 def main(argv: Sequence[str]) -> None:
-    from adapters.bootstrap import bootstrap
-    from adapters.nats.workers import run_until_signalled
+    from adapters.entrypoints import run_until_signalled, worker_system
 
     without = list(argv[1:]) if argv[:1] == ["--without"] else []
-    system = bootstrap(deliver_in_process=False)
-    try:
+    with worker_system() as system:
         running = workers(system, without)
 
         async def run_all(stop: asyncio.Event) -> None:
             await asyncio.gather(*(worker.run(stop) for worker in running))
 
         run_until_signalled(run_all)
-    finally:
-        system.close()
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ def measure(
             with sampled(server, os.environ.get("BENCH_INGEST_PYSPY")):
                 measured = _drive(server.base_url, api_key, timed, knobs.clients, knobs.max_seconds)
             measured.cpu = meter.read()
+            server.check_workers()
             say("P2: SIGKILL, restart, then the durability check …")
             problems = check_durability(
                 server, api_key, knobs, [*run.posted, *measured.posted], meter, measured
@@ -185,12 +186,14 @@ PY_SPY = ("uvx", "py-spy", "record", "--rate", "50", "--format", "raw")
 @contextlib.contextmanager
 def sampled(server: TallyServer, output: str | None) -> Iterator[None]:
     """With an output path (BENCH_INGEST_PYSPY), py-spy samples the API process (`--gil`:
-    what holds its GIL, to `<output>.api`) and each worker process (on CPU, to
-    `<output>.<worker name>`) while the pass runs: raw collapsed stacks (`uvx py-spy`, PyPI)."""
+    what holds its GIL, unless BENCH_INGEST_PYSPY_GIL=0; to `<output>.api`) and each worker
+    process (to `<output>.<worker name>`) while the pass runs: raw collapsed stacks (`uvx
+    py-spy`, from PyPI)."""
     if not output or server.process is None:
         yield
         return
-    targets = [("api", server.process.pid, ["--gil"])]
+    gil = ["--gil"] if os.environ.get("BENCH_INGEST_PYSPY_GIL", "1") != "0" else []
+    targets = [("api", server.process.pid, gil)]
     targets += [(name, p.pid, []) for name, p in server.worker_processes.items()]
     spies = [
         subprocess.Popen(
