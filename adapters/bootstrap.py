@@ -23,13 +23,13 @@ from adapters.migrations.runner import MigrationRun, migrate
 from adapters.observability.metrics import SystemMetrics
 from adapters.observability.setup import flush_traces, observe_system, start_observing
 from adapters.plugins import wiring as plugin_wiring
+from adapters.plugins.samples import FactSamples
 from adapters.readmodels.runner import LocalDelivery, ProjectionRunner
 from adapters.readmodels.sql_store import ViewStore
 from adapters.settings import Settings
 from adapters.stripe.wiring import build_stripe, collector_for, provider_from
 from adapters.usage.meters import CatalogMeters
 from commands.base import Command
-from commands.billing.compose import BillingPorts
 from commands.bus import CommandBus, CommandResult
 from commands.registry import build_handlers
 from commands.usage.record_usage import UsageIngest
@@ -164,11 +164,9 @@ def bootstrap(
     )
     provider = payment_provider or provider_from(settings)
     loaded = plugin_wiring.load_plugins(settings, plugins)
-    pricing, tax = loaded.strategies.pricing, loaded.strategies.tax
-    ports = BillingPorts(usage=usage_reader, pricing=pricing, tax=tax)
-    if provider is not None:
-        payments = collector_for(provider, ledger.get)
-        ports = BillingPorts(usage=usage_reader, payments=payments, pricing=pricing, tax=tax)
+    loaded.samples = FactSamples(views)  # the usage facts a UsageAggregator plugin reads
+    payments = collector_for(provider, ledger.get) if provider is not None else None
+    ports = loaded.billing_ports(usage_reader, payments)
     bus = CommandBus(
         store=ledger,
         clock=clock,
@@ -178,7 +176,7 @@ def bootstrap(
         head_position=lambda: ledger.recorder.max_notification_id() or 0,
     )
     cache = entitlement_cache(settings, settings.redis_namespace or schema)
-    alert_ports = BillingPorts(usage=usage_reader, pricing=pricing, tax=tax)
+    alert_ports = loaded.billing_ports(usage_reader)
     alerts = AlertEvaluator(ledger, views, clock, alert_ports, bus.on_commit)
     runner = EvaluatingRunner(ledger.recorder, views, build_projectors(cache), alerts)
     load_queries()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from commands.alerts.create_alert import CreateAlert, create_alert
 from commands.alerts.delete_alert import DeleteAlert, delete_alert
 from commands.base import Command
@@ -196,4 +198,13 @@ def build_handlers(
         PayInvoice: pay_invoice_handler(invoices),
         IssueCreditNote: issue_credit_note_handler(invoices),
         RetryInvoicePayment: retry_invoice_payment_handler(ports.payments, invoices),
+        # strategy plugins (docs/plugins.md): what plan terms name, coupons, proration tax
+        DefinePlan: partial(define_plan, strategies=ports.named),
+        RevisePlan: partial(revise_plan, strategies=ports.named),
+        AttachCoupon: partial(attach_coupon, coupons=ports.coupons),
+        RedeemCoupon: partial(redeem_coupon, coupons=ports.coupons),
+        StartSubscription: partial(start_subscription, coupons=ports.coupons),
+        ChangePlan: partial(change_plan, ports=ports),
+        ChangeSeats: partial(change_seats, ports=ports),
+        CancelSubscription: partial(cancel_subscription, ports=ports),
     }

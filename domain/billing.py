@@ -314,9 +314,11 @@ def usage_lines(
     return lines
 
 
-def rated_lines(spec: FeatureSpec, total: UsageTotal, period: Period) -> list[InvoiceLine]:
+def rated_lines(
+    spec: FeatureSpec, total: UsageTotal, period: Period, rate: FeatureRater = rate_feature
+) -> list[InvoiceLine]:
     """The usage lines of one feature's total over a period (none without overage model)."""
-    rating = rate_feature(spec, total.quantity)
+    rating = rate(spec, total.quantity)
     return [] if rating is None else _rated_lines(spec, total, rating, period)
 
 

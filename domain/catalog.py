@@ -433,6 +433,18 @@ def check_thresholds(thresholds: list[Money], currency: str) -> None:
             raise InvalidValue("thresholds must be strictly ascending", field=field)
 
 
+STRATEGY_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+"""A strategy plugin's name (as adapters/plugins registers it)."""
+
+
+class PlanStrategies(_Value):
+    """Strategy plugins a plan's subscriptions use instead of the settings' (by name)."""
+
+    pricing_strategy: str | None = Field(default=None, pattern=STRATEGY_NAME_PATTERN)
+    tax_calculator: str | None = Field(default=None, pattern=STRATEGY_NAME_PATTERN)
+    usage_aggregator: str | None = Field(default=None, pattern=STRATEGY_NAME_PATTERN)
+
+
 class PlanTerms(_Value):
     """What a subscriber of one plan version gets and pays; copied into subscription events."""
 
@@ -452,6 +464,9 @@ class PlanTerms(_Value):
         default_factory=list,
         max_length=10,
         description="usage spend in a period that issues an interim invoice when crossed",
+    )
+    strategies: PlanStrategies | None = Field(
+        default=None, description="strategy plugins by name, instead of the settings' ones"
     )
 
     @model_validator(mode="after")

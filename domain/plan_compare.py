@@ -8,6 +8,7 @@ prices are in different currencies (two plans may be; two versions of one plan r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -17,9 +18,12 @@ from domain.catalog import AnyPricingModel, FeatureSpec, PlanTerms, included_uni
 from domain.errors import MoneyOverflow
 from domain.money import Money
 from domain.period import Interval, Period, add_interval, local_day
-from domain.pricing import MAX_QUANTITY, rate_feature
+from domain.pricing import MAX_QUANTITY, Quantity, Rating, rate_feature
 
-PLAN_FIELDS = ("name", "interval", "trial_days", "base_fee_timing", "minimum_spend")
+PLAN_FIELDS = ("name", "interval", "trial_days", "base_fee_timing", "minimum_spend", "strategies")
+
+Rater = Callable[[FeatureSpec, Quantity], Rating | None]
+"""How one side prices a feature's usage (rate_feature, or its plan's PricingStrategy)."""
 FEATURE_FIELDS = (
     "kind",
     "limit",
@@ -110,9 +114,12 @@ class PlanComparison(_Value):
     identical: bool
 
 
-def compare_terms(a: PlanTerms, b: PlanTerms) -> PlanComparison:
-    """The price and feature-by-feature differences from a to b."""
-    features = _features(a, b)
+def compare_terms(
+    a: PlanTerms, b: PlanTerms, raters: tuple[Rater, Rater] = (rate_feature, rate_feature)
+) -> PlanComparison:
+    """The price and feature-by-feature differences from a to b (samples priced by each
+    side's rater)."""
+    features = _features(a, b, raters)
     zones = _zones(a, b)
     changes = _plan_changes(a, b)
     base = _price(a.base_price, b.base_price)
@@ -193,15 +200,17 @@ def _zone(zone: str, left: Money, right: Money, a: PlanTerms, b: PlanTerms) -> Z
 # --- features ------------------------------------------------------------------------------
 
 
-def _features(a: PlanTerms, b: PlanTerms) -> list[FeatureComparison]:
+def _features(a: PlanTerms, b: PlanTerms, raters: tuple[Rater, Rater]) -> list[FeatureComparison]:
     """a's features in a's order, then the ones only b has, in b's order."""
     keys = list(dict.fromkeys([f.key for f in a.features] + [f.key for f in b.features]))
-    return [_feature(key, a, b) for key in keys]
+    return [_feature(key, a, b, raters) for key in keys]
 
 
-def _feature(key: str, a: PlanTerms, b: PlanTerms) -> FeatureComparison:
+def _feature(
+    key: str, a: PlanTerms, b: PlanTerms, raters: tuple[Rater, Rater]
+) -> FeatureComparison:
     left, right = a.feature(key), b.feature(key)
-    samples = _samples(left, right, a.base_price.currency, b.base_price.currency)
+    samples = _samples((left, a.base_price.currency), (right, b.base_price.currency), raters)
     if left is None or right is None:
         status: FeatureStatus = "added" if left is None else "removed"
         return FeatureComparison(key=key, status=status, samples=samples)
@@ -255,15 +264,17 @@ def _tiers(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[TierChange]
 # --- sample prices ---------------------------------------------------------------------------
 
 
-def _samples(
-    a: FeatureSpec | None, b: FeatureSpec | None, a_currency: str, b_currency: str
-) -> list[SamplePrice]:
+Side = tuple[FeatureSpec | None, str]  # a side's feature (if it has it) and its currency
+
+
+def _samples(a: Side, b: Side, raters: tuple[Rater, Rater]) -> list[SamplePrice]:
     """Prices of a few telling quantities of a metered feature priced on either side."""
-    priced = [spec for spec in (a, b) if spec is not None and spec.overage is not None]
+    priced = [spec for spec, _ in (a, b) if spec is not None and spec.overage is not None]
     found = []
     for quantity in sample_quantities(priced):
         try:
-            left, right = _cost(a, quantity, a_currency), _cost(b, quantity, b_currency)
+            left = _cost(a, quantity, raters[0])
+            right = _cost(b, quantity, raters[1])
         except MoneyOverflow:
             continue  # a quantity too large to price on one side tells nothing
         difference = _difference(left, right) if left is not None and right is not None else None
@@ -294,12 +305,13 @@ def _bounds(model: AnyPricingModel) -> list[int]:
     return [size] if isinstance(size, int) else []
 
 
-def _cost(spec: FeatureSpec | None, quantity: int, currency: str) -> Money | None:
+def _cost(side: Side, quantity: int, rate: Rater) -> Money | None:
     """What `quantity` units cost (zero when the usage is not priced); None without the
     feature."""
+    spec, currency = side
     if spec is None:
         return None
-    rating = rate_feature(spec, quantity)
+    rating = rate(spec, quantity)
     return rating.amount if rating is not None else Money.zero(currency)
 
 

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from uuid import UUID
 
 from domain.billed_usage import BilledUsage, UsageAdjustment
-from domain.billing import UsageTotal, rated_lines
+from domain.billing import FeatureRater, UsageTotal, rated_lines
 from domain.invoice import InvoiceLine, LineKind
 from domain.money import Money
+from domain.pricing import rate_feature
 
 
 def billed_usage(
@@ -50,31 +51,35 @@ def billed_usage(
     return list(found.values())
 
 
-def recomputed_amount(billed: BilledUsage, total: UsageTotal) -> Money:
+def recomputed_amount(
+    billed: BilledUsage, total: UsageTotal, rate: FeatureRater = rate_feature
+) -> Money:
     """The feature's usage amount for the period as the facts stand now."""
-    lines = rated_lines(billed.spec, total, billed.period)
+    lines = rated_lines(billed.spec, total, billed.period, rate)
     return sum((line.amount for line in lines), Money.zero(billed.amount.currency))
 
 
-def correction(billed: BilledUsage, total: UsageTotal) -> Money:
+def correction(billed: BilledUsage, total: UsageTotal, rate: FeatureRater = rate_feature) -> Money:
     """Recomputed - billed - already corrected (0 when nothing late changed the amount)."""
     adjusted = billed.adjusted or Money.zero(billed.amount.currency)
-    return recomputed_amount(billed, total) - billed.amount - adjusted
+    return recomputed_amount(billed, total, rate) - billed.amount - adjusted
 
 
-def invoice_corrections(group: Sequence[BilledUsage], totals: Sequence[UsageTotal]) -> list[Money]:
+def invoice_corrections(
+    group: Sequence[BilledUsage], totals: Sequence[UsageTotal], rate: FeatureRater = rate_feature
+) -> list[Money]:
     """The corrections of one invoice's features (same order as `group`). Without a minimum
     spend each is its own `correction`; with one, the invoice's whole correction is what the
     period now owes less what it was billed (a true-up covered a shortfall: late usage inside
     it owes nothing; less usage can only lower the total to the minimum) less what was
     corrected already, spread over the features in the direction it goes."""
-    raw = [correction(billed, total) for billed, total in zip(group, totals, strict=True)]
+    raw = [correction(billed, total, rate) for billed, total in zip(group, totals, strict=True)]
     first = group[0]
     if first.minimum is None or first.fees is None:
         return raw
     zero = Money.zero(first.amount.currency)
     billed = sum((b.amount for b in group), zero)
-    now = sum((recomputed_amount(b, t) for b, t in zip(group, totals, strict=True)), zero)
+    now = sum((recomputed_amount(b, t, rate) for b, t in zip(group, totals, strict=True)), zero)
     adjusted = sum((b.adjusted or zero for b in group), zero)
     owed_then = max(first.minimum.amount, (first.fees + billed).amount)
     owed_now = max(first.minimum.amount, (first.fees + now).amount)
@@ -99,9 +104,11 @@ def _spread(raw: Sequence[Money], net: int) -> list[Money]:
     return spread
 
 
-def adjustment_line(billed: BilledUsage, amount: Money, total: UsageTotal) -> InvoiceLine:
+def adjustment_line(
+    billed: BilledUsage, amount: Money, total: UsageTotal, rate: FeatureRater = rate_feature
+) -> InvoiceLine:
     """The correction as a line of the next invoice, citing the facts of the period."""
-    evidence = rated_lines(billed.spec, total, billed.period)
+    evidence = rated_lines(billed.spec, total, billed.period, rate)
     usage = evidence[0].usage if evidence else None
     invoice = billed.number_text or str(billed.invoice_id)
     return InvoiceLine(

@@ -15,7 +15,7 @@ invoices_app = typer.Typer(help="Invoices: recompute from the events.", no_args_
 def recompute(invoice: str = typer.Option(..., "--invoice", help="the invoice id")) -> None:
     """Show the invoice's usage recomputed from the facts now beside what it billed."""
     from adapters.bootstrap import bootstrap
-    from commands.billing.recompute import recompute_invoice
+    from commands.billing.recompute import recompute_with
     from domain.invoice import Invoice
 
     try:
@@ -29,6 +29,7 @@ def recompute(invoice: str = typer.Option(..., "--invoice", help="the invoice id
             typer.echo(f"no invoice {invoice}", err=True)
             raise typer.Exit(1)
         system.sync()
-        typer.echo(json.dumps(recompute_invoice(found, system.usage_reader), indent=2))
+        ports = system.plugins.billing_ports(system.usage_reader)
+        typer.echo(json.dumps(recompute_with(found, ports, system.aggregate), indent=2))
     finally:
         system.close()

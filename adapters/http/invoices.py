@@ -102,6 +102,9 @@ def get_invoice(request: Request, principal: Reader, invoice_id: UUID) -> dict[s
 def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> Response:
     system = system_of(request)
     invoice = owned(system, Invoice, invoice_id, principal.app_id, "invoice_id")
+    document = formatted(system, request, invoice)  # Accept: the InvoiceFormatter's type
+    if document is not None:
+        return document
     profile = system.aggregate(billing_profile_id(principal.app_id, invoice.state.tenant_id))
     customer = profile.terms.model_dump(mode="json") if profile is not None else None
     from adapters.pdf.invoice import render_invoice_pdf  # fpdf: only when asked
@@ -112,6 +115,19 @@ def invoice_pdf(request: Request, principal: Reader, invoice_id: UUID) -> Respon
         body,
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{name}.pdf"'},
+    )
+
+
+def formatted(system: Any, request: Request, invoice: Invoice) -> Response | None:
+    """The InvoiceFormatter's document when it is a PDF or the request's Accept names its
+    media type (docs/plugins.md "Invoice documents"); None: the built-in PDF."""
+    document = system.plugins.strategies.invoices.format_invoice(invoice.id, invoice.state)
+    accepted = [part.split(";")[0].strip() for part in request.headers.get("accept", "").split(",")]
+    if document.media_type != "application/pdf" and document.media_type not in accepted:
+        return None  # a PDF formatter replaces the built-in PDF; others answer when asked
+    disposition = f'inline; filename="{document.filename}"'
+    return Response(
+        document.body, media_type=document.media_type, headers={"Content-Disposition": disposition}
     )
 
 

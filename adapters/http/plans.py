@@ -98,7 +98,9 @@ def compare_plans(request: Request, principal: Reader, a: PlanRef, b: PlanRef) -
     (overage tier by tier), and sample quantities priced on both sides (docs/pricing.md)."""
     left = plan_terms_of(request, principal.app_id, a, "a")
     right = plan_terms_of(request, principal.app_id, b, "b")
-    return compare_terms(left, right).model_dump(mode="json")
+    plugins = system_of(request).plugins  # each side priced by its plan's PricingStrategy
+    raters = (plugins.pricing_for(left).rate_feature, plugins.pricing_for(right).rate_feature)
+    return compare_terms(left, right, raters).model_dump(mode="json")
 
 
 @router.get("/{plan_key}", summary="One plan with every version it has had")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from adapters.http.auth import Reader
 from adapters.http.common import owned, system_of
 from adapters.http.errors import ERROR_RESPONSES
-from commands.billing.recompute import recompute_invoice
+from commands.billing.recompute import recompute_with
 from domain.invoice import Invoice
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"], responses=ERROR_RESPONSES)
@@ -21,4 +21,5 @@ router = APIRouter(prefix="/v1/invoices", tags=["invoices"], responses=ERROR_RES
 def recompute(request: Request, principal: Reader, invoice_id: UUID) -> dict[str, Any]:
     system = system_of(request)
     invoice = owned(system, Invoice, invoice_id, principal.app_id, "invoice_id")
-    return recompute_invoice(invoice, system.usage_reader)
+    ports = system.plugins.billing_ports(system.usage_reader)  # the plan's strategies
+    return recompute_with(invoice, ports, system.aggregate)

@@ -36,4 +36,5 @@ def simulate(request: Request, principal: Writer, body: SimulatePricing) -> dict
         principal.app_id,
         body,
         cutoff=usage_cutoff(system),
+        ports=system.plugins.billing_ports(system.usage_reader),  # the plans' strategies
     )

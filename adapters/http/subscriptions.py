@@ -21,7 +21,6 @@ from adapters.http.common import Instant, body_model, fields_of, run_command, sy
 from adapters.http.errors import ERROR_RESPONSES, ApiError
 from adapters.http.replies import SubscriptionReply, documented
 from commands.base import ID_PATTERN
-from commands.billing.compose import BillingPorts
 from commands.billing.upcoming import upcoming_invoice
 from commands.subscriptions.cancel_subscription import CancelSubscription
 from commands.subscriptions.change_plan import ChangePlan
@@ -97,8 +96,7 @@ def get_upcoming_invoice(
 ) -> dict[str, Any]:
     system = system_of(request)
     _usage_caught_up(system)
-    strategies = system.plugins.strategies  # the upcoming invoice prices as billing does
-    ports = BillingPorts(usage=system.usage_reader, pricing=strategies.pricing, tax=strategies.tax)
+    ports = system.plugins.billing_ports(system.usage_reader)  # priced as billing does
     return upcoming_invoice(
         system.ledger, system.clock.now(), ports, principal.app_id, subscription_id
     )

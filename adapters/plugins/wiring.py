@@ -11,19 +11,24 @@ from adapters.plugins.hooks import HookCaller, HookDelivery, HookRunner, RetryPo
 from adapters.plugins.metrics import PluginMetrics
 from adapters.plugins.registry import PluginInfo, PluginRegistry
 from adapters.settings import Settings
+from commands.billing.compose import BillingPorts
+from commands.billing.ports import NoPaymentCollector, PaymentCollector, UsageReader
 from commands.billing.strategies import (
     AllowAllCoupons,
     CouponValidator,
-    DomainAggregation,
     DomainPricing,
     InvoiceFormatter,
     JsonInvoiceFormatter,
+    NamedStrategies,
+    NoSamples,
     PricingStrategy,
     RateTableTax,
     StrategyPort,
     TaxCalculator,
     UsageAggregator,
+    UsageSamples,
 )
+from domain.catalog import PlanTerms
 
 if TYPE_CHECKING:
     from adapters.bootstrap import System
@@ -40,13 +45,15 @@ PORT_SETTINGS: dict[StrategyPort, str] = {
 
 @dataclass(frozen=True)
 class Strategies:
-    """The implementation of each strategy port (the domain's own unless selected)."""
+    """The implementation of each strategy port (the domain's own unless selected), and the
+    plugins plan terms may name instead."""
 
     pricing: PricingStrategy = field(default_factory=DomainPricing)
     tax: TaxCalculator = field(default_factory=RateTableTax)
-    usage: UsageAggregator = field(default_factory=DomainAggregation)
+    usage: UsageAggregator | None = None  # None: the built-in meters, summed by the read model
     invoices: InvoiceFormatter = field(default_factory=JsonInvoiceFormatter)
     coupons: CouponValidator = field(default_factory=AllowAllCoupons)
+    named: NamedStrategies = field(default_factory=NamedStrategies)
 
 
 @dataclass
@@ -58,9 +65,30 @@ class Plugins:
     strategies: Strategies = field(default_factory=Strategies)
     runner: HookRunner | None = None
     delivery: HookDelivery | None = None
+    samples: UsageSamples = field(default_factory=NoSamples)  # the facts aggregators read
 
     def register(self, plugin: object) -> PluginInfo:
         return self.registry.register(plugin)
+
+    def pricing_for(self, terms: PlanTerms) -> PricingStrategy:
+        """The PricingStrategy `terms` name, else the settings' one."""
+        return self.strategies.named.pricing_for(terms, self.strategies.pricing)
+
+    def billing_ports(
+        self, usage: UsageReader, payments: PaymentCollector | None = None
+    ) -> BillingPorts:
+        """The billing engine's ports with the selected strategies (plan terms may override)."""
+        chosen = self.strategies
+        return BillingPorts(
+            usage=usage,
+            payments=payments or NoPaymentCollector(),
+            pricing=chosen.pricing,
+            tax=chosen.tax,
+            aggregator=chosen.usage,
+            samples=self.samples,
+            named=chosen.named,
+            coupons=chosen.coupons,
+        )
 
     def render_metrics(self) -> bytes:
         """The hook counters and the registries plugins expose (`collector_registry`)."""
@@ -101,9 +129,23 @@ def select_strategies(registry: PluginRegistry, settings: Settings) -> Strategie
     return Strategies(
         pricing=cast(PricingStrategy, chosen.get("PricingStrategy", defaults.pricing)),
         tax=cast(TaxCalculator, chosen.get("TaxCalculator", defaults.tax)),
-        usage=cast(UsageAggregator, chosen.get("UsageAggregator", defaults.usage)),
+        usage=cast(UsageAggregator | None, chosen.get("UsageAggregator")),
         invoices=cast(InvoiceFormatter, chosen.get("InvoiceFormatter", defaults.invoices)),
         coupons=cast(CouponValidator, chosen.get("CouponValidator", defaults.coupons)),
+        named=named_strategies(registry),
+    )
+
+
+def named_strategies(registry: PluginRegistry) -> NamedStrategies:
+    """Every registered plugin implementing a port plan terms may name, by name."""
+
+    def named(port: StrategyPort) -> dict[str, object]:
+        return {info.name: info.plugin for info in registry.plugins() if port in info.ports}
+
+    return NamedStrategies(
+        pricing=cast(dict[str, PricingStrategy], named("PricingStrategy")),
+        tax=cast(dict[str, TaxCalculator], named("TaxCalculator")),
+        usage=cast(dict[str, UsageAggregator], named("UsageAggregator")),
     )
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 
 from adapters.pdf.invoice import render_invoice_pdf
+from commands.billing.strategies import InvoiceFormatter
 from commands.invoices.view import invoice_view
 from domain.invoice import Invoice
 from domain.money import Money
@@ -25,8 +26,11 @@ class DocumentMissing(Exception):
     """The document a mail attaches cannot be loaded (yet)."""
 
 
-def compose(row: dict[str, Any], sender: str, ledger: Any) -> EmailMessage:
-    """The mail for one outbox row, with its PDF attached."""
+def compose(
+    row: dict[str, Any], sender: str, ledger: Any, formatter: InvoiceFormatter | None = None
+) -> EmailMessage:
+    """The mail for one outbox row, with its PDF attached (and an invoice's document from
+    the selected InvoiceFormatter plugin, when one is given)."""
     details = orjson.loads(row["details"])
     customer = orjson.loads(row["customer"]) if row.get("customer") else None
     message = EmailMessage()
@@ -39,6 +43,16 @@ def compose(row: dict[str, Any], sender: str, ledger: Any) -> EmailMessage:
     message.set_content(BODIES[row["kind"]](row, details, customer))
     name, pdf = ATTACHMENTS[row["kind"]](row, customer, ledger)
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=name)
+    if formatter is not None and ATTACHMENTS[row["kind"]] is _invoice_pdf:
+        invoice = _document(row, ledger)
+        document = formatter.format_invoice(invoice.id, invoice.state)
+        maintype, _, subtype = document.media_type.partition("/")
+        message.add_attachment(
+            document.body,
+            maintype=maintype,
+            subtype=subtype or "octet-stream",
+            filename=document.filename,
+        )
     return message
 
 

@@ -8,11 +8,13 @@ sends what is due every `poll_seconds`.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import structlog
 
 from adapters.nats.singleton import InstanceLock, sleep_unless, wait_for_lock
+from adapters.smtp.compose import compose
 from adapters.smtp.sender import MailSender
 from adapters.smtp.transport import SmtpTransport
 
@@ -67,5 +69,7 @@ def build_sender(system: Any, transport: SmtpTransport | None = None) -> MailSen
             raise ValueError("TALLY_SMTP_URL is not set: the mailer needs an SMTP server")
         transport = SmtpTransport.from_url(settings.smtp_url, settings.smtp_timeout_seconds)
     sender = MailSender(system.views, system.ledger, transport, settings.smtp_from, system.clock)
+    if settings.invoice_formatter:  # a selected InvoiceFormatter's document is attached too
+        sender.composer = partial(compose, formatter=system.plugins.strategies.invoices)
     sender.ensure_tables()
     return sender

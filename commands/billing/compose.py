@@ -10,17 +10,24 @@ at finalize.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from commands.billing.late_usage import late_usage
 from commands.billing.ports import NoPaymentCollector, NoUsage, PaymentCollector, UsageReader
 from commands.billing.strategies import (
+    AggregatedUsage,
+    AllowAllCoupons,
+    CouponValidator,
     DomainPricing,
+    NamedStrategies,
+    NoSamples,
     PricingStrategy,
     RateTableTax,
     TaxCalculator,
     TaxContext,
+    UsageAggregator,
+    UsageSamples,
 )
 from commands.profiles.lookup import profile_terms
 from commands.tax.rates import rate_table
@@ -37,6 +44,7 @@ from domain.billing import (
     usage_lines,
 )
 from domain.billing_settings import BillingSettings, BillingSettingsTerms, billing_settings_id
+from domain.catalog import PlanTerms
 from domain.discount import DiscountLine, SubscriptionDiscounts, subscription_discounts_id
 from domain.invoice import InvoiceLine, LineKind, compute_totals
 from domain.money import Money
@@ -54,6 +62,23 @@ class BillingPorts:
     payments: PaymentCollector = field(default_factory=NoPaymentCollector)
     pricing: PricingStrategy = field(default_factory=DomainPricing)
     tax: TaxCalculator = field(default_factory=RateTableTax)
+    aggregator: UsageAggregator | None = None  # None: the built-in meters
+    samples: UsageSamples = field(default_factory=NoSamples)  # the facts an aggregator reads
+    named: NamedStrategies = field(default_factory=NamedStrategies)  # what plan terms name
+    coupons: CouponValidator = field(default_factory=AllowAllCoupons)
+    resolved: bool = False  # for_terms applied
+
+    def for_terms(self, terms: PlanTerms) -> BillingPorts:
+        """These ports with the strategies `terms` name in place of the settings' ones."""
+        if self.resolved:
+            return self
+        aggregator = self.named.usage_for(terms, self.aggregator)
+        usage = self.usage
+        if aggregator is not None:
+            usage = AggregatedUsage(usage, self.samples, aggregator)
+        pricing = self.named.pricing_for(terms, self.pricing)
+        tax = self.named.tax_for(terms, self.tax)
+        return replace(self, usage=usage, pricing=pricing, tax=tax, resolved=True)
 
 
 @dataclass(frozen=True)
@@ -81,8 +106,9 @@ def compose(
     """The lines of the point's invoice; with `invoice_id` None nothing is recorded (a
     preview), else the coupons record what they take off this invoice."""
     state = subscription.state
+    ports = ports.for_terms(point.usage_terms)
     usage = read_usage(ports.usage, subscription, point, cutoff)
-    late = late_usage(uow, ports.usage, subscription, cutoff, invoice_id)
+    late = late_usage(uow, ports.usage, subscription, cutoff, invoice_id, ports.pricing)
     rated = usage_lines(point, usage, ports.pricing.rate_feature)
     true_up = commitment_lines(state, point, rated)  # the period's whole usage, interim too
     used = rated + deduction_lines(state, point.usage_period)
@@ -105,7 +131,7 @@ def finish(
 ) -> list[InvoiceLine]:
     """Charges + the subscription's discounts + tax on the discounted nets."""
     discounts = discount_lines(uow, subscription, lines, invoice_id, counts_period)
-    calculator = ports.tax if ports is not None else RateTableTax()
+    calculator = ports.for_terms(subscription.state.terms).tax if ports else RateTableTax()
     return lines + discounts + tax_lines(uow, subscription, lines, discounts, calculator)
 
 

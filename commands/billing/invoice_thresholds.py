@@ -48,6 +48,7 @@ def _interim_invoice(
     point = BillingPoint(
         at=uow.now, usage_period=period, fee_terms=state.terms, usage_terms=state.terms
     )
+    ports = ports.for_terms(state.terms)
     usage = usage_lines(
         point, read_usage(ports.usage, subscription, point, cutoff), ports.pricing.rate_feature
     )

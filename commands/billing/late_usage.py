@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from commands.billing.ports import UsageReader
+from commands.billing.strategies import DomainPricing, PricingStrategy
 from commands.unit_of_work import UnitOfWork
 from domain.base import stable_id
 from domain.billed_usage import BilledUsage, UsageAdjustment
@@ -41,13 +42,16 @@ def late_usage(
     subscription: Subscription,
     cutoff: int | None,
     invoice_id: UUID | None,
+    pricing: PricingStrategy | None = None,
 ) -> LateUsage:
+    """The corrections of the billed periods' late usage, re-rated with `pricing`."""
+    rate = (pricing or DomainPricing()).rate_feature
     state = subscription.state
     found = LateUsage()
     for group in _by_invoice(state.billed_usage):
         totals = [_total(reader, state.app_id, state.tenant_id, b, cutoff) for b in group]
         for billed, total, amount in zip(
-            group, totals, invoice_corrections(group, totals), strict=True
+            group, totals, invoice_corrections(group, totals, rate), strict=True
         ):
             if amount.amount == 0:
                 continue
@@ -58,7 +62,7 @@ def late_usage(
             ):
                 found.credited.append(_adjustment(billed, amount))
             else:
-                found.lines.append(adjustment_line(billed, amount, total))
+                found.lines.append(adjustment_line(billed, amount, total, rate))
     return found
 
 

@@ -7,7 +7,7 @@ command never bills twice.
 
 from __future__ import annotations
 
-from commands.billing.compose import finish
+from commands.billing.compose import BillingPorts, finish
 from commands.billing.issue import issue_invoice
 from commands.unit_of_work import UnitOfWork
 from domain.base import stable_id
@@ -16,15 +16,19 @@ from domain.invoice import Invoice
 from domain.subscription import Subscription
 
 
-def invoice_prorations_now(uow: UnitOfWork, subscription: Subscription) -> Invoice | None:
-    """Bill the pending prorations on an invoice of their own (None when there are none)."""
+def invoice_prorations_now(
+    uow: UnitOfWork, subscription: Subscription, ports: BillingPorts | None = None
+) -> Invoice | None:
+    """Bill the pending prorations on an invoice of their own (None when there are none),
+    taxed by the plan's (else the settings') TaxCalculator."""
     state = subscription.state
     charges = proration_lines(state)
     if not charges:
         return None
     source = state.pending_prorations[-1].source_event_ids[0]
     invoice_id = stable_id("proration-invoice", state.app_id, str(subscription.id), source)
-    lines = finish(uow, subscription, charges, invoice_id, counts_period=False)
+    ports = ports or BillingPorts()
+    lines = finish(uow, subscription, charges, invoice_id, counts_period=False, ports=ports)
     subscription.record_invoice(invoice_id, uow.cause, None, len(state.pending_prorations))
     return issue_invoice(
         uow,

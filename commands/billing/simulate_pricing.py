@@ -9,7 +9,9 @@ invoice's charge lines would hold, by the very line rules of domain/billing.py:
 - one usage line per tier, package step or unit price reached, for each priced metered feature
   of the terms, from the usage recorded over [start, end) (up to `cutoff`), its included units
   off first.
-Before coupons and tax (the same for both sides); trials, pauses and pending prorations are
+Each side is rated by the PricingStrategy (and counted by the UsageAggregator) its terms
+name, else the settings' ones (docs/plugins.md), as billing would. Before coupons and tax
+(the same for both sides); trials, pauses and pending prorations are
 not considered. A subscription whose current terms are in another currency than the draft is
 skipped, as is a listed tenant without a live subscription on the plan.
 """
@@ -32,6 +34,7 @@ from pydantic import (
 )
 
 from commands.base import ID_PATTERN
+from commands.billing.compose import BillingPorts
 from commands.billing.ports import UsageReader
 from commands.plans.terms_input import PlanTermsInput
 from domain.billing import BillingPoint, UsageTotal, fee_lines, priced_features, usage_lines
@@ -122,9 +125,12 @@ def simulate_pricing(
     app_id: str,
     simulation: SimulatePricing,
     cutoff: int | None = None,
+    ports: BillingPorts | None = None,
 ) -> dict[str, Any]:
     """Per subscription on the plan: the period under its current terms, under the draft,
-    and the difference; with totals per currency. Reads only."""
+    and the difference; with totals per currency. Reads only. `ports`: the strategies
+    (default: the domain's, reading `usage`)."""
+    ports = ports or BillingPorts(usage=usage)
     plan = _plan(load, app_id, simulation.plan_key)
     draft = draft_terms(plan, simulation)
     period = simulation.period.window()
@@ -134,7 +140,7 @@ def simulate_pricing(
         if subscription.state.terms.base_price.currency != draft.base_price.currency:
             skipped.append(_skip(subscription.state, subscription.id, "currency"))
             continue
-        rows.append(_row(subscription, draft, period, usage, cutoff))
+        rows.append(_row(subscription, draft, period, ports, cutoff))
     return {
         "plan_key": plan.state.key,
         "draft": draft.model_dump(mode="json"),
@@ -211,13 +217,15 @@ def _row(
     subscription: Subscription,
     draft: PlanTerms,
     period: Period,
-    usage: UsageReader,
+    ports: BillingPorts,
     cutoff: int | None,
 ) -> dict[str, Any]:
     state = subscription.state
-    current_usage, draft_usage = read_usage(usage, state, (state.terms, draft), period, cutoff)
-    current = priced_lines(state, state.terms, period, current_usage)
-    drafted = priced_lines(state, draft, period, draft_usage)
+    sides = (ports.for_terms(state.terms), ports.for_terms(draft))
+    readers = (sides[0].usage, sides[1].usage)
+    current_usage, draft_usage = read_usage(readers, state, (state.terms, draft), period, cutoff)
+    current = priced_lines(state, state.terms, period, current_usage, sides[0])
+    drafted = priced_lines(state, draft, period, draft_usage, sides[1])
     before, after = _amount(state.terms, current), _amount(draft, drafted)
     return {
         "tenant_id": state.tenant_id,
@@ -232,7 +240,7 @@ def _row(
 
 
 def read_usage(
-    reader: UsageReader,
+    readers: tuple[UsageReader, UsageReader],
     state: SubscriptionState,
     terms: tuple[PlanTerms, PlanTerms],
     period: Period,
@@ -242,19 +250,23 @@ def read_usage(
     wanted = [[(f.key, f.meter.value) for f in priced_features(t)] for t in terms]
     union = list(dict.fromkeys(pair for pairs in wanted for pair in pairs))
 
-    def read(pairs: list[tuple[str, str]]) -> dict[str, UsageTotal]:
+    def read(pairs: list[tuple[str, str]], reader: UsageReader) -> dict[str, UsageTotal]:
         if not pairs:
             return {}
         return reader.totals(state.app_id, state.tenant_id, pairs, period, cutoff)
 
-    if len({key for key, _ in union}) == len(union):
-        both = read(union)
+    if readers[0] is readers[1] and len({key for key, _ in union}) == len(union):
+        both = read(union, readers[0])
         return both, both
-    return read(wanted[0]), read(wanted[1])
+    return read(wanted[0], readers[0]), read(wanted[1], readers[1])
 
 
 def priced_lines(
-    state: SubscriptionState, terms: PlanTerms, period: Period, usage: dict[str, UsageTotal]
+    state: SubscriptionState,
+    terms: PlanTerms,
+    period: Period,
+    usage: dict[str, UsageTotal],
+    ports: BillingPorts,
 ) -> list[InvoiceLine]:
     """The charge lines of `period` under `terms`: fee and seats, then usage."""
     point = BillingPoint(
@@ -265,7 +277,7 @@ def priced_lines(
         fee_terms=terms,
         usage_terms=terms,
     )
-    return fee_lines(state, point) + usage_lines(point, usage)
+    return fee_lines(state, point) + usage_lines(point, usage, ports.pricing.rate_feature)
 
 
 def _amount(terms: PlanTerms, lines: list[InvoiceLine]) -> Money:

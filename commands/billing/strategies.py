@@ -6,13 +6,17 @@ implementation by name (TALLY_PRICING_STRATEGY, TALLY_TAX_CALCULATOR, ...). Payl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 from uuid import UUID
 
-from domain.catalog import FeatureSpec
+from commands.billing.ports import UsageReader
+from domain.billing import UsageTotal
+from domain.catalog import FeatureSpec, PlanStrategies, PlanTerms
+from domain.errors import Conflict, CouponNotRedeemable, InvalidValue
 from domain.invoice import InvoiceState
+from domain.period import Period
 from domain.pricing import Quantity, Rating, rate_feature
 from domain.tax import RateTableTaxCalculator, TaxLine, TaxRateTerms, TaxRequest
 
@@ -58,10 +62,12 @@ class RateTableTax:
 
 @dataclass(frozen=True)
 class UsageSample:
-    """One recorded usage quantity, as a meter aggregates it."""
+    """One recorded usage fact (its value, fixed-width UTC time, event id and log position)."""
 
     quantity: int
     occurred_at: str
+    event_id: str = ""
+    position: int = 0
 
 
 class UsageAggregator(Protocol):
@@ -83,6 +89,65 @@ class DomainAggregation:
             ordered = sorted(samples, key=lambda sample: sample.occurred_at)
             return ordered[-1].quantity if ordered else 0
         return sum(quantities)
+
+
+class UsageSamples(Protocol):
+    """Port: one feature's usage facts over [start, end), up to a log position, oldest first."""
+
+    def samples(
+        self, app_id: str, tenant_id: str, feature_key: str, period: Period, cutoff: int | None
+    ) -> list[UsageSample]: ...
+
+
+class NoSamples:
+    """UsageSamples for systems without a usage read model: no facts."""
+
+    def samples(
+        self, app_id: str, tenant_id: str, feature_key: str, period: Period, cutoff: int | None
+    ) -> list[UsageSample]:
+        return []
+
+
+class AggregatedUsage:
+    """A UsageReader whose quantities a UsageAggregator computes from the period's facts; the
+    evidence (events, positions, event ids) is the inner reader's."""
+
+    def __init__(
+        self, inner: UsageReader, samples: UsageSamples, aggregator: UsageAggregator
+    ) -> None:
+        self.inner, self.samples, self.aggregator = inner, samples, aggregator
+
+    def totals(
+        self,
+        app_id: str,
+        tenant_id: str,
+        features: Sequence[tuple[str, str]],
+        period: Period,
+        cutoff: int | None,
+    ) -> dict[str, UsageTotal]:
+        found = self.inner.totals(app_id, tenant_id, features, period, cutoff)
+        return {
+            key: total.model_copy(
+                update={"quantity": self._quantity(app_id, tenant_id, total, period, cutoff)}
+            )
+            for key, total in found.items()
+        }
+
+    def _quantity(
+        self, app_id: str, tenant_id: str, total: UsageTotal, period: Period, cutoff: int | None
+    ) -> int:
+        facts = self.samples.samples(app_id, tenant_id, total.feature_key, period, cutoff)
+        quantity = self.aggregator.aggregate(total.meter, facts)
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+            raise Conflict(
+                f"usage aggregator gave {quantity!r} for {total.feature_key}: a whole number "
+                "from 0 is expected",
+                field="usage_aggregator",
+            )
+        return quantity
+
+    def safe_cutoff(self) -> int:
+        return self.inner.safe_cutoff()
 
 
 @dataclass(frozen=True)
@@ -120,6 +185,8 @@ class CouponCheck:
 
 @dataclass(frozen=True)
 class CouponVerdict:
+    """A CouponValidator's answer: allowed, or refused with a reason the caller is shown."""
+
     allowed: bool
     reason: str | None = None
 
@@ -131,8 +198,77 @@ class CouponValidator(Protocol):
 
 
 class AllowAllCoupons:
+    """The default CouponValidator: every coupon the domain's own rules let through."""
+
     def validate_coupon(self, check: CouponCheck) -> CouponVerdict:
         return CouponVerdict(allowed=True)
+
+
+def require_coupon_allowed(validator: CouponValidator, check: CouponCheck) -> None:
+    """Refuse (CouponNotRedeemable naming `code`, with the plugin's reason) what it refuses."""
+    verdict = validator.validate_coupon(check)
+    if not verdict.allowed:
+        reason = verdict.reason or "refused by the app's coupon rules"
+        raise CouponNotRedeemable(f"coupon {check.code} cannot be used: {reason}", field="code")
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class NamedStrategies:
+    """The strategy plugins plan terms may name (`strategies`), by name."""
+
+    pricing: Mapping[str, PricingStrategy] = field(default_factory=dict)
+    tax: Mapping[str, TaxCalculator] = field(default_factory=dict)
+    usage: Mapping[str, UsageAggregator] = field(default_factory=dict)
+
+    def check(self, terms: PlanTerms) -> None:
+        """Refuse terms naming a strategy no registered plugin provides (the field named)."""
+        chosen = terms.strategies or PlanStrategies()
+        _known(chosen.pricing_strategy, self.pricing, "pricing_strategy", "PricingStrategy")
+        _known(chosen.tax_calculator, self.tax, "tax_calculator", "TaxCalculator")
+        _known(chosen.usage_aggregator, self.usage, "usage_aggregator", "UsageAggregator")
+
+    def pricing_for(self, terms: PlanTerms, default: PricingStrategy) -> PricingStrategy:
+        named = terms.strategies.pricing_strategy if terms.strategies else None
+        return _named(named, self.pricing, default, "pricing_strategy", terms)
+
+    def tax_for(self, terms: PlanTerms, default: TaxCalculator) -> TaxCalculator:
+        named = terms.strategies.tax_calculator if terms.strategies else None
+        return _named(named, self.tax, default, "tax_calculator", terms)
+
+    def usage_for(
+        self, terms: PlanTerms, default: UsageAggregator | None
+    ) -> UsageAggregator | None:
+        named = terms.strategies.usage_aggregator if terms.strategies else None
+        return _named(named, self.usage, default, "usage_aggregator", terms)
+
+
+def _known(name: str | None, known: Mapping[str, object], setting: str, port: str) -> None:
+    if name is not None and name not in known:
+        names = ", ".join(sorted(known)) or "none registered"
+        raise InvalidValue(
+            f"no strategy plugin {name!r} implements {port} (known: {names})",
+            field=f"strategies.{setting}",
+        )
+
+
+def _named(
+    name: str | None, known: Mapping[str, S], default: S, setting: str, terms: PlanTerms
+) -> S:
+    """The plugin the terms name (else `default`); a name no plugin has any more (removed
+    since the plan was defined) stops the command rather than bill by other rules."""
+    if name is None:
+        return default
+    found = known.get(name)
+    if found is None:
+        raise Conflict(
+            f"plan {terms.plan_key} v{terms.version} names strategy plugin {name!r}, which "
+            "is not registered in this process",
+            field=f"strategies.{setting}",
+        )
+    return found
 
 
 # the method that marks an object as implementing a port

@@ -9,6 +9,12 @@ from uuid import UUID
 from pydantic import Field
 
 from commands.base import Command
+from commands.billing.strategies import (
+    AllowAllCoupons,
+    CouponCheck,
+    CouponValidator,
+    require_coupon_allowed,
+)
 from commands.coupons.view import subscription_discounts_view
 from commands.unit_of_work import UnitOfWork
 from domain.catalog import KEY_PATTERN
@@ -23,20 +29,28 @@ class AttachCoupon(Command):
     code: str = Field(pattern=KEY_PATTERN)
 
 
-def attach_coupon(command: AttachCoupon, uow: UnitOfWork) -> dict[str, Any]:
+def attach_coupon(
+    command: AttachCoupon, uow: UnitOfWork, coupons: CouponValidator | None = None
+) -> dict[str, Any]:
     subscription = uow.get(
         Subscription, command.subscription_id, field="subscription_id", app_id=command.app_id
     )
-    return subscription_discounts_view(attach_to_subscription(uow, subscription, command.code))
+    attached = attach_to_subscription(uow, subscription, command.code, coupons=coupons)
+    return subscription_discounts_view(attached)
 
 
 def attach_to_subscription(
-    uow: UnitOfWork, subscription: Subscription, code: str, *, field: str = "code"
+    uow: UnitOfWork,
+    subscription: Subscription,
+    code: str,
+    *,
+    field: str = "code",
+    coupons: CouponValidator | None = None,
 ) -> SubscriptionDiscounts:
-    """Redeem the coupon for the subscription's tenant and attach it; errors about the
-    coupon name `field` (the request's name for the code)."""
+    """Redeem the coupon for the subscription's tenant and attach it, once the app's
+    CouponValidator allows it; errors about the coupon name `field` (the request's name)."""
     try:
-        return _redeem_and_attach(uow, subscription, code)
+        return _redeem_and_attach(uow, subscription, code, coupons or AllowAllCoupons())
     except DomainError as error:
         if error.field == "code":
             error.field = field
@@ -44,7 +58,7 @@ def attach_to_subscription(
 
 
 def _redeem_and_attach(
-    uow: UnitOfWork, subscription: Subscription, code: str
+    uow: UnitOfWork, subscription: Subscription, code: str, coupons: CouponValidator
 ) -> SubscriptionDiscounts:
     state = subscription.state
     coupon = uow.find(Coupon, coupon_id(state.app_id, code))
@@ -57,6 +71,8 @@ def _redeem_and_attach(
     discounts = _discounts_of(uow, subscription)
     terms = coupon.terms()
     discounts.require_attachable(terms)  # before redeeming: the precise refusal first
+    check = CouponCheck(state.app_id, state.tenant_id, code, subscription.id)
+    require_coupon_allowed(coupons, check)
     coupon.redeem(state.tenant_id, uow.cause, subscription.id)
     redeemed = coupon.pending_events[-1]
     assert isinstance(redeemed, CouponRedeemed)

@@ -6,6 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from commands.base import TENANT_FIELD
+from commands.billing.strategies import (
+    AllowAllCoupons,
+    CouponCheck,
+    CouponValidator,
+    require_coupon_allowed,
+)
 from commands.coupons.target import CouponCommand
 from commands.coupons.view import coupon_view
 from commands.unit_of_work import UnitOfWork
@@ -18,7 +24,10 @@ class RedeemCoupon(CouponCommand):
     subscription_id: UUID | None = None
 
 
-def redeem_coupon(command: RedeemCoupon, uow: UnitOfWork) -> dict[str, Any]:
+def redeem_coupon(
+    command: RedeemCoupon, uow: UnitOfWork, coupons: CouponValidator | None = None
+) -> dict[str, Any]:
+    """Redeem the coupon, once the app's CouponValidator allows it for this tenant."""
     coupon = command.load(uow)
     if command.subscription_id is not None:
         subscription = uow.get(
@@ -28,5 +37,7 @@ def redeem_coupon(command: RedeemCoupon, uow: UnitOfWork) -> dict[str, Any]:
             raise NotFound(
                 f"subscription {command.subscription_id} not found", field="subscription_id"
             )
+    check = CouponCheck(command.app_id, command.tenant_id, command.code, command.subscription_id)
+    require_coupon_allowed(coupons or AllowAllCoupons(), check)
     coupon.redeem(command.tenant_id, uow.cause, command.subscription_id)
     return coupon_view(coupon)

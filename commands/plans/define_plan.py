@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from commands.base import ID_PATTERN, Command
+from commands.billing.strategies import NamedStrategies
 from commands.meters.resolve import resolve_feature_meters
 from commands.plans.terms_input import PlanTermsInput
 from commands.unit_of_work import UnitOfWork
@@ -20,7 +21,11 @@ class DefinePlan(Command, PlanTermsInput):
     )
 
 
-def define_plan(command: DefinePlan, uow: UnitOfWork) -> dict[str, Any]:
+def define_plan(
+    command: DefinePlan, uow: UnitOfWork, strategies: NamedStrategies | None = None
+) -> dict[str, Any]:
+    """Define the plan; strategies its terms name must be registered plugins."""
+    (strategies or NamedStrategies()).check(command.terms())
     if uow.find(Plan, plan_id(command.app_id, command.plan_key)) is not None:
         raise AlreadyExists(f"plan {command.plan_key} already exists", field="plan_key")
     terms = resolve_feature_meters(uow, command.app_id, command.terms())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.base import Command
+from commands.billing.strategies import NamedStrategies
 from commands.meters.resolve import resolve_feature_meters
 from commands.plans.terms_input import PlanTermsInput
 from commands.unit_of_work import UnitOfWork
@@ -15,7 +16,11 @@ class RevisePlan(Command, PlanTermsInput):
     pass
 
 
-def revise_plan(command: RevisePlan, uow: UnitOfWork) -> dict[str, Any]:
+def revise_plan(
+    command: RevisePlan, uow: UnitOfWork, strategies: NamedStrategies | None = None
+) -> dict[str, Any]:
+    """Publish the revision; strategies its terms name must be registered plugins."""
+    (strategies or NamedStrategies()).check(command.terms())
     plan = uow.get(
         Plan,
         plan_id(command.app_id, command.plan_key),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from domain.catalog import (
     KEY_PATTERN,
     FeatureSpec,
+    PlanStrategies,
     PlanTerms,
     check_plan_currencies,
     check_thresholds,
@@ -38,6 +39,11 @@ class PlanTermsInput(BaseModel):
         max_length=10,
         description="usage spend in a period that issues an interim invoice when crossed",
     )
+    strategies: PlanStrategies | None = Field(
+        default=None,
+        description="strategy plugins (by name) this plan's subscriptions use instead of the "
+        "settings' ones: pricing_strategy, tax_calculator, usage_aggregator (docs/plugins.md)",
+    )
 
     @model_validator(mode="after")
     def _one_currency(self) -> PlanTermsInput:
@@ -63,4 +69,5 @@ class PlanTermsInput(BaseModel):
             base_fee_timing=self.base_fee_timing,
             minimum_spend=self.minimum_spend,
             progressive_thresholds=self.progressive_thresholds,
+            strategies=self.strategies,
         )

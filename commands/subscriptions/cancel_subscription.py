@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from commands.billing.compose import settings_of
+from commands.billing.compose import BillingPorts, settings_of
 from commands.quotas.sync_from_plan import follow_subscription
 from commands.subscriptions.change_plan import with_proration_invoice
 from commands.subscriptions.target import SubscriptionCommand
@@ -25,7 +25,9 @@ class CancelSubscription(SubscriptionCommand):
     proration: ProrationMode = "none"
 
 
-def cancel_subscription(command: CancelSubscription, uow: UnitOfWork) -> dict[str, Any]:
+def cancel_subscription(
+    command: CancelSubscription, uow: UnitOfWork, ports: BillingPorts | None = None
+) -> dict[str, Any]:
     subscription = command.load(uow)
     previous = subscription.state.terms
     subscription.cancel(
@@ -36,4 +38,4 @@ def cancel_subscription(command: CancelSubscription, uow: UnitOfWork) -> dict[st
         unit=settings_of(uow, command.app_id).proration_unit,
     )
     follow_subscription(uow, subscription, previous)
-    return with_proration_invoice(uow, subscription, command.proration)
+    return with_proration_invoice(uow, subscription, command.proration, ports)

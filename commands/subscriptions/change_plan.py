@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from commands.billing.compose import settings_of
+from commands.billing.compose import BillingPorts, settings_of
 from commands.billing.proration_invoice import invoice_prorations_now
 from commands.invoices.view import invoice_view
 from commands.quotas.sync_from_plan import follow_subscription
@@ -31,7 +31,9 @@ class ChangePlan(SubscriptionCommand):
     proration: ProrationMode = "create_prorations"
 
 
-def change_plan(command: ChangePlan, uow: UnitOfWork) -> dict[str, Any]:
+def change_plan(
+    command: ChangePlan, uow: UnitOfWork, ports: BillingPorts | None = None
+) -> dict[str, Any]:
     subscription = command.load(uow)
     previous = subscription.state.terms
     unit = settings_of(uow, command.app_id).proration_unit
@@ -44,16 +46,19 @@ def change_plan(command: ChangePlan, uow: UnitOfWork) -> dict[str, Any]:
     )
     if command.timing == "now":
         follow_subscription(uow, subscription, previous)
-    return with_proration_invoice(uow, subscription, command.proration)
+    return with_proration_invoice(uow, subscription, command.proration, ports)
 
 
 def with_proration_invoice(
-    uow: UnitOfWork, subscription: Subscription, proration: ProrationMode
+    uow: UnitOfWork,
+    subscription: Subscription,
+    proration: ProrationMode,
+    ports: BillingPorts | None = None,
 ) -> dict[str, Any]:
     """The subscription's view, and the immediate invoice when one was asked for."""
     view = subscription_view(subscription)
     if proration == "always_invoice":
-        invoice = invoice_prorations_now(uow, subscription)
+        invoice = invoice_prorations_now(uow, subscription, ports)
         view = {
             **subscription_view(subscription),
             "invoice": invoice_view(invoice) if invoice else None,

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from commands.billing.compose import settings_of
+from commands.billing.compose import BillingPorts, settings_of
 from commands.subscriptions.change_plan import with_proration_invoice
 from commands.subscriptions.target import SubscriptionCommand
 from commands.unit_of_work import UnitOfWork
@@ -19,8 +19,10 @@ class ChangeSeats(SubscriptionCommand):
     proration: ProrationMode = "create_prorations"
 
 
-def change_seats(command: ChangeSeats, uow: UnitOfWork) -> dict[str, Any]:
+def change_seats(
+    command: ChangeSeats, uow: UnitOfWork, ports: BillingPorts | None = None
+) -> dict[str, Any]:
     subscription = command.load(uow)
     unit = settings_of(uow, command.app_id).proration_unit
     subscription.change_seats(command.quantity, uow.cause, proration=command.proration, unit=unit)
-    return with_proration_invoice(uow, subscription, command.proration)
+    return with_proration_invoice(uow, subscription, command.proration, ports)

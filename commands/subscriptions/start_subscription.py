@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 from pydantic import Field
 
 from commands.base import ID_PATTERN, TENANT_FIELD, Command
+from commands.billing.strategies import CouponValidator
 from commands.coupons.attach_coupon import attach_to_subscription
 from commands.coupons.view import subscription_discounts_view
 from commands.profiles.lookup import profile_terms
@@ -34,7 +35,9 @@ class StartSubscription(Command):
     seats: int = Field(default=1, ge=1, le=MAX_SEATS, strict=True, description="seats billed")
 
 
-def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str, Any]:
+def start_subscription(
+    command: StartSubscription, uow: UnitOfWork, coupons: CouponValidator | None = None
+) -> dict[str, Any]:
     plan = uow.get(
         Plan,
         plan_id(command.app_id, command.plan_key),
@@ -74,7 +77,9 @@ def start_subscription(command: StartSubscription, uow: UnitOfWork) -> dict[str,
     )
     if command.coupon is None:
         return subscription_view(subscription)
-    discounts = attach_to_subscription(uow, subscription, command.coupon, field="coupon")
+    discounts = attach_to_subscription(
+        uow, subscription, command.coupon, field="coupon", coupons=coupons
+    )
     coupons = subscription_discounts_view(discounts)["coupons"]
     return {**subscription_view(subscription), "coupons": coupons}
 
