@@ -18,6 +18,7 @@ from eventsourcing.domain import CanMutateAggregate
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import InvalidValue
+from domain.value import copy_state
 
 TALLY_NAMESPACE = UUID("8a0c4f5e-58f4-4c55-9b1f-2f6b7c2d9a11")
 
@@ -230,7 +231,7 @@ class Aggregate(Generic[S]):
         """A copy whose changes leave this one untouched: its own state, and a new list of
         the same (immutable) pending events; much cheaper than a deep copy of both."""
         clone = copy.copy(self)
-        clone.state = self.state.model_copy(deep=True)
+        clone.state = copy_state(self.state)
         clone._pending_events = list(self._pending_events)
         return clone
 

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, model_validator
 
 from domain.base import Aggregate, AggregateState, Cause, CreatedEvent, DomainEvent, stable_id
 from domain.catalog import FeatureSpec
@@ -36,9 +36,10 @@ from domain.errors import (
     InvalidTransition,
     InvalidValue,
     InvoiceFrozen,
+    MoneyOverflow,
     with_article,
 )
-from domain.money import Money, validate_currency
+from domain.money import MAX_MINOR, Money, validate_currency
 from domain.period import Period
 from domain.value import FrozenValue
 
@@ -120,10 +121,17 @@ class InvoiceLine(FrozenValue):
     usage: UsageEvidence | None = None
     adjusts: UUID | None = None  # an adjustment: the earlier invoice it corrects
 
-    @model_validator(mode="after")
-    def _amounts(self) -> InvoiceLine:
-        check_line_amounts(self.kind, self.unit_amount, self.amount)
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _amounts(cls, data: Any, handler: ModelWrapValidatorHandler[InvoiceLine]) -> InvoiceLine:
+        """Checked once, when the line is made: a line passed on (into an event, a state)
+        is the same frozen object, already checked (an "after" validator would run again
+        at every pass, four times per line in a draft and finalize)."""
+        if type(data) is cls:
+            return data
+        line = handler(data)
+        check_line_amounts(line.kind, line.unit_amount, line.amount)
+        return line
 
     @property
     def currency(self) -> str:
@@ -143,25 +151,35 @@ class InvoiceTotals(FrozenValue):
 
 
 def compute_totals(currency: str, lines: Iterable[InvoiceLine]) -> InvoiceTotals:
-    """Totals of lines in one currency; discounts are clamped at a non-negative subtotal."""
-    zero = Money.zero(currency)
-    subtotal, discounts, tax, inclusive = zero, zero, zero, zero
+    """Totals of lines in one currency; discounts are clamped at a non-negative subtotal.
+    Summed as integers (each sum checked to fit as Money), not Money by Money."""
+    subtotal = discounts = tax = inclusive = 0
     for line in lines:
+        if line.amount.currency != currency:
+            raise CurrencyMismatch(
+                f"cannot combine {currency} with {line.amount.currency}", field="currency"
+            )
         if line.kind is LineKind.DISCOUNT:
-            discounts = discounts - line.amount
+            discounts -= line.amount.amount
         elif line.kind is LineKind.TAX and line.tax_inclusive:
-            inclusive = inclusive + line.amount
+            inclusive += line.amount.amount
         elif line.kind is LineKind.TAX:
-            tax = tax + line.amount
+            tax += line.amount.amount
         else:
-            subtotal = subtotal + line.amount
-    applied = min(discounts, max(subtotal, zero))
+            subtotal += line.amount.amount
+    applied = min(discounts, max(subtotal, 0))
+
+    def money(amount: int) -> Money:
+        if not -MAX_MINOR <= amount <= MAX_MINOR:
+            raise MoneyOverflow("amount is outside the signed 64-bit range", field="amount")
+        return Money(amount=amount, currency=currency)
+
     return InvoiceTotals(
-        subtotal=subtotal,
-        discount_total=applied,
-        tax_total=tax + inclusive,
-        total=subtotal - applied + tax,
-        inclusive_tax=inclusive,
+        subtotal=money(subtotal),
+        discount_total=money(applied),
+        tax_total=money(tax + inclusive),
+        total=money(subtotal - applied + tax),
+        inclusive_tax=money(inclusive),
     )
 
 

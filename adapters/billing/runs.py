@@ -8,12 +8,14 @@ usage event recorded before the run is billed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import structlog
 
+from adapters.billing.collector import young_collections_only
 from adapters.billing.usage_reader import Wanted
 from adapters.eventstore.positions import existing
 from adapters.eventstore.usage_keys import KEY_RETENTION, UsageKeyStore
@@ -78,7 +80,28 @@ def run_billing(
     batch: int = 200,
 ) -> dict[str, Any]:
     """One app's billing run up to `until` (commands/billing/run.py), in group commits of
-    `batch` commands unless `execute` is given (then one command at a time)."""
+    `batch` commands unless `execute` is given (then one command at a time). A batched
+    run puts off full garbage collections until it is done (adapters/billing/collector.py):
+    what it loaded is freed by then, never walked."""
+    hold = young_collections_only() if execute is None else nullcontext()
+    with hold:
+        return _run_billing(
+            system, owned, app_id, clock, until, execute, observe, build, max_actions, batch
+        )
+
+
+def _run_billing(
+    system: System,
+    owned: Owned,
+    app_id: str,
+    clock: SettableClock,
+    until: datetime,
+    execute: Execute | None,
+    observe: Observe | None,
+    build: Build | None,
+    max_actions: int | None,
+    batch: int,
+) -> dict[str, Any]:
     cutoff = usage_cutoff(system)
     make = build or (
         lambda app, action, aggregate, cut: due_command(app, action, aggregate, cutoff=cut)
@@ -90,7 +113,9 @@ def run_billing(
         clock=clock,
         build=lambda app, action, aggregate: make(app, action, aggregate, cutoff),
         batch=batch,
+        load_many=system.ledger.get_many,
     )
+    touched = run.touched  # not `run` itself: a closure on it would make a cycle
     if execute is None:
 
         def execute_many(
@@ -103,7 +128,7 @@ def run_billing(
             wanted = [w for aggregate in loaded.values() for w in usage_wanted(aggregate)]
             system.usage_reader.prefetch(app_id, wanted, cutoff)
             try:
-                outcomes = system.bus.handle_many(commands, at, run.touched, absent, loaded)
+                outcomes = system.bus.handle_many(commands, at, touched, absent, loaded)
             finally:
                 system.usage_reader.forget()
             for command, outcome in zip(commands, outcomes, strict=True):

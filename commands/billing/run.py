@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,13 +42,14 @@ from commands.subscriptions.renew_subscription import RenewSubscription
 from domain.balance import balance_id
 from domain.billing import next_billing_point
 from domain.billing_settings import billing_settings_id
+from domain.catalog import FeatureKind
 from domain.clock import SettableClock
 from domain.credit_grant import TenantCredits, tenant_credits_id
 from domain.discount import subscription_discounts_id
 from domain.errors import DomainError
 from domain.invoice import Invoice, InvoiceStatus
 from domain.profile import billing_profile_id
-from domain.quota import Quota
+from domain.quota import Quota, quota_id
 from domain.subscription import Status, Subscription
 
 MAX_ACTIONS = 10_000
@@ -61,6 +62,8 @@ Due = tuple[datetime, int, str, UUID]  # (instant, order at that instant, action
 Owned = Callable[[str, str], list[UUID]]  # (app_id, kind) -> aggregate ids
 Execute = Callable[[Command], CommandResult]
 Build = Callable[[str, str, Any], Command]
+LoadMany = Callable[[Sequence[UUID]], dict[UUID, Any]]  # ids -> those that exist
+LOAD_CHUNK = 1000  # aggregates per bulk load of the run's start-up scan
 
 COUNTED = {
     "invoice": "invoiced",
@@ -181,6 +184,21 @@ def lookups_of(aggregate: Any) -> list[UUID]:
     ]
 
 
+def quotas_of(item: Due, aggregate: Any) -> list[UUID]:
+    """The quotas a renewal finds (those of the subscription's metered features: it resets
+    them or, canceling, suspends them), loaded with the batch. The renewal finds them right
+    after the subscription, so the order the batch records events in is kept: the
+    subscription's, its quotas', then its invoice's."""
+    if item[2] != "renew" or not isinstance(aggregate, Subscription):
+        return []
+    state = aggregate.state
+    return [
+        quota_id(state.app_id, state.tenant_id, feature.key)
+        for feature in state.terms.features
+        if feature.kind is FeatureKind.METERED
+    ]
+
+
 @dataclass
 class BillingRun:
     """One app's run up to `until` (see the module docstring).
@@ -188,6 +206,7 @@ class BillingRun:
     With `execute_many` (a group commit taking each command's instant) the due items are run
     `batch` at a time in one transaction, in time order, never two of one aggregate at once;
     `touched` is where that commit leaves the aggregates it saved, read instead of reloading.
+    With `load_many` the start-up scan loads the app's aggregates LOAD_CHUNK at a time.
     """
 
     load: Callable[[UUID], Any]
@@ -198,6 +217,7 @@ class BillingRun:
     max_actions: int = MAX_ACTIONS
     execute_many: ExecuteMany | None = None
     batch: int = 200
+    load_many: LoadMany | None = None
     touched: dict[UUID, Any] = field(default_factory=dict)
     _known: dict[UUID, Any] = field(default_factory=dict)
     _queued: dict[UUID, Due] = field(default_factory=dict)  # each aggregate's current item
@@ -213,8 +233,10 @@ class BillingRun:
             if not items:
                 break
             actions += len(items)
-            for item, outcome in zip(items, self._perform(app_id, items), strict=True):
+            outcomes = self._perform(app_id, items)
+            for item, outcome in zip(items, outcomes, strict=True):
                 _count(item, outcome, counts, errors)
+            self._unfound(items, outcomes)
             self._requeue(due, items, until)
         if not self._queued:
             self.clock.set(max(until, self.clock.now()))
@@ -275,6 +297,7 @@ class BillingRun:
         if self.execute_many is not None:
             lookups = {i for item in items for i in lookups_of(self._known[item[3]])}
             loaded = {item[3]: self._known[item[3]] for item in items}
+            loaded |= self._quotas(items, loaded)
             return self.execute_many(commands, [item[0] for item in items], lookups, loaded)
         try:
             return [self.execute(commands[0])]
@@ -284,12 +307,38 @@ class BillingRun:
     def _initial(self, app_id: str, until: datetime) -> list[Due]:
         due: list[Due] = []
         for kind in KINDS:
-            for aggregate_id in self.owned(app_id, kind):
-                item = due_of(self._remember(aggregate_id, self.load(aggregate_id)))
+            for aggregate_id, aggregate in self._load_all(self.owned(app_id, kind)):
+                item = due_of(self._remember(aggregate_id, aggregate))
                 if item is not None and item[0] <= until:
                     due.append(item)
         heapq.heapify(due)
         return due
+
+    def _quotas(self, items: list[Due], loaded: dict[UUID, Any]) -> dict[UUID, Any]:
+        """The batch's renewals' quotas, in one bulk load (none without `load_many`)."""
+        wanted = [i for item in items for i in quotas_of(item, self._known[item[3]])]
+        wanted = [i for i in wanted if i not in loaded]
+        return self.load_many(wanted) if self.load_many is not None and wanted else {}
+
+    def _unfound(self, items: list[Due], outcomes: list[CommandResult | DomainError]) -> None:
+        """A refused renewal found none of the quotas loaded for it: they leave `touched`
+        (as a renewal that loaded them itself would have left them out), so they are not
+        looked at again. A tenant's quotas are in no other item of the batch."""
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, DomainError):
+                for quota in quotas_of(item, self._known[item[3]]):
+                    self.touched.pop(quota, None)
+
+    def _load_all(self, ids: list[UUID]) -> list[tuple[UUID, Any]]:
+        """(id, aggregate or None) for each id, in bulk loads when the run has them."""
+        if self.load_many is None:
+            return [(i, self.load(i)) for i in ids]
+        loaded: list[tuple[UUID, Any]] = []
+        for start in range(0, len(ids), LOAD_CHUNK):
+            chunk = ids[start : start + LOAD_CHUNK]
+            found = self.load_many(chunk)
+            loaded += [(i, found.get(i)) for i in chunk]
+        return loaded
 
     def _reload(self, aggregate_id: UUID) -> Any:
         found = self.touched.get(aggregate_id)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.invoice import Invoice
+from pydantic import TypeAdapter
+
+from domain.invoice import Invoice, InvoiceLine
 from domain.money import Money
+
+_LINES = TypeAdapter(list[InvoiceLine])  # every line dumped in one call, not one each
 
 
 def _time(value: datetime | None) -> str | None:
@@ -30,7 +34,7 @@ def invoice_view(invoice: Invoice) -> dict[str, Any]:
         "period": state.period.model_dump(mode="json") if state.period else None,
         "number": state.number,
         "number_text": state.number_text,
-        "lines": [line.model_dump(mode="json") for line in state.lines],
+        "lines": _LINES.dump_python(state.lines, mode="json"),
         "subtotal": totals.subtotal.model_dump(),
         "discount_total": totals.discount_total.model_dump(),
         "tax_total": totals.tax_total.model_dump(),
