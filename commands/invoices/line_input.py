@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from commands.base import ID_PATTERN
 from domain.invoice import InvoiceLine, LineKind, check_line_amounts
@@ -13,11 +13,6 @@ from domain.period import Period
 
 
 class InvoiceLineInput(BaseModel):
-    """A line as the caller sends it. Its fields hold every rule of InvoiceLine's (an id
-    of at most 128 characters, a description of 1 to 500, a quantity of 0 or more, the
-    amounts' signs and currency by `check_line_amounts`), checked once when the command
-    is read: `line()` makes the InvoiceLine from them without checking them again."""
-
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     line_id: str | None = Field(default=None, pattern=ID_PATTERN, description="default: generated")
@@ -32,21 +27,16 @@ class InvoiceLineInput(BaseModel):
     period: Period | None = None
     source_event_ids: list[str] = Field(default_factory=list, max_length=1000)
 
-    _amount: Money | None = PrivateAttr(default=None)  # line_amount(), once checked
-
     @model_validator(mode="after")
     def _amounts(self) -> InvoiceLineInput:
-        amount = self.amount if self.amount is not None else self.unit_amount * self.quantity
-        check_line_amounts(self.kind, self.unit_amount, amount)
-        self._amount = amount
+        check_line_amounts(self.kind, self.unit_amount, self.line_amount())
         return self
 
     def line_amount(self) -> Money:
-        assert self._amount is not None  # set by the validator
-        return self._amount
+        return self.amount if self.amount is not None else self.unit_amount * self.quantity
 
     def line(self) -> InvoiceLine:
-        return InvoiceLine.model_construct(  # every field checked already (class docstring)
+        return InvoiceLine(
             line_id=self.line_id or str(uuid4()),
             kind=self.kind,
             description=self.description,

@@ -1,6 +1,6 @@
-"""commands/invoices/line_input.py: a caller's invoice line is checked once, when the command
-is read, and `line()` makes the InvoiceLine without checking again; so the input must hold
-every rule InvoiceLine holds, and the line it makes must equal a checked one."""
+"""commands/invoices/line_input.py: the line a caller sends holds every rule of InvoiceLine
+(refused when the command is read, naming the field), and `line()` makes the same line an
+InvoiceLine checked on its own is."""
 
 from __future__ import annotations
 
