@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import httpx
@@ -224,11 +225,30 @@ class TallyServer:
         return "\n".join(text.splitlines()[-lines:])
 
 
+CONNECT_TIMEOUT, POOL_TIMEOUT = 10, 10.0
+"""Store timeouts for a benchmark's processes: on a loaded shared machine a connection can
+take longer than the fail-fast defaults (2 s, 1 s) allow, which would fail a figure, not
+measure it."""
+
+
+def bench_settings(database_url: str) -> Any:
+    """Settings on this database with the benchmark's store timeouts."""
+    from adapters.settings import Settings
+
+    return Settings(
+        database_url=database_url,
+        db_connect_timeout_seconds=CONNECT_TIMEOUT,
+        db_pool_timeout_seconds=POOL_TIMEOUT,
+    )
+
+
 def server_env(
     database_url: str, run_id: str, nats_url: str | None, redis_url: str | None
 ) -> dict[str, str]:
     """TALLY_* for the child: the scratch database, and NATS/Redis kept apart by run_id."""
     env = {"TALLY_DATABASE_URL": database_url}
+    env["TALLY_DB_CONNECT_TIMEOUT_SECONDS"] = str(CONNECT_TIMEOUT)
+    env["TALLY_DB_POOL_TIMEOUT_SECONDS"] = str(POOL_TIMEOUT)
     if nats_url:
         env |= {
             "TALLY_NATS_URL": nats_url,

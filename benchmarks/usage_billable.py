@@ -40,6 +40,7 @@ from benchmarks.common import percentile
 from benchmarks.report import Figure
 from benchmarks.tally_server import (
     TallyServer,
+    bench_settings,
     delivery,
     forget_run,
     scratch_database,
@@ -182,10 +183,10 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         from adapters.bootstrap import bootstrap
-        from adapters.settings import Settings
 
         try:
-            system = bootstrap(Settings(database_url=self.db_url), deliver_in_process=False)
+            settings = bench_settings(self.db_url)
+            system = bootstrap(settings, deliver_in_process=False)
         except BaseException as error:
             self.failure = error
             return

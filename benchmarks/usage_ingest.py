@@ -55,6 +55,7 @@ from benchmarks.report import Figure
 from benchmarks.tally_server import (
     CpuMeter,
     TallyServer,
+    bench_settings,
     delivery,
     forget_run,
     scratch_database,
@@ -253,12 +254,11 @@ def seed(
     subscription's upcoming invoice is the renewal that bills the period's usage."""
     from adapters.billing.runs import run_billing
     from adapters.bootstrap import bootstrap
-    from adapters.settings import Settings
     from benchmarks.common import seed_tenants
     from domain.clock import SettableClock
 
     clock = SettableClock(datetime.now(UTC))  # the server that follows runs on the wall clock
-    system = bootstrap(Settings(database_url=db_url), clock, deliver_in_process=False)
+    system = bootstrap(bench_settings(db_url), clock, deliver_in_process=False)
     try:
         seed_tenants(system, APP, tenants, [feature or SOFT_FEATURE])
         if bill_start:
