@@ -688,6 +688,31 @@ class Period(BaseModel):
     end: Annotated[AwareDatetime, Field(title="End")]
 
 
+class PricingStrategy(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9_.-]{0,62}$", title="Pricing Strategy")]
+
+
+class TaxCalculator(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9_.-]{0,62}$", title="Tax Calculator")]
+
+
+class UsageAggregator(RootModel[str]):
+    root: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9_.-]{0,62}$", title="Usage Aggregator")]
+
+
+class PlanStrategies(BaseModel):
+    """
+    Strategy plugins a plan's subscriptions use instead of the settings' (by name).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    pricing_strategy: Annotated[PricingStrategy | None, Field(title="Pricing Strategy")] = None
+    tax_calculator: Annotated[TaxCalculator | None, Field(title="Tax Calculator")] = None
+    usage_aggregator: Annotated[UsageAggregator | None, Field(title="Usage Aggregator")] = None
+
+
 class PortalRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -1621,6 +1646,10 @@ class PlanTermsInput(BaseModel):
     """
     usage spend in a period that issues an interim invoice when crossed
     """
+    strategies: PlanStrategies | None = None
+    """
+    strategy plugins (by name) this plan's subscriptions use instead of the settings' ones: pricing_strategy, tax_calculator, usage_aggregator (docs/plugins.md)
+    """
 
 
 class RevisePlanBody(BaseModel):
@@ -1648,6 +1677,10 @@ class RevisePlanBody(BaseModel):
     ] = None
     """
     usage spend in a period that issues an interim invoice when crossed
+    """
+    strategies: PlanStrategies | None = None
+    """
+    strategy plugins (by name) this plan's subscriptions use instead of the settings' ones: pricing_strategy, tax_calculator, usage_aggregator (docs/plugins.md)
     """
     command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
     """
@@ -1706,6 +1739,10 @@ class DefinePlanBody(BaseModel):
     ] = None
     """
     usage spend in a period that issues an interim invoice when crossed
+    """
+    strategies: PlanStrategies | None = None
+    """
+    strategy plugins (by name) this plan's subscriptions use instead of the settings' ones: pricing_strategy, tax_calculator, usage_aggregator (docs/plugins.md)
     """
     command_id: Annotated[CommandId | None, Field(title="Command Id")] = None
     """
