@@ -27,6 +27,19 @@ def mrr_arr(revenue: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
+def mrr_history(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """MRR at the end of each month, one line per currency (major units)."""
+    by_currency: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        by_currency[row["currency"]][row["period"]] = _money(row["mrr"], row["currency"])
+    periods = sorted({period for series in by_currency.values() for period in series})
+    datasets = [
+        {"label": f"MRR {currency}", "data": [series.get(p, 0.0) for p in periods]}
+        for currency, series in sorted(by_currency.items())
+    ]
+    return chart("line", periods, datasets)
+
+
 def recognized(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Recognized revenue per month, one series per currency."""
     by_currency: dict[str, dict[str, float]] = defaultdict(dict)

@@ -54,6 +54,7 @@ def _dashboard_charts(
     if money is not None:
         found |= {
             "mrr": charts.mrr_arr(money),
+            "mrr_history": charts.mrr_history(money["history"]),
             "recognized": charts.recognized(money["recognized"]),
             "invoices": charts.invoices(money),
         }

@@ -25,7 +25,7 @@ from projections.base import Projector
 from projections.credits.projector import CreditsProjector
 from projections.entitlements.projector import EntitlementsProjector
 from projections.outbox.projector import DeliveryTables, OutboxProjector
-from projections.revenue.projector import RevenueProjector
+from projections.revenue.projector import ARR_CHANGES, RevenueProjector
 from projections.stripe_sync.projector import StripeSyncProjector, TaskRunTables
 from projections.usage.projector import UsageProjector
 
@@ -94,5 +94,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "worker tables: mail deliveries, stripe task runs and reports, alert rules, plugins",
         "views",
         tables_of(DeliveryTables, TaskRunTables, ReportTables, EvaluatorTables, PluginTables),
+    ),
+    Migration(
+        6,
+        "revenue: ARR changes per day (MRR and ARR over time; a replay of revenue fills the past)",
+        "views",
+        lambda s: [
+            statement
+            for statement in s.views.create_statements(RevenueProjector)
+            if s.views.physical(ARR_CHANGES) + " " in statement
+        ],
     ),
 )

@@ -82,6 +82,8 @@ log = structlog.get_logger(__name__)
 
 SUBSCRIPTIONS = "revenue_subscriptions"
 ARR = "revenue_arr"
+ARR_CHANGES = "revenue_arr_changes"
+"""ARR gained or lost per app, currency and UTC day: summed in day order, ARR over time."""
 PLAN_STATUS = "revenue_plan_status"
 CHURN = "revenue_churn"
 RECOGNITION = "revenue_recognition"
@@ -360,6 +362,15 @@ class RevenueProjector(Projector):
             ],
             ["app_id", "currency"],
         ),
+        ARR_CHANGES: (
+            [
+                "app_id TEXT NOT NULL",
+                "currency TEXT NOT NULL",
+                "day TEXT NOT NULL",
+                "arr_delta BIGINT NOT NULL DEFAULT 0",
+            ],
+            ["app_id", "currency", "day"],
+        ),
         PLAN_STATUS: (
             [
                 "app_id TEXT NOT NULL",
@@ -521,7 +532,8 @@ class RevenueProjector(Projector):
             else 0
         )
         after["updated_at"] = event.occurred_at
-        self._move(tx, event.app_id, before, after)
+        day = parse_instant(event.occurred_at, "occurred_at").strftime("%Y-%m-%d")
+        self._move(tx, event.app_id, before, after, day)
         tx.upsert(SUBSCRIPTIONS, key, after)
         if (
             event.type in _ENDING
@@ -579,18 +591,19 @@ class RevenueProjector(Projector):
         return state
 
     @staticmethod
-    def _move(tx: ViewTx, app_id: str, before: Row | None, after: Row) -> None:
-        """Move the subscription's contribution from its old state to its new one."""
+    def _move(tx: ViewTx, app_id: str, before: Row | None, after: Row, day: str) -> None:
+        """Move the subscription's contribution from its old state to its new one (on `day`,
+        for ARR over time)."""
         if before is not None:
             if (before["plan_key"], before["status"]) != (after["plan_key"], after["status"]):
                 _count(tx, app_id, before, -1)
                 _count(tx, app_id, after, +1)
             if _contribution(before) != _contribution(after):
-                _arr(tx, app_id, before, -1)
-                _arr(tx, app_id, after, +1)
+                _arr(tx, app_id, before, -1, day)
+                _arr(tx, app_id, after, +1, day)
         else:
             _count(tx, app_id, after, +1)
-            _arr(tx, app_id, after, +1)
+            _arr(tx, app_id, after, +1, day)
 
 
 def _post(
@@ -616,10 +629,15 @@ def _count(tx: ViewTx, app_id: str, row: Row, sign: int) -> None:
     )
 
 
-def _arr(tx: ViewTx, app_id: str, row: Row, sign: int) -> None:
+def _arr(tx: ViewTx, app_id: str, row: Row, sign: int, day: str) -> None:
     if row["status"] in PAYING:
         tx.increment(
             ARR,
             {"app_id": app_id, "currency": row["currency"]},
             {"arr": sign * int(row["arr"]), "subscriptions": sign},
+        )
+        tx.increment(
+            ARR_CHANGES,
+            {"app_id": app_id, "currency": row["currency"], "day": day},
+            {"arr_delta": sign * int(row["arr"])},
         )

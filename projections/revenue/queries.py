@@ -19,7 +19,7 @@ UTC day billed and had not yet earned by then.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -28,6 +28,7 @@ from domain.subscription import PAYING, RUNNING
 from projections.queries import QueryContext, query
 from projections.revenue.projector import (
     ARR,
+    ARR_CHANGES,
     CHURN,
     INVOICES,
     PLAN_STATUS,
@@ -118,6 +119,77 @@ def _recognized(
     return _per_period(rows, granularity)
 
 
+def _history(
+    ctx: QueryContext,
+    app_id: str,
+    granularity: str,
+    currency: str | None,
+    window: tuple[datetime | None, datetime | None],
+    instant: datetime,
+) -> list[dict[str, Any]]:
+    """ARR (and MRR) at the end of each period, per currency, from the first change (or the
+    window's start) to the period of `instant` (or the window's end): the day-by-day ARR
+    changes summed in order, periods without a change carrying the last figure on."""
+    where, values = _filters(app_id, currency)
+    where += " AND day <= :last_day"
+    values["last_day"] = instant.strftime("%Y-%m-%d")
+    rows = ctx.views.query(
+        f"SELECT currency, day, arr_delta FROM {{{ARR_CHANGES}}} WHERE {where} "
+        "ORDER BY currency, day",
+        values,
+    )
+    by_currency: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for row in rows:
+        by_currency[str(row["currency"])].append((str(row["day"]), int(row["arr_delta"])))
+    width = 10 if granularity == DAY else 7
+    return [
+        {"period": period, "currency": code, "arr": arr, "mrr": mrr_of(arr)}
+        for code, changes in sorted(by_currency.items())
+        for period, arr in _at_period_ends(changes, width, window, instant, granularity)
+    ]
+
+
+def _at_period_ends(
+    changes: list[tuple[str, int]],
+    width: int,
+    window: tuple[datetime | None, datetime | None],
+    instant: datetime,
+    granularity: str,
+) -> list[tuple[str, int]]:
+    """(period, ARR at its end) for each period from the first change to `instant`'s, kept
+    to the window."""
+    totals: dict[str, int] = {}
+    running = 0
+    for day, delta in changes:
+        running += delta
+        totals[day[:width]] = running
+    start, end = window
+    first = min(totals)
+    periods = _periods(first, instant.strftime("%Y-%m-%d")[:width], granularity)
+    found, arr = [], 0
+    for period in periods:
+        arr = totals.get(period, arr)
+        inside = (start is None or period >= start.strftime("%Y-%m-%d")[:width]) and (
+            end is None or period < end.strftime("%Y-%m-%d")[:width]
+        )
+        if inside:
+            found.append((period, arr))
+    return found
+
+
+def _periods(first: str, last: str, granularity: str) -> list[str]:
+    """Every day ("YYYY-MM-DD") or month ("YYYY-MM") from first to last, both included."""
+    if granularity == DAY:
+        day, stop = date.fromisoformat(first), date.fromisoformat(last)
+        return [(day + timedelta(days=n)).isoformat() for n in range((stop - day).days + 1)]
+    year, month = int(first[:4]), int(first[5:7])
+    months = []
+    while f"{year:04d}-{month:02d}" <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
 def _per_period(rows: list[dict[str, Any]], granularity: str) -> list[dict[str, Any]]:
     width, counted = (10, "invoices") if granularity == DAY else (7, "first_in_month")
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -167,10 +239,11 @@ def revenue(
     as_of: str | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """{mrr: {currency: minor units}, arr: {...}, recognized: [{period, currency, amount,
-    invoices}] (as recognized_revenue), deferred: {currency: minor units} at `as_of`,
-    as_of, invoices: {paid, failed, failed_attempts}}. MRR and ARR are always now; `as_of`
-    (default now) moves only recognized and deferred."""
+    """{mrr: {currency: minor units}, arr: {...}, history: [{period, currency, arr, mrr}]
+    (ARR and MRR at the end of each day or month, up to `as_of`), recognized: [{period,
+    currency, amount, invoices}] (as recognized_revenue), deferred: {currency: minor units}
+    at `as_of`, as_of, invoices: {paid, failed, failed_attempts}}. MRR and ARR are always
+    now; `as_of` (default now) moves history, recognized and deferred."""
     reject_unknown(params)
     app_id = required_text(app_id, "app_id")
     granularity = check_granularity(granularity, (DAY, MONTH))
@@ -190,6 +263,7 @@ def revenue(
     return {
         "mrr": {code_: mrr_of(amount) for code_, amount in arr.items()},
         "arr": arr,
+        "history": _history(ctx, app_id, granularity, code, window, instant),
         "recognized": _recognized(ctx, app_id, granularity, code, window, instant),
         "deferred": _deferred(ctx, app_id, code, instant),
         "as_of": instant.isoformat(),

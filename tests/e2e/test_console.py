@@ -280,7 +280,7 @@ def test_dashboard_draws_its_charts(visit: Visit, server: Server, seeded: Seeded
     page = visit.sign_in(server.key(APP, "admin"))
     expect(page.get_by_test_id("app-id")).to_have_text(server.app_id(APP))
     expect(page.get_by_test_id("mrr-EUR")).to_have_text("49.00 EUR")
-    for name in ("mrr", "recognized", "plans", "churn", "invoices"):
+    for name in ("mrr", "mrr_history", "recognized", "plans", "churn", "invoices"):
         assert_drawn(page.get_by_test_id(f"chart-{name}"))
     visit.shot("dashboard")
 

@@ -138,6 +138,39 @@ def test_mrr_follows_the_subscription_lifecycle(system: System, clock: SettableC
     ]
 
 
+def test_mrr_and_arr_over_time_per_month_and_day(system: System, clock: SettableClock) -> None:
+    plan(system, "basic", 1000)
+    plan(system, "pro", 3000)
+    plan(system, "euro", 500, currency="EUR")
+    first = start(system, "t1", "basic")  # Jan 1: 1,000 a month
+    clock.set(datetime(2026, 1, 20, tzinfo=UTC))
+    start(system, "t2", "pro")  # Jan 20: 4,000
+    clock.set(datetime(2026, 3, 5, tzinfo=UTC))
+    act(system, "cancel_subscription", first)  # Mar 5: 3,000 (February carries January's)
+    start(system, "t3", "euro")
+    clock.set(datetime(2026, 4, 2, tzinfo=UTC))
+    months = revenue(system)["history"]
+    assert [(m["period"], m["currency"], m["mrr"]) for m in months] == [
+        ("2026-03", "EUR", 500),
+        ("2026-04", "EUR", 500),
+        ("2026-01", "USD", 4000),
+        ("2026-02", "USD", 4000),
+        ("2026-03", "USD", 3000),
+        ("2026-04", "USD", 3000),
+    ]
+    assert months[2]["arr"] == 48_000
+    days = revenue(
+        system,
+        granularity="day",
+        currency="USD",
+        **{"from": "2026-01-19"},
+        to="2026-01-21T00:00:00+00:00",
+    )["history"]
+    assert [(d["period"], d["mrr"]) for d in days] == [("2026-01-19", 1000), ("2026-01-20", 4000)]
+    as_of = revenue(system, currency="USD", as_of="2026-02-15T00:00:00+00:00")["history"]
+    assert [(m["period"], m["mrr"]) for m in as_of] == [("2026-01", 4000), ("2026-02", 4000)]
+
+
 def test_scheduled_downgrade_changes_mrr_at_renewal(system: System, clock: SettableClock) -> None:
     plan(system, "pro", 3000)
     plan(system, "basic", 1000)
@@ -360,6 +393,7 @@ def test_other_apps_are_not_counted(system: System) -> None:
     assert other == {
         "mrr": {},
         "arr": {},
+        "history": [],
         "recognized": [],
         "deferred": {},
         "as_of": T0.isoformat(),
