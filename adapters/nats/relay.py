@@ -10,6 +10,9 @@ Guarantees
   relay knows it, each next one only right after the event before it. A copy that arrives
   late (the client replaying its buffer after a reconnect, when NATS was killed mid-batch)
   is refused by JetStream instead of landing after a gap; the retried batch fills it in order.
+- Nothing acked is lost for good: at start and after any failure the relay reads the stream's
+  last event; when it is below the tracked position (JetStream lost acked messages in a
+  crash, or the stream was restored from a copy), the relay publishes again from there.
 - Never skips: eventsourcing's PostgreSQL recorder serializes inserts with a table lock, so
   reading `position > last seen` never passes over an event that commits later. Gaps in
   positions (failed inserts) are normal.
@@ -32,6 +35,7 @@ import structlog
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
+from nats.js.errors import NotFoundError
 
 from adapters.eventstore.envelopes import read_envelopes
 from adapters.nats.connection import connect_unless_stopped
@@ -286,6 +290,7 @@ class Relay:
         js = await self._ensure_connected()
         if self._position is None:
             self._position = await asyncio.to_thread(self.views.position, self.name)
+        last_sequence = await self._last_sequence(js)  # may go back to what the stream lost
         after = self._position
         envelopes = await asyncio.to_thread(read_envelopes, self.recorder, after, self.batch)
         if not envelopes:
@@ -296,7 +301,7 @@ class Relay:
         attributes = {"messaging.batch.message_count": len(envelopes)}
         with batch_span("relay.publish", [e.trace_parent for e in envelopes], attributes):
             try:
-                acks = await self._publish(js, envelopes, await self._last_sequence(js))
+                acks = await self._publish(js, envelopes, last_sequence)
             except BaseException:
                 self._stream_sequence = None  # ask the stream where it is before the next try
                 raise
@@ -322,11 +327,29 @@ class Relay:
 
     async def _last_sequence(self, js: JetStreamContext) -> int:
         """The stream's last sequence: known after a batch, asked of JetStream otherwise (at
-        start, and after any failure)."""
+        start, and after any failure), when the relay also goes back to the stream's last
+        event if that is below the tracked position."""
         if self._stream_sequence is None:
             info = await js.stream_info(self.stream.name)
             self._stream_sequence = int(info.state.last_seq)
+            if info.state.messages:
+                await self._back_to_the_stream(js, self._stream_sequence)
         return self._stream_sequence
+
+    async def _back_to_the_stream(self, js: JetStreamContext, sequence: int) -> None:
+        """When the stream's last event is below the tracked position, JetStream lost events
+        it had acknowledged (a crash before they reached its disk) or the stream was restored
+        from a copy: publish again from there, so the lost events are not a gap."""
+        try:
+            last = await js.get_msg(self.stream.name, sequence)
+            position = int((last.headers or {}).get("Tally-Position", ""))
+        except (NotFoundError, ValueError):  # deleted, or not one of ours: nothing to compare
+            return
+        if self._position is not None and position < self._position:
+            log.warning(
+                "relay_stream_behind_republishing", stream_position=position, tracked=self._position
+            )
+            self._position = position
 
     async def _publish(
         self, js: JetStreamContext, envelopes: Sequence[EventEnvelope], last_sequence: int

@@ -21,6 +21,7 @@ from tests.integration.nats_support import (  # noqa: F401  (fixtures)
     PrivateNats,
     assert_exactly_once,
     committed,
+    delete_stream,
     make_events,
     make_quota_events,
     nats_system_fixture,
@@ -67,6 +68,38 @@ def test_a_late_copy_of_a_half_landed_batch_is_refused_and_the_retry_fills_in_or
         assert await relay.run_once() == len(events)
         await relay.close()
         assert_exactly_once(await stream_messages(stream), events)  # in order, each once
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_that_lost_events_it_had_acked_gets_them_again(
+    nats_system: System, stream: StreamSettings
+) -> None:
+    """The stream ends below the tracked position (JetStream lost acked messages in a crash,
+    or was restored from an older copy): the relay publishes again from the stream's end."""
+    make_events(nats_system, tenants=2, uses=4)
+    events = committed(nats_system)
+
+    async def scenario() -> None:
+        relay = build_relay(nats_system, batch=7)
+        assert await relay.run_once() == len(events)
+        await relay.close()
+        assert relay_position(nats_system) == events[-1].position
+        await delete_stream(stream.name)  # the stream as it was after the first 10 events
+        nc = await nats.connect(NATS_URL)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js, stream)
+            kept = events[:10]
+            for envelope, headers in zip(kept, ordered_headers(kept, 0), strict=True):
+                await js.publish(envelope.subject(stream.prefix), encode(envelope), headers=headers)
+        finally:
+            await nc.close()
+
+        again = build_relay(nats_system, batch=7)
+        assert await again.run_once() == len(events) - len(kept)
+        await again.close()
+        assert_exactly_once(await stream_messages(stream), events)
 
     asyncio.run(scenario())
 
