@@ -133,6 +133,7 @@ def simulate_pricing(
     ports = ports or BillingPorts(usage=usage)
     plan = _plan(load, app_id, simulation.plan_key)
     draft = draft_terms(plan, simulation)
+    _check_strategies(ports, draft)
     period = simulation.period.window()
     found, skipped = _subscriptions(load, index, app_id, simulation)
     rows = []
@@ -150,6 +151,14 @@ def simulate_pricing(
         "totals": _totals(rows),
         "skipped": skipped,
     }
+
+
+def _check_strategies(ports: BillingPorts, draft: PlanTerms) -> None:
+    """The strategies a draft names are registered plugins (the field named under draft)."""
+    try:
+        ports.named.check(draft)
+    except InvalidValue as error:
+        raise InvalidValue(error.message, field=f"draft.{error.field}") from None
 
 
 def _plan(load: Load, app_id: str, plan_key: str) -> Plan:

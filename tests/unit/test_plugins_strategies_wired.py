@@ -360,3 +360,58 @@ def test_the_invoice_mail_attaches_the_formatters_document(drivers: list[Billing
     )
     names = [(part.get_filename(), part.get_content_type()) for part in mail.iter_attachments()]
     assert names == [("INV-000001.pdf", "application/pdf"), ("INV-000001.html", "text/html")]
+
+
+def test_a_what_if_draft_naming_an_unknown_strategy_is_refused(drivers: list[Billing]) -> None:
+    billing = driver(drivers, [HalfPrice()])
+    billing.plan("pro", 5000, features=[API])
+    client, auth = client_for(billing)
+    draft = {
+        "name": "Pro",
+        "base_price": {"amount": 5000, "currency": "USD"},
+        "strategies": {"pricing_strategy": "nope"},
+    }
+    period = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
+    with client:
+        reply = client.post(
+            "/v1/simulations/pricing",
+            headers=auth,
+            json={"plan_key": "pro", "draft": draft, "period": period},
+        )
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"]["details"][0]["field"] == "draft.strategies.pricing_strategy"
+
+
+def test_the_default_formatter_answers_json_when_asked(drivers: list[Billing]) -> None:
+    billing = driver(drivers, [])
+    billing.plan("pro", 5000)
+    billing.start("pro")
+    billing.run(T0)
+    invoice = billing.invoices()[-1]
+    client, auth = client_for(billing, "read")
+    with client:
+        asked = {**auth, "Accept": "application/json"}
+        document = client.get(f"/v1/invoices/{invoice.id}/pdf", headers=asked)
+    assert document.headers["content-type"] == "application/json"
+    assert document.json()["number_text"] == "INV-000001"
+
+
+def test_an_aggregator_answering_no_whole_number_stops_the_invoice() -> None:
+    from commands.billing.ports import NoUsage
+    from commands.billing.strategies import AggregatedUsage, NoSamples
+    from domain.billing import UsageTotal
+    from domain.errors import Conflict
+    from domain.period import Period
+
+    class Negative:
+        def aggregate(self, meter: str, samples: list[UsageSample]) -> int:
+            return -1
+
+    class OneFeature(NoUsage):
+        def totals(self, *args: Any) -> dict[str, UsageTotal]:
+            return {"api": UsageTotal(feature_key="api", meter="sum", quantity=5)}
+
+    reader = AggregatedUsage(OneFeature(), NoSamples(), Negative())
+    period = Period(start=T0, end=FEB)
+    with pytest.raises(Conflict, match="whole number from 0"):
+        reader.totals("acme", "t1", [("api", "sum")], period, None)
