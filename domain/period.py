@@ -6,9 +6,10 @@ import calendar
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ConfigDict, field_validator, model_validator
+from pydantic import ConfigDict, ModelWrapValidatorHandler, field_validator, model_validator
 
 from domain.errors import InvalidValue
 from domain.value import FrozenValue
@@ -51,13 +52,19 @@ class Period(FrozenValue):
     def _in_range(cls, value: datetime) -> datetime:
         return in_range(value)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Period:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ordered(cls, data: Any, handler: ModelWrapValidatorHandler[Period]) -> Period:
+        """Checked when made; a period passed on (into an event, a line) is the same frozen
+        object, not checked again (an "after" validator runs at every pass)."""
+        if type(data) is cls:
+            return data
+        period = handler(data)
+        if period.start.tzinfo is None or period.end.tzinfo is None:
             raise InvalidValue("period bounds must carry a timezone", field="period")
-        if not self.start < self.end:
+        if not period.start < period.end:
             raise InvalidValue("period start must be before its end", field="period")
-        return self
+        return period
 
     def contains(self, instant: datetime) -> bool:
         return self.start <= instant < self.end
