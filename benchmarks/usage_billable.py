@@ -133,7 +133,7 @@ def measure(
     with scratch_database(pg_url, "bench_billable") as db_url:
         say(f"P11: seeding {knobs.tenants} tenants …")
         api_key = seed(db_url, knobs.tenants, FEATURE_SPEC, bill_start=True)
-        split = split_workers() if nats_url and knobs.split_workers else []
+        split = split_workers() if nats_url and knobs.split_workers else {}
         server = TallyServer(server_env(db_url, run_id, nats_url, redis_url), workers=split)
         try:
             server.start()

@@ -148,7 +148,7 @@ def measure(
             f"{one_transaction:,.0f} rows/s in one transaction; seeding {knobs.tenants} tenants …"
         )
         api_key = seed(db_url, knobs.tenants + 1)  # + the barrier tenant
-        split = split_workers() if nats_url and knobs.split_workers else []
+        split = split_workers() if nats_url and knobs.split_workers else {}
         server = TallyServer(server_env(db_url, run_id, nats_url, redis_url), workers=split)
         try:
             server.start()
