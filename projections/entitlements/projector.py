@@ -60,6 +60,8 @@ class EntitlementsProjector(Projector):
 
     def __init__(self, cache: EntitlementCache | None = None) -> None:
         self.cache = cache
+        # per batch (set by prefetch): the last position at which each feature row is saved
+        self._last_save: dict[tuple[str, str, str], int] = {}
 
     # --- events -> rows ---------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class EntitlementsProjector(Projector):
     def prefetch(self, events: Sequence[EventEnvelope], tx: ViewTx) -> None:
         """The feature rows (and their tenants) the batch's quota and grant events read."""
         features = [e for e in events if e.type in QUOTA_EVENTS or e.type in GRANT_EVENTS]
+        self._last_save = {_row_of(e): e.position for e in features}  # positions ascend
         if not features:
             return
         tx.prefetch(TABLE, [feature_key(e) for e in features])
@@ -112,6 +115,9 @@ class EntitlementsProjector(Projector):
         else:
             row = dict(found)
         change(row, event)
+        if event.position < self._last_save.get(_row_of(event), 0):
+            _save_inputs(tx, row, event)  # a later event of the batch saves it again
+            return
         _save(tx, row, event, required_instant(event.occurred_at))
 
     # --- the hot cache ---------------------------------------------------------------
@@ -128,6 +134,7 @@ class EntitlementsProjector(Projector):
 
 
 def _save(tx: ViewTx, row: Row, event: EventEnvelope, now: datetime) -> None:
+    """The row with its answer as of the event (for SQL readers; checks re-derive it)."""
     answer = evaluate(row, now)
     row.update(
         allowed=answer["allowed"],
@@ -137,7 +144,17 @@ def _save(tx: ViewTx, row: Row, event: EventEnvelope, now: datetime) -> None:
         source=answer["source"],
         valid_until=answer["valid_until"],
         reason=answer["reason"],
-        updated_position=event.position,
     )
+    _save_inputs(tx, row, event)
+
+
+def _save_inputs(tx: ViewTx, row: Row, event: EventEnvelope) -> None:
+    """The row as it stands; its answer is derived only at the last event of the batch that
+    saves it (the transaction keeps the last write of a row, so nothing else is seen)."""
+    row["updated_position"] = event.position
     key = {k: row[k] for k in KEY}
     tx.upsert(TABLE, key, {k: v for k, v in row.items() if k not in KEY})
+
+
+def _row_of(event: EventEnvelope) -> tuple[str, str, str]:
+    return event.app_id, str(event.tenant_id), str(event.data["feature_key"])
