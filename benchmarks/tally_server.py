@@ -66,13 +66,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu(db_url: str) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend on this database (the server is local)."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        ).fetchall()
+def postgres_cpu(conn: psycopg.Connection[Any]) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend on this connection's database but its
+    own (the server is local)."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    ).fetchall()
     return {int(pid): cpu_seconds(int(pid)) for (pid,) in rows}
 
 
@@ -86,14 +86,21 @@ class CpuMeter:
     db_url: str
     processes: dict[str, float] = field(default_factory=dict)
     backends: dict[int, float] = field(default_factory=dict)
+    conn: psycopg.Connection[Any] | None = None  # one, kept: a shared server runs out
 
     def start(self) -> CpuMeter:
+        self.conn = psycopg.connect(self.db_url, autocommit=True)
         self.processes = self.server.cpu()
-        self.backends = postgres_cpu(self.db_url)
+        self.backends = postgres_cpu(self.conn)
         return self
 
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
     def read(self) -> dict[str, float]:
-        now = postgres_cpu(self.db_url)
+        assert self.conn is not None, "start() first"
+        now = postgres_cpu(self.conn)
         used = sum(max(0.0, cpu - self.backends.get(pid, 0.0)) for pid, cpu in now.items())
         spent = {n: cpu - self.processes.get(n, 0.0) for n, cpu in self.server.cpu().items()}
         return spent | {"postgres": used}

@@ -167,6 +167,7 @@ def measure(
             problems = check_durability(
                 server, api_key, knobs, [*run.posted, *measured.posted], meter, measured
             )
+            meter.close()
         finally:
             server.stop()
             server.discard_log()
