@@ -12,6 +12,9 @@ P6-invoice times `system.handle(DraftInvoice)` with 1,000 usage lines plus
 `system.handle(FinalizeInvoice)`, repeated; baseline: one INSERT+COMMIT of a row the size of
 that invoice's drafted event, repeated as often.
 
+Both steps settle the heap once the system is built (collect, then freeze what is left), as
+`tally serve` and every worker do at start-up (adapters/entrypoints.py `settle_heap`).
+
 Times are in milliseconds (the Markdown prints a baseline without decimals). With
 `profile=True` the timed run goes under cProfile and the notes name where the time went.
 """
@@ -34,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.billing.runs import run_billing
+from adapters.entrypoints import settle_heap
 from benchmarks.common import (
     T0,
     bench_system,
@@ -99,6 +103,7 @@ def measure_run(
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     create_schema(pg_url, schema)
     system = bench_system(pg_url, schema)
+    settle_heap()  # as every Tally process does once started (adapters/entrypoints.py)
     try:
         say(f"P6: seeding {subscriptions:,} subscriptions with usage in schema {schema} …")
         first = _seed_run(system, subscriptions)
@@ -308,6 +313,7 @@ def measure_invoice(pg_url: str, lines: int, repeats: int, say: Say = print) -> 
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     create_schema(pg_url, schema)
     system = bench_system(pg_url, schema)
+    settle_heap()  # as every Tally process does once started (adapters/entrypoints.py)
     try:
         say(f"P6: drafting and finalizing {repeats} invoices of {lines:,} lines …")
         build = _draft_command(lines)
