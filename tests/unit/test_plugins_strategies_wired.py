@@ -415,3 +415,17 @@ def test_an_aggregator_answering_no_whole_number_stops_the_invoice() -> None:
     period = Period(start=T0, end=FEB)
     with pytest.raises(Conflict, match="whole number from 0"):
         reader.totals("acme", "t1", [("api", "sum")], period, None)
+
+
+def test_the_mailer_composes_with_the_selected_formatter(drivers: list[Billing]) -> None:
+    from adapters.smtp.transport import SmtpTransport
+    from adapters.smtp.worker import build_sender
+
+    transport = SmtpTransport.from_url("smtp://127.0.0.1:1", 1.0)  # never connected here
+    selected = driver(drivers, [HtmlInvoice()], invoice_formatter="html-invoice")
+    plain = driver(drivers, [HtmlInvoice()])
+    composer = build_sender(selected.system, transport).composer
+    assert getattr(composer, "keywords", {}) == {
+        "formatter": selected.system.plugins.strategies.invoices
+    }
+    assert not hasattr(build_sender(plain.system, transport).composer, "keywords")
