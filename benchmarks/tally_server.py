@@ -80,18 +80,21 @@ def postgres_cpu(conn: psycopg.Connection[Any]) -> dict[int, float]:
 class CpuMeter:
     """CPU seconds the API process, each worker process and the database's PostgreSQL
     backends spend between `start()` and each `read()` (backends that came later count from
-    0): where a benchmark's time goes, whatever else loads the machine."""
+    0; one that ended keeps what it was last seen to use: a SIGKILLed server's connections
+    end with it): where a benchmark's time goes, whatever else loads the machine."""
 
     server: TallyServer
     db_url: str
     processes: dict[str, float] = field(default_factory=dict)
-    backends: dict[int, float] = field(default_factory=dict)
+    backends: dict[int, float] = field(default_factory=dict)  # at start
+    last: dict[int, float] = field(default_factory=dict)  # as last seen
     conn: psycopg.Connection[Any] | None = None  # one, kept: a shared server runs out
 
     def start(self) -> CpuMeter:
         self.conn = psycopg.connect(self.db_url, autocommit=True)
         self.processes = self.server.cpu()
         self.backends = postgres_cpu(self.conn)
+        self.last = dict(self.backends)
         return self
 
     def close(self) -> None:
@@ -100,8 +103,8 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         assert self.conn is not None, "start() first"
-        now = postgres_cpu(self.conn)
-        used = sum(max(0.0, cpu - self.backends.get(pid, 0.0)) for pid, cpu in now.items())
+        self.last |= postgres_cpu(self.conn)
+        used = sum(max(0.0, cpu - self.backends.get(pid, 0.0)) for pid, cpu in self.last.items())
         spent = {n: cpu - self.processes.get(n, 0.0) for n, cpu in self.server.cpu().items()}
         return spent | {"postgres": used}
 
