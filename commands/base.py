@@ -92,6 +92,12 @@ class Command(BaseModel):
         tenant = getattr(self, "tenant_id", None)
         return f"{self.app_id}/tenant/{tenant}" if tenant else f"{self.app_id}/app"
 
+    def aggregates_to_load(self) -> list[UUID]:
+        """The aggregates the handler will load, when known from the command alone: a group
+        commit loads those of all its commands in one query instead of one each (none by
+        default; a handler may still load others)."""
+        return []
+
 
 class EventStore(Protocol):
     """Port: loads aggregates (optionally as of a version) and saves them atomically."""

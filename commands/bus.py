@@ -224,6 +224,18 @@ class CommandBus:
             return [self._handle_or_error(c, i) for c, i in zip(commands, instants, strict=True)]
         return outcomes
 
+    def _prefetched(
+        self, commands: Sequence[Command]
+    ) -> tuple[dict[UUID, Aggregate[Any]] | None, set[UUID] | None]:
+        """The aggregates the batch's commands name (`aggregates_to_load`), loaded in one
+        query when the store can (and the ids of those that do not exist)."""
+        get_many = getattr(self.store, "get_many", None)
+        wanted = list(dict.fromkeys(i for c in commands for i in c.aggregates_to_load()))
+        if get_many is None or not wanted:
+            return None, None
+        found: dict[UUID, Aggregate[Any]] = get_many(wanted)
+        return found, set(wanted) - set(found)
+
     def _group_commit(
         self,
         commands: Sequence[Command],
@@ -238,6 +250,8 @@ class CommandBus:
         for index in stripes:
             self._stripes[index].acquire()
         try:
+            if preloaded is None and absent is None:  # under the locks: current as loaded
+                preloaded, absent = self._prefetched(commands)
             outcomes = self._run_batch(
                 commands, instants, touched, set(absent or ()), dict(preloaded or {})
             )

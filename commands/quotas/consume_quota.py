@@ -8,6 +8,7 @@ and saves the key with the quota's events, in the same transaction.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from pydantic import Field
 
@@ -15,7 +16,7 @@ from commands.quotas.target import QuotaCommand
 from commands.unit_of_work import UnitOfWork
 from commands.usage.ports import UsageKeys
 from domain.entitlement_grant import FeatureGrant, TenantGrants, tenant_grants_id
-from domain.quota import MAX_AMOUNT, Quota
+from domain.quota import MAX_AMOUNT, Quota, quota_id
 from domain.usage_batch import HARD_LIMIT_EXCEEDED
 
 
@@ -24,6 +25,13 @@ class ConsumeQuota(QuotaCommand):
     idempotency_key: str = Field(
         min_length=1, max_length=200, description="a retried usage event is counted once"
     )
+
+    def aggregates_to_load(self) -> list[UUID]:
+        """The quota and the tenant's feature grants (which may not exist)."""
+        return [
+            quota_id(self.app_id, self.tenant_id, self.feature_key),
+            tenant_grants_id(self.app_id, self.tenant_id),
+        ]
 
 
 def consume_quota_handler(keys: UsageKeys) -> Any:
