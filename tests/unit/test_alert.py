@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from commands.alerts.create_alert import CreateAlert
-from commands.bus import validation_error
+from commands.edge import validation_error
 from domain.alert import (
     Alert,
     AlertCreated,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from commands.bus import validation_error
+from commands.edge import validation_error
 from domain import catalog, quota
 from domain.base import Snapshot
 from domain.catalog import FeatureSpec, Meter
