@@ -29,28 +29,27 @@ def mrr_arr(revenue: Mapping[str, Any]) -> dict[str, Any]:
 
 def mrr_history(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """MRR at the end of each month, one line per currency (major units)."""
-    by_currency: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in rows:
-        by_currency[row["currency"]][row["period"]] = _money(row["mrr"], row["currency"])
-    periods = sorted({period for series in by_currency.values() for period in series})
-    datasets = [
-        {"label": f"MRR {currency}", "data": [series.get(p, 0.0) for p in periods]}
-        for currency, series in sorted(by_currency.items())
-    ]
-    return chart("line", periods, datasets)
+    return chart("line", *_per_currency(rows, "mrr", "MRR "))
 
 
 def recognized(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Recognized revenue per month, one series per currency."""
+    return chart("bar", *_per_currency(rows, "amount"))
+
+
+def _per_currency(
+    rows: Iterable[Mapping[str, Any]], figure: str, label: str = ""
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(periods, one series per currency) of a money figure of {period, currency, …} rows."""
     by_currency: dict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:
-        by_currency[row["currency"]][row["period"]] = _money(row["amount"], row["currency"])
+        by_currency[row["currency"]][row["period"]] = _money(row[figure], row["currency"])
     periods = sorted({period for series in by_currency.values() for period in series})
     datasets = [
-        {"label": currency, "data": [series.get(p, 0.0) for p in periods]}
+        {"label": f"{label}{currency}", "data": [series.get(p, 0.0) for p in periods]}
         for currency, series in sorted(by_currency.items())
     ]
-    return chart("bar", periods, datasets)
+    return periods, datasets
 
 
 def plans(metrics: Mapping[str, Any]) -> dict[str, Any]:

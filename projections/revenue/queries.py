@@ -93,6 +93,13 @@ def recognized_revenue(
     return _recognized(ctx, app_id, granularity, code, (start, end), _instant(ctx, as_of, "as_of"))
 
 
+def _days_to(app_id: str, currency: str | None, instant: datetime) -> tuple[str, dict[str, Any]]:
+    """The filter of a per-day table's rows of the app (and currency) up to `instant`'s day."""
+    where, values = _filters(app_id, currency)
+    values["last_day"] = instant.strftime("%Y-%m-%d")
+    return where + " AND day <= :last_day", values
+
+
 def _recognized(
     ctx: QueryContext,
     app_id: str,
@@ -102,9 +109,7 @@ def _recognized(
     instant: datetime,
 ) -> list[dict[str, Any]]:
     start, end = window
-    where, values = _filters(app_id, currency)
-    where += " AND day <= :last_day"
-    values["last_day"] = instant.strftime("%Y-%m-%d")
+    where, values = _days_to(app_id, currency, instant)
     if start is not None:
         where += " AND day >= :range_start"
         values["range_start"] = start.strftime("%Y-%m-%d")
@@ -130,9 +135,7 @@ def _history(
     """ARR (and MRR) at the end of each period, per currency, from the first change (or the
     window's start) to the period of `instant` (or the window's end): the day-by-day ARR
     changes summed in order, periods without a change carrying the last figure on."""
-    where, values = _filters(app_id, currency)
-    where += " AND day <= :last_day"
-    values["last_day"] = instant.strftime("%Y-%m-%d")
+    where, values = _days_to(app_id, currency, instant)
     rows = ctx.views.query(
         f"SELECT currency, day, arr_delta FROM {{{ARR_CHANGES}}} WHERE {where} "
         "ORDER BY currency, day",
