@@ -50,6 +50,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from adapters.json_depth import nests_deeper_than
+from adapters.observability import tracing
 from adapters.observability.correlation import correlated, request_id_in
 from commands import edge
 from commands.base import Command
@@ -353,7 +354,8 @@ class CommandBusServer:
         else:
             self._stuck = None
             loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(self._commands_thread, self._execute, commands)
+            parents = [tracing.traceparent_of(p.msg.headers) for p in batch]
+            running = loop.run_in_executor(self._commands_thread, self._execute, commands, parents)
             try:
                 replies = await asyncio.wait_for(asyncio.shield(running), self.store_timeout)
             except TimeoutError:
@@ -391,12 +393,19 @@ class CommandBusServer:
             )
         )
 
-    def _execute(self, commands: Sequence[Command]) -> list[bytes]:
-        """On the worker thread: the batch in one transaction; each reply after the commit."""
+    def _execute(
+        self, commands: Sequence[Command], parents: Sequence[str | None] = ()
+    ) -> list[bytes]:
+        """On the worker thread: the batch in one transaction; each reply after the commit.
+        While tracing, one span for the batch continues the first sender's `traceparent`
+        and links the others' (the commands' spans are its children)."""
         bus = self.system.bus
         started = time.perf_counter()
         try:
-            outcomes = [edge.outcome_reply(o) for o in bus.handle_many(commands)]
+            with tracing.batch_span(
+                "nats.command_batch", parents, {"tally.commands": len(commands)}
+            ):
+                outcomes = [edge.outcome_reply(o) for o in bus.handle_many(commands)]
         except STORE_DOWN:
             raise
         except Exception:

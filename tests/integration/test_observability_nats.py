@@ -150,3 +150,38 @@ def test_a_command_over_the_nats_bus_takes_its_correlation_id_from_x_request_id(
         e.data["terms"]["plan_key"]: e.correlation_id for e in events if e.type == "PlanDefined"
     }
     assert by_key == {"pro": "bus-req-1", "team": "cmd-team", "solo": "cmd-solo"}
+
+
+def test_a_command_over_the_nats_bus_continues_the_senders_trace(
+    nats_system: System, spans: InMemorySpanExporter
+) -> None:
+    import uuid
+
+    import nats
+
+    from adapters.nats.command_bus import CommandBusServer
+    from tests.integration.nats_support import NATS_URL
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    trace_id = uuid.uuid4().hex
+    sender = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+
+    async def scenario() -> dict[str, object]:
+        server = CommandBusServer(nats_system, NATS_URL, prefix=prefix)
+        await server.start()
+        nc = await nats.connect(NATS_URL, connect_timeout=2, max_reconnect_attempts=1)
+        try:
+            body = orjson.dumps(PLAN | {"plan_key": "traced", "command_id": "cmd-traced"})
+            reply = await nc.request(
+                f"{prefix}.cmd.acme.define_plan", body, 10, headers={"traceparent": sender}
+            )
+            return dict(orjson.loads(reply.data))
+        finally:
+            await nc.close()
+            await server.stop()
+
+    assert asyncio.run(scenario())["ok"] is True
+    [batch] = named(spans, "nats.command_batch")
+    assert format(batch.context.trace_id, "032x") == trace_id  # the sender's trace goes on
+    children = [s for s in spans.get_finished_spans() if s.parent is not None]
+    assert any(s.parent.span_id == batch.context.span_id for s in children)  # commands under it
