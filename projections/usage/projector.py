@@ -320,31 +320,42 @@ def _count(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> None:
 def _record_facts(event: EventEnvelope, key: dict[str, Any], tx: ViewTx) -> int:
     """A batch (UsageRecorded): each fact at its own time, in the plain buckets and, when it
     carries a group (a grouped meter), in its group's buckets too; answers how many count
-    in the current window (late facts land in their own buckets only)."""
+    in the current window (late facts land in their own buckets only). Sum and count facts
+    are added up per time and group first, then once per bucket (one increment each)."""
     meter = Meter(event.data["meter"])
     facts = event.data["facts"]
-    sums: dict[tuple[str, ...], list[int]] = {}  # sum, count: one increment per bucket
+    added: dict[tuple[str, str], list[int]] = {}  # (time text, group) -> quantity, events
     times: dict[str, _Time] = {}  # a batch's facts mostly share their time: read it once
     for index, fact in enumerate([*facts, *event.data.get("late_facts", ())]):
         occurred, at, starts = _time_of(str(fact["at"]), times)
         reading = (f"{event.id}:{index}", int(fact["value"]), occurred)
         _fact_row(event, key, tx, meter, reading, at)
         group = group_key(fact.get("group"))
-        for granularity, start in starts.items():
-            for bucket_id in ((granularity, start), (granularity, start, group))[
-                : 2 if group else 1
-            ]:
-                if meter in _ORDER_FREE:
-                    total = sums.setdefault(bucket_id, [0, 0])
-                    total[0] += step(meter, 0, reading[1], known=False, newest=True)
-                    total[1] += 1
-                else:
-                    bucket, tables = _bucket(key, bucket_id)
-                    _fold(tx, bucket, meter, reading[1], (at, event.position), tables)
+        if meter in _ORDER_FREE:
+            total = added.setdefault((str(fact["at"]), group), [0, 0])
+            total[0] += step(meter, 0, reading[1], known=False, newest=True)
+            total[1] += 1
+            continue
+        for bucket_id in _bucket_ids(starts, group):
+            bucket, tables = _bucket(key, bucket_id)
+            _fold(tx, bucket, meter, reading[1], (at, event.position), tables)
+    sums: dict[tuple[str, ...], list[int]] = {}  # one increment per bucket
+    for (text, group), (quantity, events) in added.items():
+        for bucket_id in _bucket_ids(times[text][2], group):
+            total = sums.setdefault(bucket_id, [0, 0])
+            total[0] += quantity
+            total[1] += events
     for summed, (quantity, events) in sums.items():
         bucket, tables = _bucket(key, summed)
         tx.increment(tables[0], bucket, {"quantity": quantity, "events": events})
     return len(facts)
+
+
+def _bucket_ids(starts: dict[str, str], group: str) -> list[tuple[str, ...]]:
+    """The buckets a fact lands in: (granularity, start) for each granularity, and the same
+    with its group when it has one."""
+    plain = [(granularity, start) for granularity, start in starts.items()]
+    return plain + [(g, start, group) for g, start in plain] if group else list(plain)
 
 
 _Time = tuple[datetime, str, dict[str, str]]  # the instant, its text, its bucket starts
