@@ -14,7 +14,7 @@ help:
 	@echo "make test      start PostgreSQL/NATS/Redis if needed and run the whole test suite"
 	@echo "make lint      ruff check, ruff format --check, mypy"
 	@echo "make bench     benchmarks (TARGETS.md) written to docs/benchmarks.md (QUICK=1: ~2 min)"
-	@echo "make chaos     the deterministic simulation over many seeds (CHAOS_SEEDS=1..50)"
+	@echo "make chaos     the simulation over many seeds (CHAOS_SEEDS=1..50), then R1-R8 on the real stack"
 	@echo "make services  start PostgreSQL/NATS/Redis from the installed binaries if not running"
 	@echo "make venv      create or update .venv from uv.lock"
 	@echo "make clean     remove caches (keeps .venv and the data in ./var)"
@@ -55,7 +55,16 @@ bench: venv services
 
 # The deterministic simulation (TARGETS.md R9) over many seeds; `make test` runs three.
 # A failing seed prints the command that replays it (`tally chaos --seed N`).
+# Then the real-stack scenarios R1-R8 (`tally chaos stack`, chaos/, docs/operations.md):
+# CHAOS_SCENARIOS="R3 R4" runs only those, QUICK=1 runs them small; verdicts in
+# var/chaos/stack.json. Both always run; the target fails if either failed.
 CHAOS_SEEDS ?= 1..50
 CHAOS_STEPS ?= 1000
-chaos: venv
-	.venv/bin/tally chaos --seeds $(CHAOS_SEEDS) --steps $(CHAOS_STEPS) --trace var/chaos/sim-{seed}.trace
+CHAOS_SCENARIOS ?=
+chaos: venv services
+	@mkdir -p var/chaos
+	.venv/bin/tally chaos --seeds $(CHAOS_SEEDS) --steps $(CHAOS_STEPS) --trace var/chaos/sim-{seed}.trace; \
+	sim=$$?; \
+	.venv/bin/tally chaos stack --json var/chaos/stack.json $(if $(QUICK),--quick) \
+		$(foreach s,$(CHAOS_SCENARIOS),--scenario $(s)); \
+	stack=$$?; test $$sim -eq 0 && test $$stack -eq 0

@@ -32,7 +32,8 @@ class World:
         self.reader = stack.client(stack.key("chaos-r7-alpha", "read"))
         self.other = stack.client(stack.key("chaos-r7-beta"))
         feature = {"key": "calls", "kind": "metered", "limit": 100}
-        plan = {"plan_key": self.plan_key, "name": self.plan_name, "features": [feature]}
+        plan: dict[str, Any] = {"plan_key": self.plan_key, "name": self.plan_name}
+        plan["features"] = [feature]
         plan["base_price"] = {"amount": 5000, "currency": "USD"}
         self.ok(self.admin.post("/v1/plans", json=plan))
         start = {"tenant_id": "tenant-a", "plan_key": self.plan_key}
@@ -128,7 +129,7 @@ def check_keys(stack: Stack, world: World, result: Result) -> None:
     with httpx.Client(base_url=stack.base_url, timeout=30) as anonymous:
         for method, template, names in every:
             path = world.path(template, names)
-            body = {} if method != "GET" else None
+            body: dict[str, Any] | None = {} if method != "GET" else None
             for kind, headers in (("no_key", {}), ("forged_key", forged())):
                 status = anonymous.request(method, path, json=body, headers=headers).status_code
                 if status != 401:

@@ -1,6 +1,7 @@
 """`tally chaos`: the project's own fault suite. `--seed N` or `--seeds A..B` selects the
-deterministic simulation (TARGETS.md R9) on the embedded store; the scenarios against the
-real stack (R1-R8) are to come as subcommands (`tally chaos <scenario>`)."""
+deterministic simulation (TARGETS.md R9) on the embedded store; `tally chaos stack
+[--scenario R3]` runs the scenarios against the real stack (R1-R8, the top-level chaos/
+package of a source checkout, imported only by that subcommand)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import structlog
 import typer
@@ -19,13 +20,15 @@ if TYPE_CHECKING:  # the simulation loads the whole system: only when a seed run
 
 chaos_app = typer.Typer(
     help="The project's own fault suite: --seed N / --seeds A..B run the deterministic "
-    "simulation (R9) in process on in-memory SQLite.",
+    "simulation (R9) in process on in-memory SQLite; `stack` runs R1-R8 on the real stack.",
 )
 
 NO_SCENARIO = (
-    "tally chaos: give --seed N or --seeds A..B (the deterministic simulation); the "
-    "real-stack scenarios R1-R8 are not part of this command yet"
+    "tally chaos: give --seed N or --seeds A..B (the deterministic simulation), or run "
+    "`tally chaos stack` (the real-stack scenarios R1-R8)"
 )
+STACK_SCENARIOS = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")
+T = TypeVar("T")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -74,7 +77,7 @@ def chaos(
     raise typer.Exit(1 if failed else 0)
 
 
-def quietly(run: Callable[..., list[int]], *args: Any, **kwargs: Any) -> list[int]:
+def quietly(run: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run with warnings and errors logged only (the product logs a lot at debug level);
     the logging configuration is put back afterwards."""
     previous = structlog.get_config()
@@ -83,6 +86,39 @@ def quietly(run: Callable[..., list[int]], *args: Any, **kwargs: Any) -> list[in
         return run(*args, **kwargs)
     finally:
         structlog.configure(**previous)
+
+
+@chaos_app.command("stack")
+def stack(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", help="R1..R8 (repeat it; default: every one)"),
+    ] = None,
+    report: Annotated[Path, typer.Option("--json", help="write the verdicts")] = Path(
+        "var/chaos/stack.json"
+    ),
+    quick: Annotated[bool, typer.Option(help="every scenario at a small size")] = False,
+) -> None:
+    """The scenarios R1-R8 against the real stack each starts itself (`tally serve`, its
+    workers, private NATS/PostgreSQL where one is stopped): one line per scenario with its
+    figures and PASS/FAIL; exit 1 on any failure."""
+    chosen = [name.upper() for name in scenario or STACK_SCENARIOS]
+    unknown = [name for name in chosen if name not in STACK_SCENARIOS]
+    if unknown:
+        raise typer.BadParameter(f"unknown {', '.join(unknown)}", param_hint="--scenario")
+    try:  # the top-level chaos/ package: in a source checkout, never in the wheel
+        from chaos import run as chaos_run
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "chaos":
+            raise
+        typer.echo(
+            "tally chaos stack needs the chaos/ package of a source checkout (it is not in "
+            "the wheel or the image): run it from a clone, e.g. `make chaos`",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    passed = quietly(chaos_run.run, chosen, report, quick=quick, echo=typer.echo)
+    raise typer.Exit(0 if passed else 1)
 
 
 def run_seeds(

@@ -86,8 +86,22 @@ PRODUCT_PACKAGES = ("domain", "commands", "projections", "adapters")
 BENCH_ENTRY_POINT = Path("adapters/cli/main.py")
 
 
+# Likewise the chaos suite (chaos/, not in the wheel): only `tally chaos stack`, lazily.
+CHAOS_ENTRY_POINT = Path("adapters/simulation/cli.py")
+
+
 def bench_imports(relative: Path, source: str) -> list[str]:
     """The imports of benchmarks in a product module that break the rule."""
+    return lazy_only_imports(relative, source, "benchmarks", BENCH_ENTRY_POINT)
+
+
+def chaos_imports(relative: Path, source: str) -> list[str]:
+    """The imports of the chaos suite in a product module that break the rule."""
+    return lazy_only_imports(relative, source, "chaos", CHAOS_ENTRY_POINT)
+
+
+def lazy_only_imports(relative: Path, source: str, target: str, entry_point: Path) -> list[str]:
+    """Imports of `target` anywhere but inside a function of `entry_point`."""
     package = ".".join(relative.parts[:-1])
     module_level = {
         node.lineno
@@ -97,8 +111,7 @@ def bench_imports(relative: Path, source: str) -> list[str]:
     return [
         f"{relative}:{line}: imports {module!r}"
         for line, module in imports_in(source, package)
-        if within(module, ("benchmarks",))
-        and (relative != BENCH_ENTRY_POINT or line in module_level)
+        if within(module, (target,)) and (relative != entry_point or line in module_level)
     ]
 
 
@@ -126,6 +139,31 @@ def test_the_benchmarks_rule_allows_only_a_lazy_import_in_the_entry_point() -> N
     assert len(bench_imports(Path("domain/money.py"), "import benchmarks.run\n")) == 1
     source = (ROOT / BENCH_ENTRY_POINT).read_text(encoding="utf-8")
     assert "from benchmarks import run" in source, "tally bench moved: update this rule"
+
+
+def test_product_packages_never_import_the_chaos_suite() -> None:
+    bad = [
+        problem
+        for folder in PRODUCT_PACKAGES
+        for path in python_files(folder)
+        for problem in chaos_imports(path.relative_to(ROOT), path.read_text(encoding="utf-8"))
+    ]
+    assert not bad, (
+        "domain/, commands/, projections/ and adapters/ must not import chaos/ (only "
+        f"{CHAOS_ENTRY_POINT} may, lazily inside `tally chaos stack`):\n  " + "\n  ".join(bad)
+    )
+
+
+def test_the_chaos_rule_allows_only_a_lazy_import_in_the_entry_point() -> None:
+    lazy = "def stack():\n    from chaos import run\n"
+    assert chaos_imports(CHAOS_ENTRY_POINT, lazy) == []
+    assert chaos_imports(CHAOS_ENTRY_POINT, "import chaos.stack\n") == [
+        f"{CHAOS_ENTRY_POINT}:1: imports 'chaos.stack'"
+    ]
+    assert len(chaos_imports(Path("adapters/cli/main.py"), lazy)) == 1
+    assert len(chaos_imports(Path("commands/bus.py"), "from chaos.result import Result\n")) == 1
+    source = (ROOT / CHAOS_ENTRY_POINT).read_text(encoding="utf-8")
+    assert "from chaos import run" in source, "tally chaos stack moved: update this rule"
 
 
 def test_the_checker_resolves_relative_and_nested_imports() -> None:
