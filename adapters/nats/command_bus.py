@@ -302,11 +302,13 @@ class CommandBusServer:
 
     async def _on_command(self, message: Any) -> None:
         msg: Msg = message.raw_message
+        name = "unknown"
         try:
             app_id, name = parse_subject(msg.subject)
             command = build_command(self.system, name, app_id, msg.data)
             command = correlated(command, request_id_in(msg.headers), sent=True)
-        except Refused as bad:
+        except Refused as bad:  # counted as HTTP counts a command refused at its edge
+            self.system.metrics.command(name, bad.code)
             await self._respond(msg, encode(bad.reply()))
             return
         except Exception:

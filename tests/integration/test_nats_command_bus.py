@@ -225,6 +225,16 @@ def test_bad_requests_are_answered_at_once_naming_the_field(system: System) -> N
     asyncio.run(scenario())
     assert event_count(system) == 0
 
+    def refused(command: str, outcome: str) -> float:
+        return system.metrics.value(
+            "tally_commands_total", {"command": command, "outcome": outcome}
+        )
+
+    assert refused("start_subscription", "validation_error") == 3  # counted as HTTP counts
+    assert refused("start_subscription", "invalid_json") == 1
+    assert refused("consume_quota", "validation_error") == 1
+    assert refused("launch_rocket", "unknown_command") == 1
+
 
 def test_an_invalid_transition_answers_its_code(system: System) -> None:
     async def scenario() -> None:
