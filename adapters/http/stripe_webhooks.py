@@ -33,19 +33,24 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # Stripe's events are far smaller; the route i
 async def stripe_webhook(request: Request) -> dict[str, Any]:
     intake = _intake_of(request)
     payload = await _body(request)
+    metrics = system_of(request).metrics
     try:
-        return await run_in_threadpool(
+        answer = await run_in_threadpool(
             intake.receive, payload, request.headers.get(SIGNATURE_HEADER)
         )
     except WebhookRejected as rejected:
+        metrics.webhook("stripe", rejected.code)
         raise _refused(rejected) from None
     except InboxUnavailable as error:
+        metrics.webhook("stripe", "unavailable")
         raise ApiError(
             status_for_code("unavailable"),
             "unavailable",
             str(error),
             headers={"Retry-After": "5"},
         ) from None
+    metrics.webhook("stripe", "duplicate" if answer.get("duplicate") else str(answer["status"]))
+    return answer
 
 
 def _intake_of(request: Request) -> WebhookIntake:

@@ -40,6 +40,13 @@ class SystemMetrics:
         self._counted: dict[tuple[str, str], Any] = {}
         self._timed: dict[str, Any] = {}
         self._usage_and_checks()
+        self.incoming_webhooks = Counter(
+            "tally_incoming_webhooks_total",
+            "Webhook deliveries received, by provider and outcome (processed, pending, failed, "
+            "unrouted, duplicate, or the refusal's code)",
+            ("provider", "outcome"),
+            registry=self.registry,
+        )
         self.relay_published = Counter(
             "tally_relay_published_total",
             "Events the relay published to JetStream and saw acknowledged",
@@ -70,6 +77,10 @@ class SystemMetrics:
             if timed is None:
                 timed = self._timed[name] = self.command_seconds.labels(name)
             timed.observe(seconds)
+
+    def webhook(self, provider: str, outcome: str) -> None:
+        """Count one incoming webhook delivery."""
+        self.incoming_webhooks.labels(provider, outcome).inc()
 
     def usage(self, answer: dict[str, Any]) -> None:
         """Count a usage answer's events by outcome."""

@@ -102,6 +102,22 @@ def test_a_redelivery_is_acknowledged_as_a_duplicate_and_not_processed_again(
     assert len(intake.rows()) == 1
 
 
+def test_each_delivery_is_counted_by_its_outcome_on_metrics(
+    client: TestClient, system: System, intake: WebhookIntake
+) -> None:
+    payload = stripe_event("evt_counted", "invoice.paid")
+    deliver(client, payload)
+    deliver(client, payload)
+    client.post(ROUTE, content=stripe_event(), headers={"Stripe-Signature": "not a signature"})
+
+    def counted(outcome: str) -> float:
+        labels = {"provider": "stripe", "outcome": outcome}
+        return system.metrics.value("tally_incoming_webhooks_total", labels)
+
+    assert (counted("processed"), counted("duplicate"), counted("signature_invalid")) == (1, 1, 1)
+    assert "tally_incoming_webhooks_total" in client.get("/metrics").text
+
+
 @pytest.mark.parametrize(
     ("signature", "code"),
     [
