@@ -69,11 +69,19 @@ class Ledger(Application[Any]):
             return super().save(*objs, **kwargs)
 
     def get(self, aggregate_id: Any, version: int | None = None) -> Any:
-        """Load an aggregate (at a version), or None when it does not exist."""
+        """Load an aggregate (at a version), or None when it does not exist. One from the
+        cache is the caller's own copy (`private_copy`: the library's `deepcopy` gives the
+        same, walking every value, UUIDs and datetimes included, through `copy`)."""
         try:
-            return self.repository.get(aggregate_id, version=version, projector_func=apply_events)
+            found = self.repository.get(
+                aggregate_id,
+                version=version,
+                projector_func=apply_events,
+                deepcopy_from_cache=False,
+            )
         except AggregateNotFoundError:
             return None
+        return found.private_copy() if version is None else found
 
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
         """Those of these aggregates that exist, current, each a copy of its own: the ones
