@@ -23,13 +23,14 @@ def test_bench_runs_the_benchmarks_package_with_its_options(
     import benchmarks.run
 
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(benchmarks.run, "run", lambda *args: calls.append(args))
+    monkeypatch.setattr(benchmarks.run, "run", lambda *args, quick: calls.append((*args, quick)))
     out, markdown = tmp_path / "r.json", tmp_path / "b.md"
-    result = CliRunner().invoke(
-        app, ["bench", "--events", "500", "--out", str(out), "--markdown", str(markdown)]
-    )
+    options = ["--events", "500", "--out", str(out), "--markdown", str(markdown)]
+    result = CliRunner().invoke(app, ["bench", *options])
     assert result.exit_code == 0, result.output
-    assert calls == [(500, out, markdown)]
+    result = CliRunner().invoke(app, ["bench", *options, "--quick"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(500, out, markdown, False), (500, out, markdown, True)]
 
 
 def test_bench_without_the_benchmarks_package_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
