@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     nats_stream: str = "TALLY_EVENTS"
     nats_subject_prefix: str = "tally.events"
     nats_dedup_window_seconds: int = 120
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)  # copies on a JetStream cluster
     nats_max_age_days: int = 30
     relay_batch: int = 1000
     relay_idle_seconds: float = 0.01

@@ -44,6 +44,7 @@ class Load:
     threads: int = 4
     batch: int = 10
     pause: float = 0.0
+    tag: str = "w"  # keeps the idempotency keys of two loads on one stack apart
     answers: list[Answer] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     running: list[threading.Thread] = field(default_factory=list)
@@ -73,8 +74,8 @@ class Load:
             sequence = 0
             while not self.stopping.is_set():
                 tenant = TENANTS[(number + sequence) % len(TENANTS)]
-                self.usage(client, tenant, f"w{number}-{sequence}")
-                self.command(client, tenant, f"w{number}-{sequence}")
+                self.usage(client, tenant, f"{self.tag}{number}-{sequence}")
+                self.command(client, tenant, f"{self.tag}{number}-{sequence}")
                 sequence += 1
                 if self.pause:
                     time.sleep(self.pause)
@@ -115,5 +116,12 @@ class Load:
                 used[tenant] = int(reply["used"])
         return used
 
-    def statuses(self) -> Counter[int]:
-        return Counter(answer.status for answer in self.answers)
+    def refusals(self) -> str:
+        """The answers other than 200 by status and error code, e.g. `503 unavailable x2`
+        (none: `0`). The quota totals check that they recorded nothing."""
+        seen: Counter[str] = Counter()
+        for answer in self.answers:
+            if answer.status != 200:
+                body = answer.body if isinstance(answer.body, dict) else {}
+                seen[f"{answer.status} {body.get('error', {}).get('code', '')}".strip()] += 1
+        return ",".join(f"{what} x{n}" for what, n in seen.items()) or "0"

@@ -4,6 +4,7 @@ line per scenario with its figures and PASS/FAIL, and write every verdict as JSO
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,11 +43,13 @@ SCENARIOS: dict[str, Scenario] = {
     "R6": Scenario("r6_fuzz", {"examples": 10}, {"examples": 2, "command_examples": 3}),
     "R7": Scenario("r7_isolation", {}, {}),
     "R8": Scenario("r8_stateful", {}, {"billing": 3, "quota": 20, "steps": 10}),
+    "R10": Scenario("r10_scale_out", {}, {"before": 4.0, "after": 6.0}),
 }
 
 
 def run(chosen: Sequence[str], report: Path, *, quick: bool, echo: Echo = print) -> bool:
     """Run the chosen scenarios in order; True when every one passed."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     began, results = time.monotonic(), []
     for name in chosen:
         result = guarded(name, quick)

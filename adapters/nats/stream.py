@@ -25,6 +25,7 @@ class StreamSettings:
     prefix: str = "tally.events"
     dedup_window_seconds: float = 120
     max_age_days: float = 30
+    replicas: int = 1  # copies of the stream on a JetStream cluster, set when it is created
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StreamSettings:
@@ -33,6 +34,7 @@ class StreamSettings:
             prefix=settings.nats_subject_prefix,
             dedup_window_seconds=settings.nats_dedup_window_seconds,
             max_age_days=settings.nats_max_age_days,
+            replicas=settings.nats_stream_replicas,
         )
 
     @property
@@ -49,6 +51,7 @@ class StreamSettings:
             discard=DiscardPolicy.OLD,
             duplicate_window=float(self.dedup_window_seconds),
             max_age=float(self.max_age_days * DAY),
+            num_replicas=self.replicas,
         )
 
 

@@ -27,7 +27,7 @@ NO_SCENARIO = (
     "tally chaos: give --seed N or --seeds A..B (the deterministic simulation), or run "
     "`tally chaos stack` (the real-stack scenarios R1-R8)"
 )
-STACK_SCENARIOS = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")
+STACK_SCENARIOS = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R10")
 T = TypeVar("T")
 
 
@@ -92,16 +92,16 @@ def quietly(run: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def stack(
     scenario: Annotated[
         list[str] | None,
-        typer.Option("--scenario", help="R1..R8 (repeat it; default: every one)"),
+        typer.Option("--scenario", help="R1..R8, R10 (repeat it; default: every one)"),
     ] = None,
     report: Annotated[Path, typer.Option("--json", help="write the verdicts")] = Path(
         "var/chaos/stack.json"
     ),
     quick: Annotated[bool, typer.Option(help="every scenario at a small size")] = False,
 ) -> None:
-    """The scenarios R1-R8 against the real stack each starts itself (`tally serve`, its
-    workers, private NATS/PostgreSQL where one is stopped): one line per scenario with its
-    figures and PASS/FAIL; exit 1 on any failure."""
+    """The scenarios R1-R8 and R10 against the real stack each starts itself (`tally
+    serve`, its workers, private NATS/PostgreSQL where one is stopped): one line per
+    scenario with its figures and PASS/FAIL; exit 1 on any failure."""
     chosen = [name.upper() for name in scenario or STACK_SCENARIOS]
     unknown = [name for name in chosen if name not in STACK_SCENARIOS]
     if unknown:

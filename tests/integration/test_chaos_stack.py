@@ -15,6 +15,7 @@ from chaos import (
     r6_fuzz,
     r7_isolation,
     r8_stateful,
+    r10_scale_out,
 )
 from chaos.result import Result
 
@@ -65,3 +66,8 @@ def test_r7_keys_apps_and_webhooks() -> None:
 def test_r8_a_few_examples() -> None:
     figures = passed(r8_stateful.run(billing=2, quota=5, steps=5)).figures
     assert figures["billing_examples"] >= 2 and figures["quota_examples"] >= 5
+
+
+def test_r10_a_node_and_the_active_relay_killed() -> None:
+    figures = passed(r10_scale_out.run(before=4.0, after=4.0)).figures
+    assert figures["standby_took_over"] is True and figures["missing"] == 0
