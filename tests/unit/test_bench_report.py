@@ -56,6 +56,10 @@ def test_met_holds_a_figure_to_its_targets_md_limit_and_its_ratio_target() -> No
     )
     assert (rate_only.met, behind.met) == (True, False)  # fast enough, but 0.3x the COPY
     assert Figure(key="P10-P5", what="growth", value=1.0, unit="×", target="").met is None
+    small_run = Figure(key="P6-run", what="run", value=900.0, unit="ms", target="≤ 10 s")
+    assert small_run.met is True
+    small_run.size = "quick: 500 subscriptions"
+    assert small_run.met is False  # the target is for 10,000 subscriptions
 
 
 def test_a_new_page_has_only_the_figures(tmp_path: Path) -> None:
