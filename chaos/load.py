@@ -98,6 +98,8 @@ class Load:
         answer = Answer(sent, time.monotonic() - sent, status, reply, keys, n, tenant)
         with self.lock:
             self.answers.append(answer)
+        if status != 200:
+            time.sleep(0.05)  # as a client would back off a little (Retry-After says 1 s)
 
     def expected_used(self) -> Counter[str]:
         """Per tenant, the units the answers 200 say were counted."""

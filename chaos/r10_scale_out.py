@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.tally_server import free_port
 from chaos.load import Load
 from chaos.result import Result
 from chaos.stack import (
@@ -24,7 +25,6 @@ from chaos.stack import (
     REDIS_URL,
     Stack,
     answers,
-    free_port,
     running_stack,
     split_workers,
     tally,

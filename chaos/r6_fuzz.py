@@ -86,6 +86,8 @@ def run(examples: int = 10, budget: float = 150.0, command_examples: int = 25) -
         key = stack.key("chaos-r6")
         ran, total = schemathesis_run(stack, key, tally, examples, began + budget)
         commands = fuzz_commands(stack, key, tally, command_examples)
+        if tally.server_errors:  # the server's own account of them, before its log goes
+            result.problems.append("api log: " + error_lines(stack.log_tail("api", 10**6)))
     result.figures = {"operations": f"{ran}/{total}", "commands": commands, "calls": tally.calls}
     result.figures |= {"4xx": tally.client_errors, "5xx": len(tally.server_errors)}
     result.figures["422_naming_no_field"] = len(tally.unnamed)
@@ -94,6 +96,12 @@ def run(examples: int = 10, budget: float = 150.0, command_examples: int = 25) -
     result.check(not tally.unnamed, "; ".join(tally.unnamed[:5]))
     result.seconds = time.monotonic() - began
     return result
+
+
+def error_lines(log: str, most: int = 40) -> str:
+    """The log's lines about errors (tracebacks included), the last `most` of them."""
+    lines = [line for line in log.splitlines() if "error" in line.lower() or "  " in line[:4]]
+    return "\n".join(lines[-most:])
 
 
 def schemathesis_run(
@@ -135,9 +143,9 @@ def operation_runner(
             body = response.json()
         except ValueError:
             body = response.text
-        tally.note(
-            f"{case.method} {case.formatted_path} ({mode.value})", response.status_code, body
-        )
+        sent = f"body={getattr(case, 'body', None)!r:.200} query={case.query!r:.100}"
+        what = f"{case.method} {case.formatted_path} ({mode.value}) {sent}"
+        tally.note(what, response.status_code, body)
 
     return call
 
