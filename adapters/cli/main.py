@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli import demo as demo_module
-from adapters.cli import events as events_module
+# each command imports what it needs when it runs (demo and events import the whole bootstrap):
+# `tally serve` and `tally worker ...` import only their own (TARGETS.md P9)
 from adapters.cli import invoices as invoices_module
 from adapters.cli import keys as keys_module
 from adapters.cli import stripe as stripe_module
@@ -30,6 +30,8 @@ def demo(
     fast: bool = typer.Option(False, help="skip the pauses between steps"),
 ) -> None:
     """A narrated scenario on the configured store (the embedded SQLite default)."""
+    from adapters.cli import demo as demo_module
+
     demo_module.run(pause=0.0 if fast else 0.3)
 
 
@@ -42,6 +44,8 @@ def events(
     follow: bool = typer.Option(False, help="keep printing new events"),
 ) -> None:
     """Print the event log (the audit trail)."""
+    from adapters.cli import events as events_module
+
     events_module.run(aggregate=aggregate, tenant=tenant, after=after, limit=limit, follow=follow)
 
 
