@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.result import Result
+from chaos.stack import LOGS
 
 Echo = Callable[[str], None]
 
@@ -50,12 +52,15 @@ SCENARIOS: dict[str, Scenario] = {
 def run(chosen: Sequence[str], report: Path, *, quick: bool, echo: Echo = print) -> bool:
     """Run the chosen scenarios in order; True when every one passed."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
+    shutil.rmtree(LOGS, ignore_errors=True)  # the last run's process logs only
     began, results = time.monotonic(), []
     for name in chosen:
         result = guarded(name, quick)
         echo(result.line())
         for problem in result.problems:
             echo(f"  {name}: {problem}")
+        if not result.passed:
+            echo(f"  {name}: the processes' logs are in var/chaos/logs/")
         results.append(result)
     passed = all(r.passed for r in results)
     total = time.monotonic() - began

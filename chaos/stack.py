@@ -32,6 +32,9 @@ PG_URL = os.environ.get("TALLY_CHAOS_PG_URL", "postgresql://postgres@127.0.0.1:5
 NATS_URL = os.environ.get("TALLY_CHAOS_NATS_URL", "nats://127.0.0.1:4222")
 REDIS_URL = os.environ.get("TALLY_CHAOS_REDIS_URL", "redis://127.0.0.1:6379/0")
 START_TIMEOUT = 90.0
+LOGS = ROOT / "var" / "chaos" / "logs"
+"""Each stack's process logs, `<LOGS>/<run>/api.log` and so on: kept after the run (the
+suite empties the folder when it starts), so a failure can be read afterwards."""
 
 
 def tally() -> list[str]:
@@ -77,7 +80,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     port: int = field(default_factory=free_port)
-    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tally-chaos-")))
+    log_dir: Path = field(default_factory=lambda: LOGS / uuid.uuid4().hex[:10])
     api: subprocess.Popen[bytes] | None = None
     running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -108,6 +111,7 @@ class Stack:
         return env | self.extra_env
 
     def launch(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
                 command, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
@@ -192,7 +196,7 @@ def running_stack(pg_url: str = PG_URL, **options: Any) -> Iterator[Stack]:
 
 
 def forget(stack: Stack) -> None:
-    """Remove the stream and the Redis keys of a stack, and its logs."""
+    """Remove the stream and the Redis keys of a stack (its logs stay)."""
     if stack.nats_url and answers(stack.nats_url):
         import asyncio
 
@@ -209,7 +213,6 @@ def forget(stack: Stack) -> None:
             if keys:
                 client.delete(*keys)
         client.close()
-    shutil.rmtree(stack.log_dir, ignore_errors=True)
 
 
 # --- private servers (the ones a scenario stops) ------------------------------------------

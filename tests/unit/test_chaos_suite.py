@@ -54,6 +54,8 @@ def test_an_unknown_scenario_is_refused() -> None:
 def test_a_scenario_that_raises_fails_and_the_next_still_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.setattr(run, "LOGS", tmp_path / "logs")
+
     def fake(self: run.Scenario, quick: bool) -> Result:
         if self.module == "r1_quota":
             raise RuntimeError("tally serve exited at start")
@@ -63,7 +65,8 @@ def test_a_scenario_that_raises_fails_and_the_next_still_runs(
     lines: list[str] = []
     assert not run.run(["R1", "R2"], tmp_path / "s.json", quick=True, echo=lines.append)
     assert lines[0].startswith("R1 FAIL") and "tally serve exited" in lines[1]
-    assert lines[2].startswith("R2 PASS") and lines[3].startswith("chaos stack: 1/2 passed")
+    assert "var/chaos/logs/" in lines[2]
+    assert lines[3].startswith("R2 PASS") and lines[4].startswith("chaos stack: 1/2 passed")
 
 
 def test_stack_without_the_chaos_package_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
