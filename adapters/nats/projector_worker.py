@@ -332,14 +332,11 @@ class ProjectorWorker:
             return await self._apply_in_order(messages)
 
     async def _apply_in_order(self, messages: Sequence[Msg]) -> int:
-        envelopes: list[EventEnvelope] = []
-        unreadable: Exception | None = None
-        for message in messages:
-            try:
-                envelopes.append(EventEnvelope.model_validate_json(message.data))
-            except ValueError as error:
-                unreadable = error
-                break
+        """How many messages (a prefix) are applied: those of event types the projector
+        handles are decoded and applied, the others only move its position (read from the
+        message's headers and subject, never decoded: most of a projector's stream is not
+        its own)."""
+        envelopes, owners, through, stop, unreadable = self._read(messages)
         by_position = sorted(envelopes, key=lambda e: e.position)
         if by_position != envelopes:
             # the relay publishes in position order, so this should not happen; applied in
@@ -349,23 +346,57 @@ class ProjectorWorker:
                 projector=self.projector.NAME,
                 positions=[e.position for e in envelopes],
             )
-            done = await self._apply_envelopes(by_position)
+            done = await self._apply_envelopes(by_position, through)
             # partial progress cannot be mapped back to a stream-order prefix: ack nothing
-            return done if done == len(envelopes) and unreadable is None else 0
-        done = await self._apply_envelopes(envelopes) if envelopes else 0
-        if done == len(envelopes) and unreadable is not None:
+            return stop if done == len(envelopes) and unreadable is None else 0
+        done = await self._apply_envelopes(envelopes, through) if stop else 0
+        if done < len(envelopes):
+            return owners[done]  # the messages before the one that failed
+        if unreadable is not None:
             log.error(
                 "projection_event_unreadable_will_retry",
                 projector=self.projector.NAME,
-                stream_seq=messages[done].metadata.sequence.stream,
-                subject=messages[done].subject,
+                stream_seq=messages[stop].metadata.sequence.stream,
+                subject=messages[stop].subject,
                 error=repr(unreadable),
             )
-        return done
+        return stop
 
-    async def _apply_envelopes(self, envelopes: Sequence[EventEnvelope]) -> int:
+    def _read(
+        self, messages: Sequence[Msg]
+    ) -> tuple[list[EventEnvelope], list[int], int, int, Exception | None]:
+        """(the envelopes to apply, the index of each one's message, the position the read
+        prefix reaches, how many messages were read, the error that stopped the reading)."""
+        envelopes: list[EventEnvelope] = []
+        owners: list[int] = []
+        through = 0
+        for index, message in enumerate(messages):
+            skipped = self._not_handled(message)
+            if skipped is not None:
+                through = max(through, skipped)
+                continue
+            try:
+                envelope = EventEnvelope.model_validate_json(message.data)
+            except ValueError as error:
+                return envelopes, owners, through, index, error
+            envelopes.append(envelope)
+            owners.append(index)
+            through = max(through, envelope.position)
+        return envelopes, owners, through, len(messages), None
+
+    def _not_handled(self, message: Msg) -> int | None:
+        """The position of a message whose event type (the subject's last token) this
+        projector does not handle; None when it must be decoded (handled, or headers
+        missing)."""
+        event_type = str(getattr(message, "subject", "")).rsplit(".", 1)[-1]
+        if event_type in self.projector.HANDLES:
+            return None
+        position = (getattr(message, "headers", None) or {}).get("Tally-Position", "")
+        return int(position) if position.isdigit() else None
+
+    async def _apply_envelopes(self, envelopes: Sequence[EventEnvelope], through: int = 0) -> int:
         try:
-            await asyncio.to_thread(self.views.apply, self.projector, envelopes)
+            await asyncio.to_thread(self.views.apply, self.projector, envelopes, through)
             return len(envelopes)
         except Exception as error:
             first_error: Exception = error
@@ -379,12 +410,21 @@ class ProjectorWorker:
                     break
                 done += 1
             if done == len(envelopes):  # the failure did not come back one by one
+                await asyncio.to_thread(self.views.apply, self.projector, [], through)
                 log.warning(
                     "projection_batch_failed_then_applied_one_by_one",
                     projector=self.projector.NAME,
                     error=repr(first_error),
                 )
                 return done
+        if not envelopes:  # only a position to record, and that failed
+            log.error(
+                "projection_position_failed_will_retry",
+                projector=self.projector.NAME,
+                position=through,
+                error=repr(first_error),
+            )
+            return 0
         failing = envelopes[done]
         log.error(
             "projection_failed_will_retry",

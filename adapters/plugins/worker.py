@@ -27,7 +27,11 @@ class PluginsWorker(ProjectorWorker):
         self.runner = runner
         self.durable = CONSUMER
 
-    async def _apply_envelopes(self, envelopes: Sequence[EventEnvelope]) -> int:
+    def _not_handled(self, message: Any) -> int | None:
+        """Every event goes to the hook runner (it decides which hooks an event reaches)."""
+        return None
+
+    async def _apply_envelopes(self, envelopes: Sequence[EventEnvelope], through: int = 0) -> int:
         try:
             reached = await asyncio.to_thread(self.runner.deliver, envelopes)
         except Exception as error:  # the store is down: nak'd, delivered again later

@@ -361,9 +361,11 @@ class ViewStore:
             {"n": name, "p": position},
         )
 
-    def apply(self, projector: Projector, events: Sequence[EventEnvelope]) -> int:
+    def apply(self, projector: Projector, events: Sequence[EventEnvelope], through: int = 0) -> int:
         """Apply events (in position order) not yet applied; rows and position commit
-        together, so redelivery never double-counts. Returns the new position."""
+        together, so redelivery never double-counts. Returns the new position. `through`:
+        the position the batch reaches beyond its last event given (events the caller left
+        unread because the projector does not handle them)."""
         applied: list[EventEnvelope] = []
         with self.transaction() as conn:
             position = self.position(projector.NAME, conn, lock=True)
@@ -376,6 +378,7 @@ class ViewStore:
                     projector.apply(event, tx)
                     applied.append(event)
                 position = event.position
+            position = max(position, through)
             tx.flush()
             self.set_position(conn, projector.NAME, position)
         if applied:

@@ -250,3 +250,55 @@ def test_the_worker_applies_strictly_in_stream_order(tmp_path: Path) -> None:
         assert sum(row["n"] for row in counts) == 6  # each applied once
     finally:
         system.close()
+
+
+class _OnlyOneType(CountingProjector):
+    """Handles a single event type, and only counts it (it sees no aggregate's whole
+    history, so the version check of CountingProjector does not apply)."""
+
+    def __init__(self, event_type: str) -> None:
+        self.HANDLES = frozenset({event_type})  # type: ignore[misc]
+
+    def apply(self, event: EventEnvelope, tx: ViewTx) -> None:
+        tx.increment("event_counts", {"event_type": event.type}, {"n": 1})
+
+
+def test_events_the_projector_does_not_handle_move_its_position_unread(tmp_path: Path) -> None:
+    """Messages of types the projector does not handle are never decoded (their body could
+    be anything): their position, from the headers, is recorded with the batch."""
+    system = bootstrap(
+        Settings(database_url=f"sqlite:///{tmp_path / 'events.db'}"),
+        SettableClock(T0),
+        deliver_in_process=False,
+    )
+    try:
+        make_events(system, tenants=2, uses=3)
+        events = committed(system)
+        handled = events[-1].type
+        projector = _OnlyOneType(handled)
+        worker = ProjectorWorker(
+            views=system.views,
+            projector=projector,
+            lock=LocalLock("unit"),
+            nats_url="nats://unused",
+            stream=StreamSettings(),
+        )
+        system.views.ensure(projector)
+        worker.expected = 1
+        log: list[tuple[str, int]] = []
+        messages: list[Any] = []
+        for seq, envelope in enumerate(events, start=1):
+            message = _FakeMsg(seq, envelope, log)
+            message.headers = envelope.headers()  # type: ignore[attr-defined]
+            if envelope.type != handled:
+                message.data = b"not an event: never read"
+            messages.append(message)
+
+        asyncio.run(worker.handle_batch(messages))
+        assert sorted(log) == [("ack", seq) for seq in range(1, len(events) + 1)]
+        assert worker.expected == len(events) + 1
+        assert system.views.position(projector.NAME) == events[-1].position
+        counts = read_model(system.views)["event_counts"]
+        assert counts == [{"event_type": handled, "n": sum(e.type == handled for e in events)}]
+    finally:
+        system.close()
