@@ -46,14 +46,24 @@ def settle_heap() -> None:
     """Once a process has started (imports done, system built): collect, then freeze what
     is left, so the collector never walks those objects again. The hot paths allocate a lot
     (usage ingest: several objects per event) and each full collection walked the whole
-    start-up heap: about a third of the API's CPU per usage event (docs/benchmarks.md, P2)."""
+    start-up heap: about a third of the API's CPU per usage event (docs/benchmarks.md, P2).
+    The collector is back on from here (`pause_collector`)."""
     gc.collect()
     gc.freeze()
+    gc.enable()
+
+
+def pause_collector() -> None:
+    """No collection until `settle_heap`: what the start allocates (modules, classes, models,
+    routes) lives on, so the collections the imports trigger walk an ever larger heap for
+    nothing (TARGETS.md P9: about a fifth of the start's CPU); `settle_heap` collects once."""
+    gc.disable()
 
 
 @contextmanager
 def worker_system() -> Iterator[System]:
     """The system of a worker process (no in-process delivery: NATS delivers), closed after."""
+    pause_collector()
     from adapters.bootstrap import bootstrap
 
     system = bootstrap(deliver_in_process=False)
@@ -74,6 +84,7 @@ def _worker(build: Callable[[System], Any]) -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, graceful_seconds: float = 30.0) -> None:
     """`tally serve`."""
+    pause_collector()
     from adapters.bootstrap import bootstrap
     from adapters.http.serve import serve_system
 
