@@ -11,7 +11,7 @@ answer with the clock's time, so expiry needs no event. Freshness comes from inv
 - while the channel is not subscribed (start-up, Redis down, a dropped connection) nothing is
   served from or kept in this copy: it is emptied, every check goes to Redis or the read
   model, and it starts again, empty, once the subscription is confirmed. The feed hears from
-  Redis every 100 ms (a ping); a copy that heard nothing for `stale_after` (0.5 s) is not
+  Redis every 200 ms (a ping); a copy that heard nothing for `stale_after` (1 s) is not
   served from, so a hung Redis that loses an invalidation leaves a stale row answerable for
   at most that long (the Redis copy's recovery bump then empties every copy);
 - a reader that missed notes the version of the tenant's stripe; its fill is kept only if no

@@ -32,8 +32,8 @@ class RedisInvalidations:
         channel: str,
         *,
         retry_seconds: float = 1.0,
-        ping_seconds: float = 0.1,
-        stale_after: float = 0.5,
+        ping_seconds: float = 0.2,
+        stale_after: float = 1.0,
     ) -> None:
         self.url, self.channel, self.retry_seconds = url, channel, retry_seconds
         self.ping_seconds, self.stale_after = ping_seconds, stale_after
