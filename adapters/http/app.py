@@ -120,6 +120,7 @@ def create_app(
     add_routes(app, planned.planned_router())  # named in the docs, not built: 501
     install_console(app, system.settings)
     app.add_middleware(ReadYourWrites, system=system)  # Tally-Position, ?min_position=
+    errors.document_errors(app)  # the schema ERROR_RESPONSES refer to
     document_min_position(app)
     app.add_middleware(
         BodyLimits,

@@ -118,8 +118,13 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorResponse"}
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
+    # the schema by reference, not {"model": ErrorResponse}: FastAPI would build a model
+    # field per route and status (600 at start, TARGETS.md P9) only to write this same
+    # reference; ErrorResponse is in the document's schemas once (`document_errors`)
+    status: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
     for status, text in (
         (401, "no API key, or an unknown or revoked one"),
         (403, "the key lacks the scope this route needs"),
@@ -130,6 +135,39 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (503, "the event store (or another dependency) is unavailable"),
     )
 }
+
+
+def document_errors(app: FastAPI) -> None:
+    """ErrorResponse (and ErrorBody) among the OpenAPI document's schemas, where every
+    route's ERROR_RESPONSES point, as FastAPI documents a response model."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        components = document.setdefault("components", {})
+        schemas = components.get("schemas", {}) | _error_schemas()
+        components["schemas"] = dict(sorted(schemas.items()))
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_schemas() -> dict[str, Any]:
+    """The schemas FastAPI's own document has for a route answering an ErrorResponse."""
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute
+
+    route = APIRoute("/error", _answers_error, response_model=ErrorResponse)
+    schemas: dict[str, Any] = get_openapi(title="", version="", routes=[route])["components"][
+        "schemas"
+    ]
+    return schemas
+
+
+def _answers_error() -> None:
+    """The endpoint of the route `_error_schemas` documents (never served)."""
 
 
 class ApiError(Exception):
