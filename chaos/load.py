@@ -124,6 +124,12 @@ class Load:
         seen: Counter[str] = Counter()
         for answer in self.answers:
             if answer.status != 200:
-                body = answer.body if isinstance(answer.body, dict) else {}
-                seen[f"{answer.status} {body.get('error', {}).get('code', '')}".strip()] += 1
+                seen[f"{answer.status} {refusal(answer.body)}".strip()] += 1
         return ",".join(f"{what} x{n}" for what, n in seen.items()) or "0"
+
+
+def refusal(body: Any) -> str:
+    """The error code of an answer, or the exception's name when none came (status 0)."""
+    if isinstance(body, dict):
+        return str(body.get("error", {}).get("code", ""))
+    return str(body).split("(", 1)[0]

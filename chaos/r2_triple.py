@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from chaos.load import refusal
 from chaos.result import Result, in_parallel, post
 from chaos.stack import NATS_URL, PG_URL, REDIS_URL, answers, running_stack
 
@@ -54,7 +55,7 @@ def deliver(client: httpx.Client, delivery: Delivery) -> str:
             client, "/v1/usage", body | {"feature_key": "calls", "quantity": quantity}
         )
         if status != 200:
-            return f"error {status}"
+            return f"error {status} {refusal(answer)}"
         return (
             "duplicate" if answer["duplicates"] == 1 else "counted" if answer["accepted"] else "?"
         )
@@ -62,7 +63,7 @@ def deliver(client: httpx.Client, delivery: Delivery) -> str:
     command |= {"idempotency_key": f"c{index}", "command_id": f"cmd-{index}"}
     status, answer = post(client, "/v1/commands/consume_quota", command)
     if status != 200 or not answer.get("ok"):
-        return f"error {status}"
+        return f"error {status} {refusal(answer)}"
     return "duplicate" if answer.get("duplicate") else "counted"
 
 
