@@ -33,13 +33,16 @@ def run(outage: float = 20.0, before: float = 5.0, after: float = 5.0) -> Result
             time.sleep(before)
             stopped = time.monotonic()
             postgres.stop()
+            down = time.monotonic()  # stopped, as far as pg_ctl -w can tell
             time.sleep(outage)
+            starting = time.monotonic()
             postgres.start()
             back = time.monotonic()
             recovery = recovered_after(stack, load.key, 60)
             time.sleep(after)
             load.stop()
-            judge_outage(result, load, stopped + 0.5, back)
+            result.figures["outage_s"] = round(back - stopped, 1)
+            judge_outage(result, load, down, starting)
             result.figures["recovered_after_s"] = round(recovery, 1)
             result.check(recovery < 60, "no 200 within 60 s of PostgreSQL back")
             judge_nothing_partial(result, stack, load)
@@ -64,11 +67,12 @@ def recovered_after(stack: Stack, key: str, timeout: float) -> float:
 
 
 def judge_outage(result: Result, load: Load, start: float, back: float) -> None:
-    """The requests sent once the server was down and answered before it was back."""
+    """The requests sent once the server was down and answered before it was started
+    again."""
     during = [a for a in load.answers if start <= a.sent and a.answered <= back]
     unavailable = [a for a in during if a.status == 503 and code(a) == "unavailable"]
     slowest = max((a.seconds for a in during), default=0.0)
-    result.figures = {"outage_s": round(back - start + 0.5, 1), "requests": len(load.answers)}
+    result.figures["requests"] = len(load.answers)
     result.figures |= {"in_outage": len(during), "503_unavailable": len(unavailable)}
     result.figures["slowest_503_s"] = round(slowest, 2)
     result.check(len(during) > 0, "no request answered during the outage")

@@ -22,6 +22,12 @@ from chaos.verify import stream_problems
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def logs_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The suite empties its log folder when it starts: not the real one here."""
+    monkeypatch.setattr(run, "LOGS", tmp_path / "logs")
+
+
 def test_stack_runs_the_chosen_scenarios_and_writes_json(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -54,8 +60,6 @@ def test_an_unknown_scenario_is_refused() -> None:
 def test_a_scenario_that_raises_fails_and_the_next_still_runs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(run, "LOGS", tmp_path / "logs")
-
     def fake(self: run.Scenario, quick: bool) -> Result:
         if self.module == "r1_quota":
             raise RuntimeError("tally serve exited at start")
