@@ -53,7 +53,7 @@ def judge_outage(result: Result, load: Load, stopped: float, back: float) -> Non
     committed (200)."""
     during = [a for a in load.answers if stopped <= a.sent and a.answered <= back]
     ok = [a for a in during if a.status == 200]
-    result.figures["requests"] = len(load.answers)
+    result.figures |= {"requests": len(load.answers), "non_200": load.refusals()}
     result.figures |= {"committed_in_outage": len(ok), "errors_in_outage": len(during) - len(ok)}
     result.check(len(ok) > 0, "nothing committed while NATS was down")
     failed = Counter(f"{a.status} {refusal(a.body)}".strip() for a in during if a.status != 200)
