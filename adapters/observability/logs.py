@@ -94,6 +94,12 @@ def _route_stdlib(renderer: Processor, stream: Any, level: int) -> None:
     handler.tally = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    for name in CHATTY:  # a line per HTTP call they make: only their warnings, unless debug
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
+
+
+CHATTY = ("stripe", "httpx", "httpcore")
+"""Libraries that log every request they send at INFO."""
 
 
 _CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("tally_log_context", default=_NOTHING)

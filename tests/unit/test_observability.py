@@ -154,6 +154,24 @@ def test_console_format_and_the_info_level_hide_debug_lines() -> None:
         json.loads(text.splitlines()[0])
 
 
+def test_libraries_that_log_every_request_keep_to_warnings_unless_debug() -> None:
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    try:
+        configure_logging("console", "info", stream)
+        logging.getLogger("stripe").info("Request to Stripe api")
+        logging.getLogger("stripe").warning("Stripe is slow")
+        quiet = stream.getvalue()
+        configure_logging("console", "debug", stream)
+        logging.getLogger("httpx").info("HTTP Request: GET /")
+        loud = stream.getvalue()
+    finally:
+        structlog.configure(**saved)
+        configure_logging("console", "info", io.StringIO())
+    assert "Stripe is slow" in quiet and "Request to Stripe api" not in quiet
+    assert "HTTP Request: GET /" in loud
+
+
 def test_cli_logs_go_to_stderr_so_stdout_stays_the_commands_own(tmp_path: Path) -> None:
     import subprocess
     import sys
