@@ -125,8 +125,10 @@ async def _ready_response(request: Request) -> JSONResponse:
 async def _nats(url: str) -> None:
     import nats
 
+    from adapters.nats.connection import servers
+
     connection = await nats.connect(
-        url, connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0
+        servers(url), connect_timeout=1, allow_reconnect=False, max_reconnect_attempts=0
     )
     try:
         await connection.flush(timeout=1)

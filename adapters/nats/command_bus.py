@@ -50,6 +50,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from adapters.json_depth import nests_deeper_than
+from adapters.nats.connection import servers
 from adapters.observability import tracing
 from adapters.observability.correlation import correlated, request_id_in
 from commands import edge
@@ -233,7 +234,7 @@ class CommandBusServer:
         self.store_timeout = store_timeout
         self.max_queue = max_queue
         self.broker = NatsBroker(
-            nats_url,
+            servers(nats_url),
             apply_types=False,
             logger=None,
             name=name,

@@ -3,6 +3,9 @@
 nats-py's connect retries the first connection as long as reconnects are allowed (forever
 with max_reconnect_attempts=-1), so a worker started while NATS is down would block there and
 ignore SIGTERM. Racing the connect against the stop event keeps shutdown prompt.
+
+`TALLY_NATS_URL` may list several servers of one cluster, comma-separated: the client starts
+on any that answers and moves to the others when its node goes (`servers`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 
+def servers(url: str) -> list[str]:
+    """The servers a NATS URL setting names (one, or several comma-separated)."""
+    found = [part.strip() for part in url.split(",") if part.strip()]
+    return found or [url]
+
+
 class StoppedBeforeConnecting(Exception):
     """The stop event was set while NATS was still unreachable."""
 
 
 async def connect_unless_stopped(url: str, stop: asyncio.Event, **options: Any) -> NatsClient:
-    connecting = asyncio.ensure_future(nats.connect(url, **options))
+    connecting = asyncio.ensure_future(nats.connect(servers(url), **options))
     stopping = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
