@@ -45,3 +45,29 @@ def test_the_image_runs_serve_by_default() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "uv sync --frozen --no-dev" in dockerfile
     assert 'CMD ["tally", "serve"' in dockerfile
+
+
+CLUSTER = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+
+
+def test_the_cluster_override_gives_every_tally_service_all_three_nats_nodes() -> None:
+    services = CLUSTER["services"]
+    nodes = ["nats", "nats-2", "nats-3"]
+    for node in nodes:  # each routes to the two others, in one named cluster
+        command = services[node]["command"]
+        routes = command[command.index("--routes") + 1].split(",")
+        assert sorted(routes) == sorted(f"nats://{o}:6222" for o in nodes if o != node)
+        assert command[command.index("--cluster_name") + 1] == "tally"
+    tally = set(TALLY_SERVICES) | {n for n, spec in services.items() if "build" in spec}
+    for name in tally:
+        env = services[name]["environment"]
+        assert env["TALLY_NATS_URL"].split(",") == [f"nats://{n}:4222" for n in nodes], name
+        assert env["TALLY_NATS_STREAM_REPLICAS"] == "3"
+
+
+def test_the_cluster_override_adds_an_api_replica_and_standbys() -> None:
+    commands = [spec["command"][1:] for spec in CLUSTER["services"].values() if "build" in spec]
+    assert ["serve", "--host", "0.0.0.0", "--port", "8000"] in commands
+    assert ["worker", "relay"] in commands
+    assert ["worker", "projector", "usage"] in commands
+    assert ["worker", "projector", "entitlements"] in commands
