@@ -2,7 +2,8 @@
 
 nats-py's connect retries the first connection as long as reconnects are allowed (forever
 with max_reconnect_attempts=-1), so a worker started while NATS is down would block there and
-ignore SIGTERM. Racing the connect against the stop event keeps shutdown prompt.
+ignore SIGTERM. Racing the connect against the stop event keeps shutdown prompt, and the
+connect is cancelled until it ends (`_cancelled`).
 
 `TALLY_NATS_URL` may list several servers of one cluster, comma-separated: the client starts
 on any that answers and moves to the others when its node goes (`servers`).
@@ -36,7 +37,18 @@ async def connect_unless_stopped(url: str, stop: asyncio.Event, **options: Any) 
         stopping.cancel()
     if connecting.done():
         return connecting.result()
-    connecting.cancel()
-    # give the cancel a moment, without trusting nats-py to honour it (see module docstring)
-    await asyncio.wait({connecting}, timeout=1.0)
+    await _cancelled(connecting)
     raise StoppedBeforeConnecting(url)
+
+
+async def _cancelled(connecting: asyncio.Future[NatsClient], seconds: float = 5.0) -> None:
+    """Cancel the connect, again and again until it ends: nats-py's retry loop sits in
+    `asyncio.wait_for`, which on Python 3.11 can swallow a cancel that lands as an attempt
+    ends, and one swallowed cancel left the task retrying forever (asyncio.run then waited
+    for it at exit)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not connecting.done() and asyncio.get_running_loop().time() < deadline:
+        connecting.cancel()
+        await asyncio.wait({connecting}, timeout=0.1)
+    if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+        await connecting.result().close()  # it connected as it was stopped
