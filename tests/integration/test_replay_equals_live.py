@@ -584,6 +584,8 @@ def test_the_program_reaches_every_read_model(pg_url: str) -> None:
             assert all(a["events"] == 0 for a in many[15:])
             money = answers["revenue", str(questions[6][1])]
             assert money["mrr"] == {"EUR": 0, "USD": 3500}
+            latest = {h["currency"]: h["mrr"] for h in money["history"]}  # periods ascend
+            assert latest == money["mrr"]  # the current period's figure is the MRR now
             assert money["recognized"] == [
                 {"period": "2026-01-02", "currency": "USD", "amount": 1000, "invoices": 1}
             ]
