@@ -97,3 +97,17 @@ def stripe_api() -> Iterator[str]:
     from tests.stripe_server import stripe_api_fixture
 
     yield from stripe_api_fixture()
+
+
+@pytest.fixture
+def fresh_database(pg_url: str) -> Iterator[str]:
+    """A database of its own (for what takes its store from TALLY_DATABASE_URL alone, with
+    no schema: `tally migrate`, `tally replay`), dropped after."""
+    name = f"tally_db_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,19 +93,6 @@ def roomy_pg() -> Iterator[str]:
         yield postgres.url
     finally:
         postgres.cleanup()
-
-
-@pytest.fixture
-def fresh_database(pg_url: str) -> Iterator[str]:
-    """A database of its own (for `tally migrate`, which takes no schema), dropped after."""
-    name = f"tally_mig_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield pg_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def recorded(url: str, schema: str) -> list[tuple[int, str]]:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from adapters.bootstrap import System, bootstrap
 from adapters.readmodels.parallel_replay import _groups, replay_in_processes
@@ -81,40 +78,35 @@ def test_every_read_model_rebuilt_in_processes_equals_the_live_one(
     assert snapshot(system.views) == live
 
 
-def test_tally_replay_rebuilds_every_read_model_of_the_configured_store(pg_url: str) -> None:
-    name = f"tally_replay_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = pg_url.rsplit("/", 1)[0] + "/" + name
+def test_tally_replay_rebuilds_every_read_model_of_the_configured_store(
+    fresh_database: str,
+) -> None:
+    url = fresh_database
+    seeded = bootstrap(Settings(database_url=url), deliver_in_process=False)
     try:
-        seeded = bootstrap(Settings(database_url=url), deliver_in_process=False)
-        try:
-            base = {"amount": 500, "currency": "EUR"}
-            run(seeded, "define_plan", plan_key="basic", name="Basic", base_price=base)
-            run(seeded, "start_subscription", tenant_id="t1", plan_key="basic")
-            seeded.sync()
-            live = snapshot(seeded.views)
-        finally:
-            seeded.close()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
-        done = subprocess.run(
-            [*tally_command(), "replay"],
-            env={**env, "TALLY_DATABASE_URL": url, "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr + done.stdout
-        assert done.stdout.count("✓ position") == len(build_projectors()), done.stdout
-        again = bootstrap(Settings(database_url=url), deliver_in_process=False)
-        try:
-            assert snapshot(again.views) == live
-        finally:
-            again.close()
+        base = {"amount": 500, "currency": "EUR"}
+        run(seeded, "define_plan", plan_key="basic", name="Basic", base_price=base)
+        run(seeded, "start_subscription", tenant_id="t1", plan_key="basic")
+        seeded.sync()
+        live = snapshot(seeded.views)
     finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        seeded.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLY_")}
+    done = subprocess.run(
+        [*tally_command(), "replay"],
+        env={**env, "TALLY_DATABASE_URL": url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.count("✓ position") == len(build_projectors()), done.stdout
+    again = bootstrap(Settings(database_url=url), deliver_in_process=False)
+    try:
+        assert snapshot(again.views) == live
+    finally:
+        again.close()
 
 
 def test_read_models_are_shared_out_round_robin_heaviest_first() -> None:
