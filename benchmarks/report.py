@@ -92,10 +92,7 @@ GROWTH: dict[str, tuple[bool, float]] = {
 
 def limit_of(key: str) -> tuple[bool, float] | None:
     """The limit of a figure id: its own, or its family's (P1-dedupe is a P1)."""
-    if key in LIMITS:
-        return LIMITS[key]
-    family = key.split("-")[0]
-    return LIMITS.get(family) if family != key and not key.startswith("P10") else None
+    return LIMITS.get(key, LIMITS.get(key.split("-")[0]))
 
 
 def write(figures: list[Figure], json_path: Path, markdown_path: Path) -> None:
