@@ -6,20 +6,16 @@ traceparent header), and the relay's figures show on /metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.bootstrap import System
 from adapters.http.app import create_app
 from adapters.nats.stream import StreamSettings
 from adapters.nats.workers import build_projector_worker, build_relay
-from adapters.observability import tracing
 from tests.integration.nats_support import (  # noqa: F401  (fixtures)
     CountingProjector,
     nats_system_fixture,
@@ -27,6 +23,7 @@ from tests.integration.nats_support import (  # noqa: F401  (fixtures)
     stream_messages,
     wait_until,
 )
+from tests.tracing_support import named, spans_fixture  # noqa: F401  (fixture)
 from tests.unit.http.support import Api
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.timeout(120)]
@@ -38,23 +35,6 @@ PLAN = {"plan_key": "pro", "name": "Pro", "base_price": {"amount": 900, "currenc
 def api(nats_system: System) -> Api:
     """API keys made before tracing starts (their events carry no trace context)."""
     return Api(TestClient(create_app(nats_system)), nats_system, "acme")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.install(None)
-        provider.shutdown()
-
-
-def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name == name]
 
 
 def metric(api: Api, line_start: str) -> float:

@@ -20,8 +20,6 @@ from typing import Any
 import pytest
 import structlog
 from fastapi.testclient import TestClient
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from adapters.bootstrap import System, bootstrap
@@ -34,6 +32,7 @@ from adapters.settings import Settings
 from domain.clock import SettableClock
 from projections.envelope import EventEnvelope
 from tests.factories import T0, free_port
+from tests.tracing_support import named, spans_fixture  # noqa: F401  (fixture)
 from tests.unit.http.support import Api
 
 PLAN = {
@@ -230,23 +229,6 @@ def acme_system(api: Api) -> System:
 
 
 # --- tracing ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.install(None)
-        provider.shutdown()
-
-
-def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
-    return [s for s in exporter.get_finished_spans() if s.name == name]
 
 
 def test_spans_from_the_request_through_the_command_and_store_to_the_projector(
